@@ -1,0 +1,203 @@
+"""Compile an architecture to a torch ``nn.Module`` through generated Python source.
+
+As torch.fx's GraphModule does, the compiler writes source (one line per instruction,
+parameters created in ``__init__``) and executes it. The same source is what ``export``
+writes, so what was trained is what is exported. Only validated programs are compiled: op
+names come from the registry and attribute values are validated literals, so no string from
+a file or database is evaluated as code.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from primitives.program import Architecture, ModelSpec, Program
+from primitives.registry import CALL, REGISTRY
+from primitives.types import MODEL_UNITS, ValueType, seq
+from primitives.validate import ProgramError, infer_types, topological_order, validate_architecture
+
+from . import runtime
+
+
+class NonCausalError(ProgramError):
+    """Outputs at position t change when tokens after t change."""
+
+
+@dataclass
+class _Class:
+    name: str
+    init: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    output: str = ""
+
+    def source(self) -> str:
+        init = "\n".join(f"        {line}" for line in self.init) or "        pass"
+        forward = "\n".join(f"        {line}" for line in self.forward)
+        return (f"class {self.name}(nn.Module):\n    def __init__(self):\n        super().__init__()\n{init}\n\n"
+                f"    def forward(self, {', '.join(self.params)}):\n{forward}\n        return {self.output}\n")
+
+
+class _Generator:
+    """Emits one class per (program, subprogram, input types): widths fix parameter shapes."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.classes: dict[tuple, _Class] = {}
+
+    def program_class(self, program: Program, name: str, where: str) -> str:
+        return self._class(program, 0, (seq(MODEL_UNITS),), name, where)
+
+    def _class(self, program: Program, index: int, inputs: tuple[ValueType, ...], base: str, where: str) -> str:
+        key = (id(program), index, inputs)
+        if key in self.classes:
+            return self.classes[key].name
+        sub = program.subprograms[index]
+        taken = {c.name for c in self.classes.values()}
+        name = base if index == 0 else f"{base}_{sub.name}"
+        name = next(n for n in [name, *(f"{name}_{i}" for i in range(2, 1000))] if n not in taken)
+        cls = self.classes[key] = _Class(name, params=list(sub.params), output=sub.output)
+        types = infer_types(program, index, list(inputs), where)
+        fused = _fusable_attention(sub)
+        for i in topological_order(sub):
+            ins = sub.body[i]
+            at = f"{where}.{sub.name}[{i}] ({ins.out} = {ins.op})"
+            if hasattr(nn.Module, ins.out):
+                raise ProgramError(at, f"the name {ins.out!r} clashes with torch.nn.Module.{ins.out}; rename the value")
+            if ins.out in fused:
+                q, k, v = fused[ins.out][:3]
+                cls.forward.append(f"{ins.out} = _causal_attention({q}, {k}, {v}, {self.spec.n_heads})")
+                continue
+            if any(ins.out == inner for group in fused.values() for inner in group[3:]):
+                continue
+            if ins.op == CALL:
+                target = [s.name for s in program.subprograms].index(ins.attrs["target"])
+                callee = self._class(program, target, tuple(types[n] for n in ins.inputs), base, where)
+                cls.init.append(f"self.{ins.out} = {callee}()")
+                cls.forward.append(f"{ins.out} = self.{ins.out}({', '.join(ins.inputs)})")
+                continue
+            op = REGISTRY[ins.op]
+            context = {f"in{j}": name for j, name in enumerate(ins.inputs)}
+            context.update({key: repr(value) for key, value in ins.attrs.items()})
+            context.update(out=ins.out, heads=self.spec.n_heads, d_out=self._width(types[ins.out]),
+                           d_in=self._width(types[ins.inputs[0]]) if ins.inputs else 0)
+            if op.module:
+                cls.init.append(f"self.{ins.out} = {op.module.format(**context)}")
+            cls.forward.append(f"{ins.out} = {op.expr.format(**context)}")
+        return name
+
+    def _width(self, value: ValueType) -> int:
+        return value.width * self.spec.unit if value.kind == "seq" else 1
+
+
+def _fusable_attention(sub) -> dict[str, tuple[str, ...]]:
+    """attend(causal_softmax(attn_logits(q, k)), v) whose intermediates have no other use →
+    one fused scaled-dot-product call: {attend's name: (q, k, v, logits, softmax)}."""
+    by_name = {ins.out: ins for ins in sub.body}
+    uses: dict[str, int] = {}
+    for ins in sub.body:
+        for name in ins.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    uses[sub.output] = uses.get(sub.output, 0) + 1
+    fused = {}
+    for ins in sub.body:
+        if ins.op != "attend":
+            continue
+        probs = by_name.get(ins.inputs[0])
+        if probs is None or probs.op != "causal_softmax" or uses[probs.out] != 1:
+            continue
+        logits = by_name.get(probs.inputs[0])
+        if logits is None or logits.op != "attn_logits" or uses[logits.out] != 1:
+            continue
+        fused[ins.out] = (*logits.inputs, ins.inputs[1], logits.out, probs.out)
+    return fused
+
+
+HEADER = '''"""Generated by archevo from architecture {name!r}: {description}"""
+'''
+
+
+def generate_source(spec: ModelSpec, architecture: Architecture) -> str:
+    """Standalone Python source defining the model's classes and ``build_model()``."""
+    architecture = validate_architecture(architecture)
+    if len(architecture.prefix) > spec.n_layers:
+        raise ProgramError("prefix", f"{len(architecture.prefix)} prefix layers but the model has {spec.n_layers}")
+    generator = _Generator(spec)
+    class_of = {}
+    for place, program in architecture.programs().items():
+        base = place.replace("[", "").replace("]", "").capitalize()
+        class_of[place] = generator.program_class(program, base, place)
+    layers = [class_of[architecture.layer_place(i)] for i in range(spec.n_layers)]
+    runtime_source = inspect.getsource(runtime).split('"""', 2)[2].lstrip()
+    classes = "\n\n".join(c.source() for c in generator.classes.values())
+    build = (f"def build_model():\n    return LanguageModel(\n"
+             f"        vocab_size={spec.vocab_size}, d_model={spec.d_model}, seq_len={spec.seq_len},\n"
+             f"        positions={spec.positions!r}, tie_embeddings={spec.tie_embeddings},\n"
+             f"        layers=[{', '.join(f'{c}()' for c in layers)}],\n"
+             f"        final={class_of['final']}(),\n    )\n")
+    header = HEADER.format(name=architecture.name, description=architecture.description.replace('"', "'"))
+    return f"{header}\n{runtime_source}\n\n{classes}\n\n{build}"
+
+
+def compile_model(spec: ModelSpec, architecture: Architecture) -> runtime.LanguageModel:
+    """Build the module from generated source (parameters initialised from torch's RNG)."""
+    source = generate_source(spec, architecture)
+    namespace: dict = {"__name__": f"archevo_generated_{architecture.name}"}
+    exec(compile(source, f"<archevo:{architecture.name}>", "exec"), namespace)
+    model = namespace["build_model"]()
+    model.source = source
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, a tied embedding counted once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(model: nn.Module, spec: ModelSpec) -> dict[str, float]:
+    """Forward and training (forward + backward) FLOPs per token, by torch's FLOP counter."""
+    idx = torch.randint(spec.vocab_size, (1, spec.seq_len))
+    with FlopCounterMode(display=False) as forward:
+        logits = model(idx)
+    with FlopCounterMode(display=False) as backward:
+        logits.float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    total_forward = forward.get_total_flops()
+    return {"forward": total_forward / spec.seq_len,
+            "train": (total_forward + backward.get_total_flops()) / spec.seq_len}
+
+
+def check_causality(model: runtime.LanguageModel, spec: ModelSpec, seed: int = 0) -> None:
+    """Raise NonCausalError if outputs at positions ≤ t depend on inputs after t.
+
+    Runs on a copy whose every parameter is redrawn at random, so a dependence hidden behind a
+    zero-initialised weight (Fixup's W^O, SAS's W^Q) is still seen: the gradient of the outputs
+    up to t with respect to later inputs must vanish.
+    """
+    probe = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in probe.parameters():
+            noise = torch.randn(p.shape, generator=generator)
+            if p.dim() <= 1:  # gains, scalars, biases: around 1
+                p.copy_(1.0 + 0.5 * noise)
+            else:  # matrices and kernels: variance-preserving
+                p.copy_(noise / p[0].numel() ** 0.5)
+    t = spec.seq_len // 2
+    x = torch.randn(2, spec.seq_len, spec.d_model, generator=generator, requires_grad=True)
+    out = probe.body(x)
+    out[:, : t + 1].sum().backward()
+    grad = x.grad
+    if not torch.isfinite(grad).all():
+        raise NonCausalError("architecture", "cannot check causality: the probe's gradients are not finite")
+    leak = grad[:, t + 1:].abs().max().item()
+    scale = grad[:, : t + 1].abs().max().item()
+    if leak > 1e-6 * max(scale, 1e-12):
+        raise NonCausalError("architecture", f"not causal: outputs at positions ≤ {t} depend on later tokens "
+                                             f"(gradient {leak:.3g} vs {scale:.3g})")

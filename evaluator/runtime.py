@@ -1,0 +1,188 @@
+"""The PyTorch building blocks that compiled programs call.
+
+This file is copied verbatim into every exported model, so it imports nothing but torch and
+the standard library. Layers apply the program's initialiser at construction.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def init_(tensor: torch.Tensor, init: dict) -> torch.Tensor:
+    """Apply an archevo initialiser ({"kind": ..., ...}) in place."""
+    kind = init["kind"]
+    with torch.no_grad():
+        if kind == "normal":
+            return tensor.normal_(0.0, init["std"])
+        if kind == "zeros":
+            return tensor.zero_()
+        if kind == "constant":
+            return tensor.fill_(init["value"])
+        if kind == "identity":
+            return nn.init.eye_(tensor)
+        if kind == "xavier_normal":
+            return nn.init.xavier_normal_(tensor, gain=init["gain"])
+        if kind == "taps":  # conv kernels are stored oldest tap first: weight[..., -1] is time t
+            tensor.zero_()
+            for lag, value in enumerate(init["values"]):
+                tensor[..., -1 - lag] = value
+            return tensor
+    raise ValueError(f"unknown initialiser {kind!r}")
+
+
+def scalar_parameter(init: dict) -> nn.Parameter:
+    return nn.Parameter(init_(torch.empty(()), init))
+
+
+def head_parameter(heads: int, init: dict) -> nn.Parameter:
+    """One scalar per head, shaped to broadcast over [batch, heads, time, time] maps."""
+    return nn.Parameter(init_(torch.empty(heads, 1, 1), init))
+
+
+class Dense(nn.Linear):
+    def __init__(self, d_in: int, d_out: int, bias: bool, init: dict):
+        super().__init__(d_in, d_out, bias=bias)
+        init_(self.weight, init)
+        if bias:
+            init_(self.bias, {"kind": "zeros"})
+
+
+class DepthwiseCausalConv(nn.Module):
+    """One kernel per channel along time, left-padded so position t sees t-k+1 .. t only."""
+
+    def __init__(self, width: int, kernel: int, init: dict):
+        super().__init__()
+        self.weight = nn.Parameter(init_(torch.empty(width, 1, kernel), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self.weight.shape[-1]
+        y = F.conv1d(F.pad(x.transpose(1, 2), (kernel - 1, 0)), self.weight, groups=x.shape[-1])
+        return y.transpose(1, 2)
+
+
+class CausalConv(nn.Module):
+    def __init__(self, d_in: int, d_out: int, kernel: int, init: dict):
+        super().__init__()
+        self.weight = nn.Parameter(init_(torch.empty(d_out, d_in, kernel), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self.weight.shape[-1]
+        return F.conv1d(F.pad(x.transpose(1, 2), (kernel - 1, 0)), self.weight).transpose(1, 2)
+
+
+class LayerNorm(nn.LayerNorm):
+    def __init__(self, width: int, eps: float, bias: bool):
+        super().__init__(width, eps=eps, bias=bias)
+
+
+class RMSNorm(nn.Module):
+    """x / √(mean(x²) + ε) · g, or x / (√mean(x²) + ε) · g with eps_placement="outside"."""
+
+    def __init__(self, width: int, eps: float, eps_placement: str):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps, self.eps_placement = eps, eps_placement
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.eps_placement == "inside":
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return x / (x.square().mean(-1, keepdim=True).sqrt() + self.eps) * self.weight
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[batch, time, width] → [batch, heads, time, width / heads]."""
+    b, t, w = x.shape
+    return x.view(b, t, heads, w // heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+def _attn_logits(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tensor:
+    qh, kh = _heads(q, heads), _heads(k, heads)
+    return qh @ kh.transpose(-2, -1) / math.sqrt(qh.shape[-1])
+
+
+def _causal_mask(t: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(t, t, dtype=torch.bool, device=device).tril()
+
+
+def _causal_softmax(logits: torch.Tensor) -> torch.Tensor:
+    mask = _causal_mask(logits.shape[-1], logits.device)
+    return logits.masked_fill(~mask, float("-inf")).softmax(-1)
+
+
+def _attend(attention: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    return _merge(attention @ _heads(v, heads))
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """attend(causal_softmax(attn_logits(q, k)), v) in one fused kernel."""
+    return _merge(F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), is_causal=True))
+
+
+def _identity_map(x: torch.Tensor) -> torch.Tensor:
+    return torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+
+
+def _uniform_causal_map(x: torch.Tensor) -> torch.Tensor:
+    t = x.shape[1]
+    rows = torch.arange(1, t + 1, dtype=x.dtype, device=x.device)[:, None]
+    return _causal_mask(t, x.device).to(x.dtype) / rows
+
+
+def sinusoidal_positions(seq_len: int, width: int) -> torch.Tensor:
+    position = torch.arange(seq_len, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    table = torch.zeros(seq_len, width)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: width // 2])
+    return table
+
+
+class LanguageModel(nn.Module):
+    """Token embedding (+ positions) → layers → final program → unembedding (tied by default)."""
+
+    def __init__(self, vocab_size: int, d_model: int, seq_len: int, positions: str, tie_embeddings: bool,
+                 layers: list, final: nn.Module):
+        super().__init__()
+        self.seq_len = seq_len
+        self.wte = nn.Embedding(vocab_size, d_model)
+        init_(self.wte.weight, {"kind": "normal", "std": 0.02})
+        self.wpe = nn.Embedding(seq_len, d_model) if positions == "learned" else None
+        if self.wpe is not None:
+            init_(self.wpe.weight, {"kind": "normal", "std": 0.02})
+        table = sinusoidal_positions(seq_len, d_model) if positions == "sinusoidal" else None
+        self.register_buffer("position_table", table, persistent=False)
+        self.layers = nn.ModuleList(layers)
+        self.final = final
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        if tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        else:
+            init_(self.lm_head.weight, {"kind": "normal", "std": 0.02})
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.position_table is not None:
+            x = x + self.position_table[: idx.shape[1]]
+        return x
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream through every layer and the final program."""
+        for layer in self.layers:
+            x = layer(x)
+        return self.final(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self.lm_head(self.body(self.embed(idx)))
+        if targets is None:
+            return logits
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())

@@ -1,0 +1,137 @@
+"""Graph work on programs: the networkx view, dead code, canonical form and structural hash.
+
+The hash is a Merkle hash of the dataflow (like Hero's HashTracker): a value's hash covers its
+op, attributes and its inputs' hashes (sorted for commutative ops), with calls inlined. The
+program hash is the multiset of live value hashes, so it ignores value names, instruction
+order and subprogram boundaries, and sees parameter sharing (two projections vs one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import networkx as nx
+
+from .program import Architecture, Program, Subprogram
+from .registry import CALL, REGISTRY
+from .validate import topological_order
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _label(op: str, attrs: dict) -> str:
+    return op + (json.dumps(attrs, sort_keys=True, separators=(",", ":")) if attrs else "")
+
+
+def to_graph(program: Program, index: int = 0) -> nx.MultiDiGraph:
+    """Dataflow graph of subprogram ``index`` (main by default) with calls inlined. Nodes: one
+    per input (``x``) and one per instruction, named by call path (``attention/q``); edges
+    carry the input position as ``port``; ``graph.graph["output"]`` is the result's node."""
+    graph = nx.MultiDiGraph()
+    params = program.subprograms[index].params
+    for position, name in enumerate(params):
+        graph.add_node(name, op="input", attrs={"position": position})
+
+    def inline(index: int, args: list[str], prefix: str) -> str:
+        sub = program.subprograms[index]
+        env = dict(zip(sub.params, args))
+        for i in topological_order(sub):
+            ins = sub.body[i]
+            sources = [env[name] for name in ins.inputs]
+            if ins.op == CALL:
+                target = [s.name for s in program.subprograms].index(ins.attrs["target"])
+                env[ins.out] = inline(target, sources, f"{prefix}{ins.out}/")
+                continue
+            node = prefix + ins.out
+            graph.add_node(node, op=ins.op, attrs=ins.attrs)
+            for port, source in enumerate(sources):
+                graph.add_edge(source, node, port=port)
+            env[ins.out] = node
+        return env[sub.output]
+
+    graph.graph["output"] = inline(index, list(params), "")
+    return graph
+
+
+def node_hashes(graph: nx.MultiDiGraph) -> dict[str, str]:
+    """Merkle hash of every node: op, attributes and the hashes of its inputs by position."""
+    hashes: dict[str, str] = {}
+    for node in nx.topological_sort(graph):
+        data = graph.nodes[node]
+        inputs = sorted((port, hashes[src]) for src, _, port in graph.in_edges(node, data="port"))
+        op = REGISTRY.get(data["op"])
+        if op is not None and op.commutative:
+            inputs = sorted((0, h) for _, h in inputs)
+        hashes[node] = _digest(_label(data["op"], data["attrs"]), inputs)
+    return hashes
+
+
+def live_nodes(graph: nx.MultiDiGraph) -> set[str]:
+    output = graph.graph["output"]
+    return nx.ancestors(graph, output) | {output}
+
+
+def program_hash(program: Program, index: int = 0) -> str:
+    """Structural hash of a program (or of one of its subprograms, as a function)."""
+    graph = to_graph(program, index)
+    hashes = node_hashes(graph)
+    live = sorted(hashes[n] for n in live_nodes(graph))
+    return _digest(hashes[graph.graph["output"]], live)
+
+
+def architecture_hash(architecture: Architecture) -> str:
+    """Structural hash of everything a campaign searches (names and descriptions excluded)."""
+    parts = {place: program_hash(program) for place, program in architecture.programs().items()}
+    return _digest(parts)
+
+
+def eliminate_dead_code(program: Program) -> Program:
+    """Drop instructions whose values never reach their subprogram's output, and subprograms
+    no live instruction calls."""
+    kept: dict[str, Subprogram] = {}
+    pending = [program.main.name]
+    while pending:
+        sub = program.subprogram(pending.pop())
+        if sub.name in kept:
+            continue
+        kept[sub.name] = live = _live_body(sub)
+        pending.extend(ins.attrs["target"] for ins in live.body if ins.op == CALL)
+    return Program(subprograms=[kept[s.name] for s in program.subprograms if s.name in kept])
+
+
+def _live_body(sub: Subprogram) -> Subprogram:
+    graph = nx.DiGraph()
+    graph.add_node(sub.output)
+    graph.add_edges_from((name, ins.out) for ins in sub.body for name in ins.inputs)
+    live = nx.ancestors(graph, sub.output) | {sub.output}
+    return sub.model_copy(update={"body": [ins for ins in sub.body if ins.out in live]})
+
+
+def canonicalize(program: Program) -> Program:
+    """Dead code removed, instructions in dependency order with ties broken by structure, and
+    commutative inputs in a fixed order. Value names are kept: diffs and lineage read them."""
+    program = eliminate_dead_code(program)
+    callee_hash = {s.name: program_hash(program, k) for k, s in enumerate(program.subprograms)}
+    return Program(subprograms=[_canonical_body(sub, callee_hash) for sub in program.subprograms])
+
+
+def _canonical_body(sub: Subprogram, callee_hash: dict[str, str]) -> Subprogram:
+    local = {p: _digest("param", i) for i, p in enumerate(sub.params)}
+    graph = nx.DiGraph()
+    by_name = {ins.out: ins for ins in sub.body}
+    for i in topological_order(sub):
+        ins = sub.body[i]
+        op = REGISTRY.get(ins.op)
+        inputs = list(ins.inputs)
+        if op is not None and op.commutative:
+            inputs.sort(key=lambda name: local[name])
+        label = callee_hash[ins.attrs["target"]] if ins.op == CALL else _label(ins.op, ins.attrs)
+        local[ins.out] = _digest(label, [local[name] for name in inputs])
+        by_name[ins.out] = ins.model_copy(update={"inputs": inputs})
+        graph.add_node(ins.out)
+        graph.add_edges_from((name, ins.out) for name in inputs if name in by_name)
+    order = nx.lexicographical_topological_sort(graph, key=lambda name: (local[name], name))
+    return sub.model_copy(update={"body": [by_name[name] for name in order]})

@@ -1,0 +1,178 @@
+"""Validation and type inference: every error names the instruction and what is wrong.
+
+``validate_architecture`` returns a normalised copy (every attribute present, in canonical
+form), so that equal programs serialise and hash equally whatever defaults they relied on.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from typing import Any
+
+import networkx as nx
+from pydantic import ValidationError
+
+from .program import Architecture, Instruction, Program, Subprogram
+from .registry import CALL, REGISTRY, OpError
+from .types import MODEL_UNITS, ValueType, seq
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Names the generated PyTorch source uses itself.
+RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super"})
+
+
+class ProgramError(ValueError):
+    """A malformed program; ``str()`` is one line: where, then what."""
+
+    def __init__(self, where: str, message: str):
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where, self.message = where, message
+
+
+def parse_architecture(text: str) -> Architecture:
+    """JSON text → validated, normalised Architecture, or a one-line ProgramError."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProgramError("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    if not isinstance(data, dict):
+        raise ProgramError("", f"expected a JSON object describing an architecture, got {type(data).__name__}")
+    try:
+        architecture = Architecture.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = "field missing" if first["type"] == "missing" else first["msg"]
+        raise ProgramError(where or "architecture", message) from None
+    return validate_architecture(architecture)
+
+
+def validate_architecture(architecture: Architecture) -> Architecture:
+    fields: dict[str, Any] = {}
+    for part in ("prefix", "layers"):
+        fields[part] = [validate_program(p, f"{part}[{i}]") for i, p in enumerate(getattr(architecture, part))]
+    fields["final"] = validate_program(architecture.final, "final")
+    return architecture.model_copy(update=fields)
+
+
+def validate_program(program: Program, where: str = "program") -> Program:
+    """Check one layer program; return it with attributes normalised."""
+    names = [s.name for s in program.subprograms]
+    for i, name in enumerate(names):
+        _check_name(name, f"{where}.subprograms[{i}]")
+        if name in names[:i]:
+            raise ProgramError(f"{where}.subprograms[{i}]", f"subprogram name {name!r} is used twice")
+    if len(program.main.params) != 1:
+        raise ProgramError(f"{where}.{program.main.name}", f"main takes exactly one input (the residual stream), not {len(program.main.params)}")
+    subprograms = [_normalise(program, s, f"{where}.{s.name}") for s in program.subprograms]
+    normalised = Program(subprograms=subprograms)
+    out = infer_types(normalised, 0, [seq(MODEL_UNITS)], where)[normalised.main.output]
+    if out != seq(MODEL_UNITS):
+        raise ProgramError(f"{where}.{program.main.name}", f"output {program.main.output!r} is {out}, but a layer must return seq[{MODEL_UNITS}]")
+    return normalised
+
+
+def _check_name(name: str, where: str) -> None:
+    if not NAME.match(name) or keyword.iskeyword(name) or name in RESERVED:
+        raise ProgramError(where, f"bad name {name!r}: use lower-case letters, digits and _, starting with a letter, not a Python keyword or one of {sorted(RESERVED)}")
+
+
+def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
+    """Structural checks of one subprogram (names, references, ops, arity, attributes, cycles)."""
+    defined: dict[str, str] = {}
+    for p in sub.params:
+        _check_name(p, f"{where}.params")
+        if p in defined:
+            raise ProgramError(f"{where}.params", f"input {p!r} is listed twice")
+        defined[p] = "input"
+    body = []
+    for i, ins in enumerate(sub.body):
+        at = _at(where, i, ins)
+        _check_name(ins.out, at)
+        if ins.out in defined:
+            raise ProgramError(at, f"{ins.out!r} is already defined ({defined[ins.out]}); each value is assigned once")
+        defined[ins.out] = f"instruction {i}"
+        body.append(ins.model_copy(update={"attrs": _normalise_attrs(program, sub, ins, at)}))
+    for i, ins in enumerate(body):
+        for name in ins.inputs:
+            if name not in defined:
+                raise ProgramError(_at(where, i, ins), f"input {name!r} is not defined in {sub.name}")
+    if sub.output not in defined:
+        raise ProgramError(f"{where}.output", f"output {sub.output!r} is not defined in {sub.name}")
+    graph = nx.DiGraph([(name, ins.out) for ins in body for name in ins.inputs])
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        pass
+    else:
+        path = " → ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+        raise ProgramError(where, f"cycle: {path}")
+    return sub.model_copy(update={"body": body})
+
+
+def _at(where: str, index: int, ins: Instruction) -> str:
+    return f"{where}[{index}] ({ins.out} = {ins.op})"
+
+
+def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: str) -> dict[str, Any]:
+    if ins.op == CALL:
+        target = ins.attrs.get("target")
+        later = [s.name for s in program.subprograms[program.subprograms.index(sub) + 1:]]
+        if target not in later:
+            raise ProgramError(at, f"call target {target!r} must name a later subprogram ({', '.join(later) or 'none'})")
+        if set(ins.attrs) != {"target"}:
+            raise ProgramError(at, f"call takes only the attribute 'target', not {sorted(set(ins.attrs) - {'target'})}")
+        arity = len(program.subprogram(target).params)
+        if len(ins.inputs) != arity:
+            raise ProgramError(at, f"call {target} takes {arity} input(s), got {len(ins.inputs)}")
+        return dict(ins.attrs)
+    op = REGISTRY.get(ins.op)
+    if op is None:
+        raise ProgramError(at, f"unknown op {ins.op!r}")
+    if len(ins.inputs) != op.arity:
+        raise ProgramError(at, f"{ins.op} takes {op.arity} input(s), got {len(ins.inputs)}")
+    unknown = set(ins.attrs) - set(op.attrs)
+    if unknown:
+        raise ProgramError(at, f"{ins.op} has no attribute {sorted(unknown)[0]!r} (it takes {sorted(op.attrs) or 'none'})")
+    attrs = {}
+    for name, spec in op.attrs.items():
+        try:
+            attrs[name] = spec.check(ins.attrs.get(name, spec.default))
+        except OpError as error:
+            raise ProgramError(at, f"attribute {name!r}: {error}") from None
+    return attrs
+
+
+def infer_types(program: Program, index: int, inputs: list[ValueType], where: str = "program") -> dict[str, ValueType]:
+    """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program)."""
+    sub = program.subprograms[index]
+    types = dict(zip(sub.params, inputs))
+    for i in topological_order(sub):
+        ins = sub.body[i]
+        at = _at(f"{where}.{sub.name}", i, ins)
+        args = [types[name] for name in ins.inputs]
+        if ins.op == CALL:
+            target = [s.name for s in program.subprograms].index(ins.attrs["target"])
+            callee = program.subprograms[target]
+            types[ins.out] = infer_types(program, target, args, where)[callee.output]
+            continue
+        op = REGISTRY[ins.op]
+        for position, (arg, kinds) in enumerate(zip(args, op.inputs)):
+            if arg.kind not in kinds:
+                raise ProgramError(at, f"input {position + 1} ({ins.inputs[position]}) is {arg}, but {ins.op} takes {' or '.join(kinds)}")
+        try:
+            types[ins.out] = op.infer(args, ins.attrs)
+        except OpError as error:
+            raise ProgramError(at, str(error)) from None
+    return types
+
+
+def topological_order(sub: Subprogram) -> list[int]:
+    """Instruction indices in dependency order (stable: ties keep program order)."""
+    index = {ins.out: i for i, ins in enumerate(sub.body)}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(sub.body)))
+    graph.add_edges_from((index[name], i) for i, ins in enumerate(sub.body) for name in ins.inputs if name in index)
+    return list(nx.lexicographical_topological_sort(graph))
