@@ -10,13 +10,14 @@ units (round(2/3·32)), the closest parameter match the relative widths allow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .builder import Builder
 from .program import Architecture, ModelSpec, Program, Subprogram
 from .registry import PRIMER_DCONV_INIT, constant, normal, xavier_normal, zeros
 from .types import MODEL_UNITS
-from .validate import validate_architecture
+from .validate import ProgramError, parse_architecture, validate_architecture
 
 D = MODEL_UNITS          # the residual stream: 8 units
 D_FF = 4 * MODEL_UNITS   # the vanilla feed-forward width: 32 units
@@ -52,8 +53,8 @@ def ffn(*activations: str, bias: bool = True, up_init: dict = normal(), down_ini
     """W_2 φ(W_1 x + b_1) + b_2, φ the composition of ``activations`` (relu, square = ReLU²)."""
     b = Builder("ffn")
     h = b.dense("x", width=D_FF, bias=bias, init=up_init, out="up")
-    for name in activations:
-        h = b.emit(name, h, out=name)
+    for i, name in enumerate(activations):
+        h = b.emit(name, h, out="act" if i == 0 else f"act{i + 1}")
     return b.build(b.dense(h, width=D, bias=bias, init=down_init, out="down"))
 
 
@@ -62,7 +63,7 @@ def glu_ffn(gate_activation: str | None) -> Subprogram:
     b = Builder("ffn")
     gate = b.dense("x", width=D_GLU, bias=True, out="gate")
     if gate_activation:
-        gate = b.emit(gate_activation, gate, out=gate_activation)
+        gate = b.emit(gate_activation, gate, out="act")
     glu = b.mul(gate, b.dense("x", width=D_GLU, bias=True, out="up"), out="glu")
     return b.build(b.dense(glu, width=D, bias=True, out="down"))
 
@@ -120,7 +121,7 @@ def fixup_layer(n_layers: int, d_model: int) -> Program:
     attn = attention(qk_init=normal(he * n_blocks ** (-1 / 6)), v_init=normal(he * n_blocks ** (-1 / 6)),
                      out_init=zeros())
     m = Builder("ffn")
-    relu = m.relu(m.dense("x", width=D_FF, init=normal(he * n_blocks ** -0.5), out="up"), out="relu")
+    relu = m.relu(m.dense("x", width=D_FF, init=normal(he * n_blocks ** -0.5), out="up"), out="act")
     mlp = m.build(m.dense(m.shift(relu, init=zeros(), out="shift"), width=D, init=zeros(), out="down"))
     b = Builder("main")
 
@@ -260,3 +261,22 @@ def seed(name: str, spec: ModelSpec | None = None) -> Architecture:
     if name not in SEEDS:
         raise KeyError(f"unknown seed {name!r}; the library has: {', '.join(SEEDS)}")
     return validate_architecture(SEEDS[name].build(spec or ModelSpec()))
+
+
+def resolve(reference: str, spec: ModelSpec | None = None) -> Architecture:
+    """A seed name or the path of an architecture JSON file → a validated architecture.
+
+    Raises ProgramError (one line) for a bad file, KeyError for a name that is neither."""
+    path = Path(reference)
+    if reference in SEEDS:
+        return seed(reference, spec)
+    if path.suffix == ".json" or path.exists():
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ProgramError(reference, f"cannot read: {error.strerror}") from None
+        try:
+            return parse_architecture(text)
+        except ProgramError as error:
+            raise ProgramError(f"{reference}: {error.where}" if error.where else reference, error.message) from None
+    raise KeyError(f"{reference!r} is neither a seed ({', '.join(SEEDS)}) nor a .json file")

@@ -1,0 +1,13 @@
+"""The ``archevo`` command line: one typer app, with each group of commands in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from .cli_programs import programs
+from .cli_train import train
+
+app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(programs, name="programs")
+app.command("train")(train)
