@@ -98,6 +98,8 @@ def _check_init(value: Any, allowed: tuple[str, ...]) -> dict:
             out[name] = [float(v) for v in number]
         elif not _is_number(number):
             raise OpError(f"initialiser {kind!r}: {name} must be a number, got {number!r}")
+        elif name in ("std", "gain") and number < 0:
+            raise OpError(f"initialiser {kind!r}: {name} must be ≥ 0, got {number!r}")
         else:
             out[name] = float(number)
     return out

@@ -5,9 +5,13 @@ from __future__ import annotations
 import typer
 
 from .cli_programs import programs
+from .cli_search import export, search, show, status, top
 from .cli_train import train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(programs, name="programs")
+app.add_typer(search, name="search")
 app.command("train")(train)
+for command in (status, top, show, export):
+    app.command()(command)

@@ -10,7 +10,12 @@ import pytest
 
 from primitives.builder import Builder
 from primitives.cost import parameter_count
-from primitives.graph import architecture_hash, canonicalize, eliminate_dead_code, program_hash
+from primitives.graph import (
+    architecture_hash,
+    canonicalize,
+    eliminate_dead_code,
+    program_hash,
+)
 from primitives.listing import diff_architectures, list_architecture
 from primitives.program import Architecture, ModelSpec, Program
 from primitives.seeds import SEEDS, final, resolve, seed

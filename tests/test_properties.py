@@ -7,7 +7,13 @@ import json
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from primitives.graph import canonicalize, eliminate_dead_code, live_nodes, program_hash, to_graph
+from primitives.graph import (
+    canonicalize,
+    eliminate_dead_code,
+    live_nodes,
+    program_hash,
+    to_graph,
+)
 from primitives.program import Program
 from primitives.registry import REGISTRY
 from primitives.validate import ProgramError, validate_program

@@ -1,0 +1,120 @@
+"""Execution backends: where jobs run. The driver submits and collects; it does not care how.
+
+``RayBackend`` runs each evaluation as a Ray task with CPU/GPU resource requests, a
+timeout, and bounded retries when the worker process dies (Ray re-executes the task).
+``InProcessBackend`` runs jobs in the driver, one at a time, for tests and debugging.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from typing import Any, Callable, Hashable, Protocol
+
+Job = dict[str, Any]
+Result = dict[str, Any]
+JobFunction = Callable[[Job], Result]
+
+
+class Backend(Protocol):
+    capacity: int
+
+    def submit(self, key: Hashable, job: Job) -> None: ...
+
+    def wait(self, timeout: float) -> list[tuple[Hashable, Result]]:
+        """Results that finished within ``timeout`` seconds (possibly none)."""
+
+    def in_flight(self) -> int: ...
+
+    def shutdown(self) -> None: ...
+
+
+def failure(status: str, message: str) -> Result:
+    return {"status": status, "message": message}
+
+
+class InProcessBackend:
+    """Runs each job synchronously inside ``wait``; capacity 1, fully deterministic."""
+
+    capacity = 1
+
+    def __init__(self, fn: JobFunction):
+        self.fn = fn
+        self.queue: deque[tuple[Hashable, Job]] = deque()
+
+    def submit(self, key: Hashable, job: Job) -> None:
+        self.queue.append((key, job))
+
+    def wait(self, timeout: float) -> list[tuple[Hashable, Result]]:
+        if not self.queue:
+            return []
+        key, job = self.queue.popleft()
+        try:
+            return [(key, self.fn(job))]
+        except Exception as error:  # noqa: BLE001 - a crashing job is a recorded failure
+            return [(key, failure("error", f"{type(error).__name__}: {error}"))]
+
+    def in_flight(self) -> int:
+        return len(self.queue)
+
+    def shutdown(self) -> None:
+        self.queue.clear()
+
+
+class RayBackend:
+    """One Ray task per evaluation on a local cluster (default) or an existing one (address)."""
+
+    def __init__(self, fn: JobFunction, workers: int, address: str | None = None, cpus_per_worker: float = 1,
+                 gpus_per_worker: float = 0, max_retries: int = 2, timeout_s: float | None = None):
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                       "configure_logging": False}
+            if address:
+                options["address"] = address
+            else:
+                options["num_cpus"] = max(workers * cpus_per_worker, os.cpu_count() or 1)
+                options["num_gpus"] = gpus_per_worker * workers if gpus_per_worker else None
+                options["dashboard_host"] = "127.0.0.1"
+            ray.init(**{k: v for k, v in options.items() if v is not None})
+        self.capacity = workers
+        self.timeout_s = timeout_s
+        self.remote = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=max_retries,
+                                 retry_exceptions=False)(fn)
+        self.pending: dict[Any, tuple[Hashable, float]] = {}
+
+    def submit(self, key: Hashable, job: Job) -> None:
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else float("inf")
+        self.pending[self.remote.remote(job)] = (key, deadline)
+
+    def wait(self, timeout: float) -> list[tuple[Hashable, Result]]:
+        if not self.pending:
+            return []
+        ready, rest = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+        if ready and rest:  # collect whatever else is finished, without waiting again
+            ready += self.ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        done = [(self.pending.pop(ref)[0], self._get(ref)) for ref in ready]
+        now = time.monotonic()
+        for ref, (key, deadline) in list(self.pending.items()):
+            if now > deadline:
+                self.ray.cancel(ref, force=True)
+                del self.pending[ref]
+                done.append((key, failure("timeout", f"evaluation exceeded {self.timeout_s:g} s and was cancelled")))
+        return done
+
+    def _get(self, ref) -> Result:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as error:  # the worker died more often than max_retries
+            return failure("error", f"worker failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def shutdown(self) -> None:
+        for ref in self.pending:
+            self.ray.cancel(ref, force=True)
+        self.pending.clear()

@@ -1,0 +1,256 @@
+"""The campaign driver: the loop that proposes, gates, dispatches and records.
+
+The driver is the only writer. Every step leaves the database consistent: an individual is
+stored (pending) before it is dispatched and its result is the commit point, so after a
+crash ``resume`` re-runs exactly the individuals that were in flight and continues with the
+next birth. Population, hurdle thresholds and duplicates are all queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import tomllib
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evaluator.budget import parse_budget
+from evaluator.gate import GateRejected, gate
+from evaluator.tokenize import load_tokenized
+from evaluator.train import TrainConfig
+from primitives.graph import architecture_hash
+from primitives.program import Architecture, ModelSpec
+from primitives.seeds import SEEDS, seed
+from storage import IndividualRecord, Repository
+
+from .backends import Backend, InProcessBackend, JobFunction, RayBackend
+from .evolution import AgingEvolution
+from .hurdles import HurdlePolicy
+from .mutate import MUTATIONS
+from .worker import EvalJob, run_job
+
+
+class CampaignConfig(BaseModel):
+    """A campaign's whole recipe; stored with the campaign so ``resume`` needs only its name.
+    The defaults finish in minutes on a 2-core laptop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "demo"
+    seed: int = 0
+    seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
+    population: int = Field(16, ge=1)
+    sample: int = Field(4, ge=1)
+    max_evals: int = Field(32, ge=1)
+    budget: str = "12s"
+    hurdles: int = Field(2, ge=0, le=8)
+    hurdle_rule: Literal["quantile", "mean"] = "quantile"
+    hurdle_quantile: float = Field(0.5, gt=0, lt=1)
+    hurdle_min_samples: int = Field(4, ge=1)
+    workers: int = Field(2, ge=1)
+    backend: Literal["ray", "inprocess"] = "ray"
+    ray_address: str | None = None
+    gpus_per_worker: float = Field(0, ge=0)
+    corpus: str = "default"
+    vocab_size: int = Field(4096, ge=256)
+    max_train_tokens: int | None = 1_000_000
+    spec: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(threads=1))
+    max_parameters: int | None = None
+    mutation_weights: dict[str, float] | None = None
+    eval_timeout_s: float | None = None
+    max_retries: int = Field(2, ge=0)
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, budget: str) -> str:
+        parse_budget(budget)
+        return budget
+
+    @field_validator("seed_programs")
+    @classmethod
+    def _seeds_exist(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in SEEDS]
+        if unknown:
+            raise ValueError(f"unknown seed program(s) {unknown}; the library has {', '.join(SEEDS)}")
+        return names
+
+    @field_validator("mutation_weights")
+    @classmethod
+    def _known_mutations(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights and set(weights) - set(MUTATIONS):
+            raise ValueError(f"unknown mutation(s) {sorted(set(weights) - set(MUTATIONS))}; known: {', '.join(MUTATIONS)}")
+        return weights
+
+    @model_validator(mode="after")
+    def _vocab_matches_spec(self) -> "CampaignConfig":
+        if self.spec.vocab_size != self.vocab_size:
+            self.spec = self.spec.model_copy(update={"vocab_size": self.vocab_size})
+        return self
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> "CampaignConfig":
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def hurdle_policy(self) -> HurdlePolicy:
+        return HurdlePolicy.halving(self.hurdles, rule=self.hurdle_rule, quantile=self.hurdle_quantile,
+                                    min_samples=self.hurdle_min_samples)
+
+    def recipe(self) -> str:
+        """What makes two evaluations comparable: fitness is reused only under the same recipe."""
+        keys = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()).hexdigest()[:16]
+
+    def timeout(self) -> float | None:
+        if self.eval_timeout_s is not None:
+            return self.eval_timeout_s
+        budget = parse_budget(self.budget)
+        return 3 * budget.amount + 120 if budget.kind == "seconds" else None
+
+
+def fitness_of(result: dict[str, Any]) -> float | None:
+    """Validation loss at the end, or at the hurdle that stopped it; failures have none."""
+    if result.get("status") == "ok":
+        loss = result.get("val_loss")
+    elif result.get("status") == "stopped_at_hurdle":
+        losses = [h["loss"] for h in result.get("hurdle_losses", []) if h.get("loss") is not None]
+        loss = losses[-1] if losses else None
+    else:
+        loss = None
+    return loss if loss is not None and math.isfinite(loss) else None
+
+
+Event = dict[str, Any]
+
+
+class Campaign:
+    """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
+
+    def __init__(self, repository: Repository, config: CampaignConfig, backend: Backend | None = None,
+                 on_event: Callable[[Event], None] = lambda event: None, job: JobFunction = run_job):
+        self.repo, self.config, self.on_event = repository, config, on_event
+        stored = repository.get_campaign(config.name)
+        self.campaign = stored or repository.create_campaign(config.name, config.seed, config.model_dump(mode="json"))
+        self.backend = backend or make_backend(config, job)
+        self.policy = config.hurdle_policy()
+        self.config.train.hurdles = list(self.policy.positions)
+        self.recipe = config.recipe()
+        self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
+        self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
+                                        config.mutation_weights, accept=self._passes_gate)
+        self.rejections: dict[str, int] = {}
+        self._gate_reports: dict[str, Any] = {}
+        self._thresholds: dict[tuple[int, int], list[float | None]] = {}
+
+    # ----------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        torch.set_num_threads(1)  # the driver's torch work (the gate) is tiny; leave the cores to workers
+        cid = self.campaign.id
+        self.on_event({"kind": "preparing", "message": f"tokenizing corpus {self.config.corpus!r}"})
+        load_tokenized(self.config.corpus, self.config.vocab_size, max_train_tokens=self.config.max_train_tokens)
+        for individual in self.repo.unfinished(cid):
+            self._dispatch(individual)
+        try:
+            while True:
+                while self.backend.in_flight() < self.backend.capacity and self.repo.next_birth(cid) < self.config.max_evals:
+                    self._propose(self.repo.next_birth(cid))
+                if self.backend.in_flight() == 0:
+                    break
+                for key, result in self.backend.wait(timeout=1.0):
+                    self._record(key, result)
+        finally:
+            self.backend.shutdown()
+        self.repo.set_campaign_status(self.config.name, "finished")
+        self.on_event({"kind": "finished"})
+
+    def _propose(self, birth: int) -> None:
+        cid = self.campaign.id
+        population = self.repo.population(cid, self.config.population)
+        # until something has finished, parents are the seed individuals (all still in flight)
+        seeds = [] if population else [i for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
+        proposal = self.evolution.propose(birth, population, seeds)
+        arch_hash = architecture_hash(proposal.architecture)
+        report = self._gate_reports.pop(arch_hash, None)
+        self._gate_reports.clear()
+        rejection = None
+        if report is None:  # a seed: children passed the gate while they were drawn
+            try:
+                report = gate(self.config.spec, proposal.architecture, self.config.max_parameters)
+            except GateRejected as error:
+                rejection = f"seed {proposal.root_seed} rejected by the gate: {error}"
+        individual = self.repo.add_individual(cid, birth, proposal.architecture.to_json(indent=None), arch_hash,
+                                              proposal.root_seed, self.recipe, proposal.parent_id, proposal.mutation)
+        if rejection:
+            self.repo.record_result(individual.id, 0, {"status": "error", "message": rejection})
+            self._emit(individual, {"status": "error"})
+            return
+        self.repo.set_fingerprint(individual.id, report.fingerprint)
+        original = (self.repo.find_by_hash(cid, arch_hash, self.recipe)
+                    or self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
+        if original is not None and original.id != individual.id:
+            self._record_duplicate(individual, original)
+        else:
+            self._dispatch(individual)
+
+    def _passes_gate(self, architecture: Architecture) -> bool:
+        """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
+        try:
+            report = gate(self.config.spec, architecture, self.config.max_parameters)
+        except GateRejected as error:
+            reason = error.message.split(":")[0]
+            self.rejections[reason] = self.rejections.get(reason, 0) + 1
+            return False
+        self._gate_reports[architecture_hash(architecture)] = report
+        return True
+
+    def _record_duplicate(self, individual: IndividualRecord, original: IndividualRecord) -> None:
+        result = {"status": "duplicate", "message": f"functionally equal to individual {original.id}",
+                  "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
+                  "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
+                  "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
+        self.repo.record_result(individual.id, 0, result)
+        self._emit(individual, result)
+
+    def _dispatch(self, individual: IndividualRecord) -> None:
+        cid = self.campaign.id
+        attempt = self.repo.mark_running(individual.id)
+        thresholds = [self.policy.threshold(self.repo.hurdle_losses(cid, i))
+                      for i in range(len(self.policy.positions))]
+        self._thresholds[(individual.id, attempt)] = thresholds
+        job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
+                      train=self.config.train, corpus=self.config.corpus, vocab_size=self.config.vocab_size,
+                      max_train_tokens=self.config.max_train_tokens, thresholds=thresholds)
+        self.backend.submit((individual.id, attempt), job.model_dump(mode="json"))
+        self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
+
+    def _record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
+        individual_id, attempt = key
+        thresholds = self._thresholds.pop(key, [])
+        passed = result.get("hurdle_passed", [])
+        for index, hurdle in enumerate(result.get("hurdle_losses", [])):
+            self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
+                                    thresholds[index] if index < len(thresholds) else None,
+                                    passed[index] if index < len(passed) else True)
+        result = {**result, "fitness": fitness_of(result)}
+        self.repo.record_result(individual_id, attempt, result)
+        self._emit(self.repo.get_individual(individual_id), result)
+
+    def _emit(self, individual: IndividualRecord, result: dict[str, Any]) -> None:
+        self.on_event({"kind": "recorded", "id": individual.id, "birth": individual.birth,
+                       "status": result.get("status"), "fitness": result.get("fitness"),
+                       "mutation": individual.mutation, "rejections": dict(self.rejections),
+                       "invalid": dict(self.evolution.stats.invalid)})
+
+
+def make_backend(config: CampaignConfig, job: JobFunction = run_job) -> Backend:
+    if config.backend == "inprocess":
+        return InProcessBackend(job)
+    return RayBackend(job, config.workers, address=config.ray_address, gpus_per_worker=config.gpus_per_worker,
+                      max_retries=config.max_retries, timeout_s=config.timeout())

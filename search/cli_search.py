@@ -1,0 +1,260 @@
+"""``archevo search start|resume``, ``status``, ``top``, ``show``, ``export``: campaigns and their results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from evaluator.export import export_model
+from primitives.listing import diff_architectures, list_architecture
+from storage import CampaignRecord, IndividualRecord, Repository
+
+from .campaign import Campaign, CampaignConfig
+
+search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
+console = Console(stderr=True)
+
+DB_HELP = "SQLAlchemy URL of the results database (default: $ARCHEVO_DB or sqlite:///archevo.db)"
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def open_repository(db: str | None) -> Repository:
+    try:
+        return Repository(db)
+    except Exception as error:  # noqa: BLE001 - a bad URL or unreadable file: one line, no traceback
+        raise fail(f"cannot open database {db or os.environ.get('ARCHEVO_DB') or 'sqlite:///archevo.db'}: {error}")
+
+
+def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
+    """The named campaign, or the most recent one when no name is given."""
+    campaigns = repo.list_campaigns()
+    if not campaigns:
+        raise fail("no campaigns in this database: start one with `archevo search start`")
+    if name is None:
+        return max(campaigns, key=lambda c: c.created_at)
+    found = repo.get_campaign(name)
+    if found is None:
+        raise fail(f"no campaign {name!r}; known: {', '.join(c.name for c in campaigns)}")
+    return found
+
+
+def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
+    return CampaignConfig.model_validate(campaign.config)
+
+
+# --------------------------------------------------------------------------- running
+
+
+class ProgressView:
+    """The live view: evaluations done and in flight, best loss, hurdle pass rates, failures."""
+
+    def __init__(self, repo: Repository, campaign_name: str, max_evals: int):
+        self.repo, self.name, self.max_evals = repo, campaign_name, max_evals
+        self.start = time.monotonic()
+        self.note = "starting"
+        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event["kind"] == "preparing":
+            self.note = event["message"]
+        elif event["kind"] == "recorded":
+            self.note = f"#{event['birth']} {event['status']}" + (f" {event['fitness']:.4f}" if event.get("fitness") else "") \
+                + (f"  ({event['mutation']})" if event.get("mutation") else "")
+        self.live.update(self.render())
+
+    def render(self) -> Table:
+        campaign = self.repo.get_campaign(self.name)
+        counts = self.repo.status_counts(campaign.id) if campaign else {}
+        done = sum(n for status, n in counts.items() if status not in ("pending", "running"))
+        best = self.repo.top(campaign.id, 1) if campaign else []
+        table = Table(title=f"campaign {self.name}", show_header=False, min_width=60)
+        table.add_row("evaluations", f"{done}/{self.max_evals} done, {counts.get('running', 0)} in flight, "
+                                     f"{time.monotonic() - self.start:.0f} s")
+        table.add_row("best loss", f"{best[0].fitness:.4f} (individual {best[0].id})" if best else "–")
+        hurdles = self.repo.hurdle_pass_counts(campaign.id) if campaign else []
+        table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in hurdles) or "–")
+        table.add_row("duplicates", str(counts.get("duplicate", 0)))
+        failures = {s: counts[s] for s in ("diverged", "error", "timeout") if counts.get(s)}
+        table.add_row("failures", ", ".join(f"{s} {n}" for s, n in failures.items()) or "0")
+        table.add_row("latest", self.note[:120])
+        return table
+
+
+def run_campaign(repo: Repository, config: CampaignConfig) -> None:
+    view = ProgressView(repo, config.name, config.max_evals)
+    with view.live:
+        Campaign(repo, config, on_event=view).run()
+    print_top(repo, repo.get_campaign(config.name), 10, as_json=False)
+
+
+@search.command("start")
+def start(
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CampaignConfig fields"),
+    name: Optional[str] = typer.Option(None, help="campaign name (default: a timestamp)"),
+    seed_program: Optional[list[str]] = typer.Option(None, "--seed-program", help="seed(s) of the population"),
+    population: Optional[int] = typer.Option(None, help="P: the population is the P most recently finished"),
+    sample: Optional[int] = typer.Option(None, help="S: tournament size"),
+    budget: Optional[str] = typer.Option(None, help="per-candidate budget: 12s, 3e12flops or 2e6tokens"),
+    hurdles: Optional[int] = typer.Option(None, help="number of halving hurdles"),
+    max_evals: Optional[int] = typer.Option(None, "--max-evals", help="individuals in the campaign"),
+    workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
+    corpus: Optional[str] = typer.Option(None, help="default | lm1b:PATH | text:GLOB"),
+    seed_value: Optional[int] = typer.Option(None, "--seed", help="campaign random seed"),
+    backend: Optional[str] = typer.Option(None, help="ray (default) or inprocess"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
+) -> None:
+    """Start a campaign and show its progress; prints the top 10 at the end."""
+    overrides = {"name": name or time.strftime("campaign-%Y%m%d-%H%M%S"), "seed_programs": seed_program,
+                 "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
+                 "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
+                 "backend": backend, "ray_address": ray_address}
+    try:
+        if config_file is not None:
+            config = CampaignConfig.from_toml(config_file, **overrides)
+        else:
+            config = CampaignConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise fail(f"{'.'.join(map(str, first['loc'])) or 'config'}: {first['msg']}")
+    except (OSError, ValueError) as error:
+        raise fail(f"{config_file}: {error}")
+    repo = open_repository(db)
+    if repo.get_campaign(config.name) is not None:
+        raise fail(f"campaign {config.name!r} exists: `archevo search resume {config.name}` continues it")
+    run_campaign(repo, config)
+
+
+@search.command("resume")
+def resume(name: str, db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost."""
+    repo = open_repository(db)
+    campaign = find_campaign(repo, name)
+    run_campaign(repo, campaign_config(campaign))
+
+
+# --------------------------------------------------------------------------- inspecting
+
+
+def status(name: Optional[str] = typer.Argument(None), db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Every campaign with its progress, or one campaign in detail."""
+    repo = open_repository(db)
+    campaigns = [find_campaign(repo, name)] if name else repo.list_campaigns()
+    table = Table(title="campaigns")
+    for column in ("name", "status", "done", "best loss", "duplicates", "failures", "hurdles passed", "created"):
+        table.add_column(column)
+    for campaign in campaigns:
+        counts = repo.status_counts(campaign.id)
+        best = repo.top(campaign.id, 1)
+        done = sum(n for s, n in counts.items() if s not in ("pending", "running"))
+        hurdles = ", ".join(f"h{h} {p}/{r}" for h, r, p in repo.hurdle_pass_counts(campaign.id))
+        failures = sum(counts.get(s, 0) for s in ("diverged", "error", "timeout"))
+        table.add_row(campaign.name, campaign.status, f"{done}/{campaign.config.get('max_evals', '?')}",
+                      f"{best[0].fitness:.4f}" if best else "–", str(counts.get("duplicate", 0)), str(failures),
+                      hurdles or "–", campaign.created_at.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
+    root = repo.lineage(individual.id)[-1]
+    return "; ".join(diff_architectures(root.architecture(), individual.architecture())) or "(the seed itself)"
+
+
+def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool) -> None:
+    rows = repo.top(campaign.id, k)
+    if as_json:
+        print(json.dumps([{"rank": rank, "id": r.id, "birth": r.birth, "loss": r.fitness, "status": r.status,
+                           "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "parameters": r.parameters,
+                           "hurdles_passed": r.hurdles_passed, "root_seed": r.root_seed,
+                           "diff_from_seed": seed_diff(repo, r)} for rank, r in enumerate(rows, 1)], indent=2))
+        return
+    table = Table(title=f"top {k} of campaign {campaign.name}")
+    for column in ("rank", "id", "loss", "ppl", "bits/byte", "params", "hurdles", "diff from seed"):
+        table.add_column(column, overflow="fold")
+    for rank, r in enumerate(rows, 1):
+        table.add_row(str(rank), str(r.id), _number(r.fitness), _number(r.perplexity, 1), _number(r.bits_per_byte, 3),
+                      f"{r.parameters:,}" if r.parameters else "–", str(r.hurdles_passed or 0), seed_diff(repo, r))
+    Console().print(table)
+
+
+def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
+        k: int = typer.Option(10, "-k", help="how many"),
+        as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
+        db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """The k best individuals of a campaign."""
+    repo = open_repository(db)
+    print_top(repo, find_campaign(repo, name), k, as_json)
+
+
+def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
+    individual = repo.get_individual(individual_id)
+    if individual is None:
+        raise fail(f"no individual {individual_id} in this database")
+    return individual
+
+
+def show(individual_id: int = typer.Argument(..., metavar="ID"),
+         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """An individual: its program, its diff against its seed and its parent, lineage, hurdle curve."""
+    repo = open_repository(db)
+    individual = get_individual(repo, individual_id)
+    lineage = repo.lineage(individual_id)
+    print(f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
+          f"loss {_number(individual.fitness)}, seed {individual.root_seed}")
+    if individual.error:
+        print(f"message: {individual.error}")
+    print("\n" + list_architecture(individual.architecture()))
+    print(f"\ndiff against seed {individual.root_seed}: {seed_diff(repo, individual)}")
+    if len(lineage) > 1:
+        parent = lineage[1]
+        print(f"diff against parent {parent.id}: " +
+              ("; ".join(diff_architectures(parent.architecture(), individual.architecture())) or "none"))
+    print("\nlineage:")
+    for member in lineage:
+        print(f"  {member.id:>5}  loss {_number(member.fitness)}  {member.mutation or '(seed)'}")
+    print("\nhurdle curve:")
+    for hurdle in repo.hurdles(individual_id):
+        print(f"  hurdle {hurdle.hurdle} at {hurdle.fraction:.3f} of the budget: loss {_number(hurdle.loss)}, "
+              f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}")
+    if individual.val_loss is not None:
+        print(f"  end of budget: loss {_number(individual.val_loss)}")
+
+
+def export(individual_id: int = typer.Argument(..., metavar="ID"),
+           out: Path = typer.Option(..., "-o", "--out", help="output directory"),
+           weights: bool = typer.Option(False, "--weights", help="include trained weights (safetensors) when kept"),
+           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Write a standalone model.py, config.json and README.md for an individual."""
+    repo = open_repository(db)
+    individual = get_individual(repo, individual_id)
+    config = campaign_config(next(c for c in repo.list_campaigns() if c.id == individual.campaign_id))
+    weights_file = None
+    if weights:
+        result = repo.result(individual_id) or {}
+        weights_file = result.get("weights")
+        if not weights_file or not Path(weights_file).exists():
+            raise fail(f"individual {individual_id} has no kept weights (campaigns keep them with keep_weights = true)")
+    metadata = {"campaign": config.name, "individual": individual.id, "root_seed": individual.root_seed,
+                "validation_loss": individual.val_loss, "perplexity": individual.perplexity,
+                "bits_per_byte": individual.bits_per_byte, "budget": config.budget, "corpus": config.corpus}
+    directory = export_model(out, config.spec, individual.architecture(), Path(weights_file) if weights_file else None,
+                             metadata)
+    print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")

@@ -1,0 +1,62 @@
+"""Hurdles: stop a candidate early when it trails the campaign at a checkpoint.
+
+Primer's halving hurdles put K checkpoints so that every band of training costs the same
+expected compute when half the candidates pass each one: positions c·(2^i − 1) of the
+budget with c = 1/(2^(K+1) − 1), i.e. 1/31, 3/31, 7/31, 15/31 for K = 4. The threshold at
+hurdle i is the q-quantile (median by default) of the losses earlier individuals recorded
+there; the Evolved Transformer's progressive dynamic hurdles use the mean instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+
+def halving_positions(count: int) -> list[float]:
+    """Budget fractions of ``count`` halving hurdles (equal expected compute per band)."""
+    unit = 1.0 / (2 ** (count + 1) - 1)
+    return [unit * (2**i - 1) for i in range(1, count + 1)]
+
+
+def expected_cost(positions: list[float], pass_rate: float = 0.5) -> float:
+    """Expected fraction of the full budget one candidate costs if each hurdle passes ``pass_rate``."""
+    cost, reach, start = 0.0, 1.0, 0.0
+    for end in [*positions, 1.0]:
+        cost += reach * (end - start)
+        reach *= pass_rate
+        start = end
+    return cost
+
+
+@dataclass(frozen=True)
+class HurdlePolicy:
+    """Where the hurdles are and how thresholds follow from the losses recorded there."""
+
+    positions: tuple[float, ...]
+    rule: Literal["quantile", "mean"] = "quantile"
+    quantile: float = 0.5
+    min_samples: int = 5
+
+    @classmethod
+    def halving(cls, count: int, **options) -> "HurdlePolicy":
+        return cls(tuple(halving_positions(count)), **options)
+
+    def threshold(self, losses: list[float]) -> float | None:
+        """The loss to beat, or None while too few individuals have been recorded (all pass).
+        Failed runs count as infinitely bad, so they raise the bar for nobody."""
+        if len(losses) < self.min_samples:
+            return None
+        values = np.array([loss if loss is not None and math.isfinite(loss) else math.inf for loss in losses])
+        if self.rule == "mean":
+            finite = values[np.isfinite(values)]
+            return float(finite.mean()) if finite.size else None
+        return float(np.quantile(values, self.quantile, method="lower"))
+
+    @staticmethod
+    def passes(loss: float, threshold: float | None) -> bool:
+        """Lower loss is better; a tie passes; NaN never passes a set threshold."""
+        return threshold is None or (math.isfinite(loss) and loss <= threshold)

@@ -1,0 +1,263 @@
+"""Primer's six mutations over architectures with subprograms.
+
+A mutation edits one subprogram of one layer program (the final program is part of the
+fixed frame). Children that fail validation are counted per mutation type and redrawn; a
+child structurally equal to its parent (same hash: e.g. an insertion left dead) is mutated
+again, as in Primer and Lion's Hero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from primitives.graph import architecture_hash
+from primitives.listing import diff_architectures
+from primitives.program import Architecture, Instruction, Program, Subprogram
+from primitives.registry import CALL, INIT_FIELDS, REGISTRY, AttrSpec, OpError
+from primitives.types import MODEL_UNITS, ValueType, seq
+from primitives.validate import ProgramError, infer_types, validate_architecture
+
+MUTATIONS = ("delete", "insert", "delete_insert", "change_field", "swap", "change_value")
+
+#: Ops a random insertion draws from (all of the registry; norms and attention included).
+INSERTABLE = tuple(sorted(REGISTRY))
+
+
+class MutationFailed(Exception):
+    """This draw cannot apply (e.g. nothing to delete); the caller redraws."""
+
+
+@dataclass
+class MutationStats:
+    """Per mutation type: children proposed, invalid, and equal to their parent."""
+
+    tried: Counter = field(default_factory=Counter)
+    invalid: Counter = field(default_factory=Counter)
+    unchanged: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Child:
+    architecture: Architecture
+    kind: str
+    description: str
+
+
+def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats | None = None,
+           weights: dict[str, float] | None = None, max_tries: int = 1000,
+           accept: Callable[[Architecture], bool] = lambda a: True) -> Child:
+    """One valid child that differs structurally from ``parent`` (and that ``accept`` admits:
+    the campaign's gate). Raises RuntimeError after ``max_tries`` draws."""
+    stats = stats if stats is not None else MutationStats()
+    weights = weights or {name: 1.0 for name in MUTATIONS}
+    kinds = sorted(weights)
+    p = np.array([weights[k] for k in kinds], dtype=float)
+    parent_hash = architecture_hash(parent)
+    for _ in range(max_tries):
+        kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
+        stats.tried[kind] += 1
+        try:
+            child = validate_architecture(_apply(kind, parent, rng))
+        except (MutationFailed, ProgramError):
+            stats.invalid[kind] += 1
+            continue
+        if architecture_hash(child) == parent_hash:
+            stats.unchanged[kind] += 1
+            continue
+        if not accept(child):
+            stats.invalid[kind] += 1
+            continue
+        child = child.model_copy(update={"name": parent.name, "description": parent.description})
+        return Child(child, kind, "; ".join(diff_architectures(parent, child)))
+    raise RuntimeError(f"no valid child of {parent.name!r} in {max_tries} tries")
+
+
+def _apply(kind: str, architecture: Architecture, rng: np.random.Generator) -> Architecture:
+    places = [p for p in architecture.programs() if p != "final"]
+    place = places[rng.integers(len(places))]
+    program = architecture.programs()[place]
+    index = int(rng.integers(len(program.subprograms)))
+    sub = program.subprograms[index]
+    types = _types(program, index)
+    edit = _EDITS[kind]
+    new_sub = edit(sub, types, rng)
+    subprograms = list(program.subprograms)
+    subprograms[index] = new_sub
+    return _replace(architecture, place, Program(subprograms=subprograms))
+
+
+def _replace(architecture: Architecture, place: str, program: Program) -> Architecture:
+    part, _, rest = place.partition("[")
+    position = int(rest.rstrip("]"))
+    programs = list(getattr(architecture, part))
+    programs[position] = program
+    return architecture.model_copy(update={part: programs})
+
+
+def _types(program: Program, index: int) -> dict[str, ValueType]:
+    """Value types of a subprogram as first called (main: the residual stream)."""
+    if index == 0:
+        return infer_types(program, 0, [seq(MODEL_UNITS)])
+    main_types = infer_types(program, 0, [seq(MODEL_UNITS)])
+    target = program.subprograms[index].name
+    for caller_index, caller in enumerate(program.subprograms[:index]):
+        caller_types = main_types if caller_index == 0 else _types(program, caller_index)
+        for ins in caller.body:
+            if ins.op == CALL and ins.attrs["target"] == target:
+                return infer_types(program, index, [caller_types[n] for n in ins.inputs])
+    raise MutationFailed(f"subprogram {target} is never called")
+
+
+def _fresh(sub: Subprogram) -> str:
+    taken = {*sub.params, *(ins.out for ins in sub.body)}
+    return next(f"h{i}" for i in range(1, len(taken) + 2) if f"h{i}" not in taken)
+
+
+def _pick(rng: np.random.Generator, items: list):
+    if not items:
+        raise MutationFailed("nothing to choose from")
+    return items[int(rng.integers(len(items)))]
+
+
+def _consumers(sub: Subprogram, name: str) -> list[tuple[int, int]]:
+    """(instruction index, input position) pairs reading ``name``; (-1, 0) is the output."""
+    uses = [(i, j) for i, ins in enumerate(sub.body) for j, n in enumerate(ins.inputs) if n == name]
+    return uses + ([(-1, 0)] if sub.output == name else [])
+
+
+def _reroute(sub: Subprogram, uses: list[tuple[int, int]], new: str) -> Subprogram:
+    body = [ins.model_copy(update={"inputs": list(ins.inputs)}) for ins in sub.body]
+    output = sub.output
+    for i, j in uses:
+        if i == -1:
+            output = new
+        else:
+            body[i].inputs[j] = new
+    return sub.model_copy(update={"body": body, "output": output})
+
+
+# --------------------------------------------------------------------------- the six edits
+
+
+def _delete(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    """Remove one instruction; its readers read one of its inputs of the same type instead."""
+    victim = _pick(rng, list(sub.body))
+    same_type = [n for n in victim.inputs if types.get(n) == types.get(victim.out)]
+    replacement = _pick(rng, same_type or [n for n in types if types[n] == types[victim.out] and n != victim.out])
+    rerouted = _reroute(sub, _consumers(sub, victim.out), replacement)
+    return rerouted.model_copy(update={"body": [ins for ins in rerouted.body if ins.out != victim.out]})
+
+
+def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    """A random instruction over existing values, spliced in after one of its inputs: readers
+    of that input (when the types agree) read the new value instead."""
+    op = REGISTRY[_pick(rng, list(INSERTABLE))]
+    inputs = [_pick(rng, sorted(n for n, t in types.items() if t.kind in kinds)) for kinds in op.inputs]
+    attrs = {name: random_attr(spec, rng) for name, spec in op.attrs.items()}
+    out = _fresh(sub)
+    try:
+        out_type = op.infer([types[n] for n in inputs], {k: s.check(attrs[k]) for k, s in op.attrs.items()})
+    except OpError as error:
+        raise MutationFailed(str(error)) from None
+    anchor = _pick(rng, [n for n in inputs if types[n] == out_type] or inputs)
+    uses = [use for use in _consumers(sub, anchor) if types[anchor] == out_type]
+    body = list(sub.body) + [Instruction(out=out, op=op.name, inputs=inputs, attrs=attrs)]
+    return _reroute(sub.model_copy(update={"body": body}), uses, out)
+
+
+def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    deleted = _delete(sub, types, rng)
+    remaining = {n: t for n, t in types.items() if n in deleted.params or any(i.out == n for i in deleted.body)}
+    return _insert(deleted, remaining, rng)
+
+
+def _change_field(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    """Change one instruction's op (to one of the same signature), one input, or one attribute."""
+    index = int(rng.integers(len(sub.body))) if sub.body else _pick(rng, [])
+    ins = sub.body[index]
+    if ins.op == CALL:
+        raise MutationFailed("calls have no fields to change but their inputs")
+    field_kind = _pick(rng, ["op", "input", "attr"])
+    if field_kind == "op":
+        same = [n for n, op in REGISTRY.items() if n != ins.op and op.inputs == REGISTRY[ins.op].inputs]
+        new_op = REGISTRY[_pick(rng, sorted(same))]
+        attrs = {k: ins.attrs[k] if k in ins.attrs else random_attr(s, rng) for k, s in new_op.attrs.items()}
+        changed = ins.model_copy(update={"op": new_op.name, "attrs": attrs})
+    elif field_kind == "input":
+        j = int(rng.integers(len(ins.inputs))) if ins.inputs else _pick(rng, [])
+        options = sorted(n for n, t in types.items() if t == types[ins.inputs[j]] and n not in (ins.inputs[j], ins.out))
+        inputs = list(ins.inputs)
+        inputs[j] = _pick(rng, options)
+        changed = ins.model_copy(update={"inputs": inputs})
+    else:
+        name = _pick(rng, sorted(REGISTRY[ins.op].attrs))
+        changed = ins.model_copy(update={"attrs": {**ins.attrs, name: random_attr(REGISTRY[ins.op].attrs[name], rng)}})
+    body = list(sub.body)
+    body[index] = changed
+    return sub.model_copy(update={"body": body})
+
+
+def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    """Exchange the operations of two instructions of the same arity (``relu(dconv(q))`` ↔
+    ``dconv(relu(q))`` when they are chained), keeping the wiring."""
+    ops = [i for i, ins in enumerate(sub.body) if ins.op != CALL]
+    a = _pick(rng, ops)
+    b = _pick(rng, [i for i in ops if i != a and len(sub.body[i].inputs) == len(sub.body[a].inputs)
+                    and sub.body[i].op != sub.body[a].op])
+    body = list(sub.body)
+    body[a] = body[a].model_copy(update={"op": sub.body[b].op, "attrs": sub.body[b].attrs})
+    body[b] = body[b].model_copy(update={"op": sub.body[a].op, "attrs": sub.body[a].attrs})
+    return sub.model_copy(update={"body": body})
+
+
+def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+    """Primer's bank mutation: a constant c → c·10^X + Y (X, Y ~ N(0, 1)); a width or kernel
+    redrawn from its vocabulary."""
+    candidates = [(i, name) for i, ins in enumerate(sub.body) if ins.op != CALL
+                  for name, spec in REGISTRY[ins.op].attrs.items() if spec.kind in ("int", "float", "init")]
+    index, name = _pick(rng, candidates)
+    ins = sub.body[index]
+    spec = REGISTRY[ins.op].attrs[name]
+    value = ins.attrs[name]
+    if spec.kind == "int":
+        value = random_attr(spec, rng)
+    elif spec.kind == "float":
+        value = perturb(value, rng)
+    else:
+        numeric = [k for k in value if k != "kind"]
+        key = _pick(rng, numeric)
+        value = {**value, key: [perturb(v, rng) for v in value[key]] if key == "values" else perturb(value[key], rng)}
+    body = list(sub.body)
+    body[index] = ins.model_copy(update={"attrs": {**ins.attrs, name: value}})
+    return sub.model_copy(update={"body": body})
+
+
+_EDITS = {"delete": _delete, "insert": _insert, "delete_insert": _delete_insert,
+          "change_field": _change_field, "swap": _swap, "change_value": _change_value}
+
+
+def perturb(value: float, rng: np.random.Generator) -> float:
+    return float(value * 10 ** rng.normal() + rng.normal())
+
+
+def random_attr(spec: AttrSpec, rng: np.random.Generator):
+    """A random legal value: drawn from the choices or vocabulary, N(0, 1) for constants,
+    and a small set of initialisers around the common defaults."""
+    if spec.kind == "bool":
+        return bool(rng.integers(2))
+    if spec.choices:
+        return _pick(rng, list(spec.choices))
+    if spec.kind == "int":
+        return int(_pick(rng, list(spec.vocabulary))) if spec.vocabulary else int(rng.integers(spec.low, spec.high + 1))
+    if spec.kind == "float":
+        return float(min(max(rng.normal(), spec.low), spec.high)) if math.isfinite(spec.low) else float(rng.normal())
+    kind = _pick(rng, [k for k in spec.inits if k != "taps"] or list(spec.inits))
+    if kind == "taps":
+        return spec.default
+    numbers = {"std": 0.02, "gain": 1.0, "value": 1.0}
+    return {"kind": kind, **{name: numbers[name] for name in INIT_FIELDS[kind]}}
