@@ -22,6 +22,8 @@ from .validate import ProgramError, parse_architecture, validate_architecture
 D = MODEL_UNITS          # the residual stream: 8 units
 D_FF = 4 * MODEL_UNITS   # the vanilla feed-forward width: 32 units
 D_GLU = round(2 / 3 * D_FF)
+#: Mesh-TF (Primer's and Narang et al.'s code) uses LayerNorm ε = 1e-6; GPT-2-style code 1e-5.
+T5_EPS = 1e-6
 
 
 # --------------------------------------------------------------------------- sublayers
@@ -101,12 +103,12 @@ def post_norm(attn: Subprogram, mlp: Subprogram, skip_gain: float | None = None)
     return _layer(b, y, attn, mlp)
 
 
-def rezero(norm: str | None, attn: Subprogram, mlp: Subprogram) -> Program:
+def rezero(norm: str | None, attn: Subprogram, mlp: Subprogram, **norm_attrs) -> Program:
     """y = x + a·F(Norm(x)), a a learned scalar per sublayer starting at 0."""
     b = Builder("main")
 
     def sublayer(x: str, concept: str, i: int) -> str:
-        inner = b.emit(norm, x, out=f"norm{i}") if norm else x
+        inner = b.emit(norm, x, out=f"norm{i}", **norm_attrs) if norm else x
         gained = b.scale(b.call(concept, inner, out=concept), init=zeros(), out=f"gain{i}")
         return b.add(x, gained, out=f"h{i}")
 
@@ -143,8 +145,8 @@ def parallel_layer() -> Program:
 def primer_layer() -> Program:
     """Released Primer: shared-QK MDHA, ReLU², pre-norm attention and post-norm FFN, LN ε 1e-6."""
     b = Builder("main")
-    h = b.add("x", b.call("attention", b.layernorm("x", eps=1e-6, out="norm1"), out="attn"), out="h")
-    y = b.add(h, b.layernorm(b.call("ffn", h, out="mlp"), eps=1e-6, out="norm2"), out="y")
+    h = b.add("x", b.call("attention", b.layernorm("x", eps=T5_EPS, out="norm1"), out="attn"), out="h")
+    y = b.add(h, b.layernorm(b.call("ffn", h, out="mlp"), eps=T5_EPS, out="norm2"), out="y")
     return _layer(b, y, attention(shared_qk=True), ffn("relu", "square"))
 
 
@@ -206,20 +208,21 @@ def _seed(name: str, description: str, layers: Callable[[ModelSpec], list[Progra
 
 
 def _pre_ln(*activations: str) -> Callable[[ModelSpec], list[Program]]:
-    return lambda spec: [pre_norm("layernorm", attention(), ffn(*activations))]
+    return lambda spec: [pre_norm("layernorm", attention(), ffn(*activations), eps=T5_EPS)]
 
 
+T5_FINAL = final("layernorm", eps=T5_EPS)
 LN_FINAL = final("layernorm")
 RMS_FINAL = final("rmsnorm")
 NO_FINAL = final(None)
 
-_seed("transformer", "Pre-LN Transformer, ReLU FFN with biases, final LN", _pre_ln("relu"), LN_FINAL)
+_seed("transformer", "Pre-LN Transformer, ReLU FFN with biases, final LN", _pre_ln("relu"), T5_FINAL)
 _seed("transformer_postln", "Post-LN Transformer (Vaswani et al.), no final norm",
       lambda spec: [post_norm(attention(), ffn("relu"))], NO_FINAL)
 _seed("primer_ez", "Primer-EZ: Pre-LN + squared ReLU + depthwise convs after Q, K, V",
-      lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu", "square"))], LN_FINAL)
+      lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu", "square"), eps=T5_EPS)], T5_FINAL)
 _seed("primer", "released Primer: MDHA with shared QK, squared ReLU, pre/post norm", lambda spec: [primer_layer()],
-      final("layernorm", eps=1e-6))
+      T5_FINAL)
 _seed("parallel", "parallel block: x + MHA(LN x) + FFN(LN x)", lambda spec: [parallel_layer()], LN_FINAL)
 _seed("sas", "simplified attention sub-block (He & Hofmann): shaped attention, no V/P, no attention skip",
       lambda spec: [sas_layer(first_layer=False, parallel=False)], LN_FINAL,
@@ -238,18 +241,18 @@ def _deepnorm(spec: ModelSpec) -> list[Program]:
 _seed("deepnorm", "DeepNet: LN(α·x + G(x)), α = (2L)^¼, Xavier gain β = (8L)^-¼ on FFN, V, O", _deepnorm, NO_FINAL)
 _seed("transformer_pp", "Transformer++: RMSNorm everywhere + SwiGLU (d_ff · 2/3)",
       lambda spec: [pre_norm("rmsnorm", attention(), glu_ffn("swish"))], RMS_FINAL)
-_seed("squared_relu", "Transformer with squared ReLU in the FFN", _pre_ln("relu", "square"), LN_FINAL)
+_seed("squared_relu", "Transformer with squared ReLU in the FFN", _pre_ln("relu", "square"), T5_FINAL)
 for _act in ("gelu", "swish", "elu", "selu", "sigmoid", "softplus"):
-    _seed(_act, f"Transformer with {_act} in the FFN (Narang et al.)", _pre_ln(_act), LN_FINAL)
+    _seed(_act, f"Transformer with {_act} in the FFN (Narang et al.)", _pre_ln(_act), T5_FINAL)
 for _name, _gate in (("glu", "sigmoid"), ("reglu", "relu"), ("geglu", "gelu"), ("swiglu", "swish"), ("liglu", None)):
     _seed(_name, f"Transformer with a {_name} FFN, d_ff · 2/3 for equal parameters (Shazeer)",
-          lambda spec, gate=_gate: [pre_norm("layernorm", attention(), glu_ffn(gate))], LN_FINAL)
+          lambda spec, gate=_gate: [pre_norm("layernorm", attention(), glu_ffn(gate), eps=T5_EPS)], T5_FINAL)
 _seed("rmsnorm", "Transformer with RMSNorm in place of every LayerNorm", lambda spec: [pre_norm("rmsnorm", attention(), ffn("relu"))],
       RMS_FINAL)
 _seed("rezero", "ReZero: y = x + a·F(x), a = 0 at init, no norms", lambda spec: [rezero(None, attention(), ffn("relu"))],
       NO_FINAL)
 _seed("rezero_ln", "ReZero + LayerNorm: y = x + a·F(LN x), final LN",
-      lambda spec: [rezero("layernorm", attention(), ffn("relu"))], LN_FINAL)
+      lambda spec: [rezero("layernorm", attention(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
 _seed("rezero_rms", "ReZero + RMSNorm: y = x + a·F(RMSNorm x), final RMSNorm",
       lambda spec: [rezero("rmsnorm", attention(), ffn("relu"))], RMS_FINAL)
 _seed("fixup", "Fixup: y = x + s·F(x + b), depth-scaled He init, zero output layers, no norms",

@@ -1,0 +1,125 @@
+"""Search logic without training: mutations, tournament, aging, hurdles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from primitives.graph import architecture_hash
+from primitives.seeds import seed
+from primitives.validate import validate_architecture
+from search.evolution import AgingEvolution, tournament
+from search.hurdles import HurdlePolicy, expected_cost, halving_positions
+from search.mutate import MUTATIONS, MutationStats, mutate
+
+
+@dataclass
+class FakeMember:
+    id: int
+    fitness: float | None
+    root_seed: str = "transformer"
+    name: str = "transformer"
+
+    def architecture(self):
+        return seed(self.name)
+
+
+@pytest.mark.parametrize("kind", MUTATIONS)
+def test_each_mutation_type_gives_a_valid_changed_child(kind):
+    parent = seed("primer_ez")
+    stats = MutationStats()
+    for birth in range(5):
+        child = mutate(parent, np.random.default_rng([7, birth]), stats, weights={kind: 1.0})
+        assert child.kind == kind
+        assert validate_architecture(child.architecture) == child.architecture
+        assert architecture_hash(child.architecture) != architecture_hash(parent)
+        assert child.description  # the diff in words is never empty
+    assert set(stats.tried) == {kind}
+
+
+def test_mutation_is_reproducible_from_its_seed():
+    parent = seed("transformer")
+    first = mutate(parent, np.random.default_rng([3, 42]))
+    again = mutate(parent, np.random.default_rng([3, 42]))
+    assert first == again
+
+
+def test_insert_splices_the_new_value_in():
+    child = mutate(seed("transformer"), np.random.default_rng([0, 4]), weights={"insert": 1.0})
+    assert child.description.count("+") + child.description.count("→") >= 1
+
+
+def test_invalid_children_are_counted_per_type_and_redrawn():
+    stats = MutationStats()
+    for birth in range(30):
+        mutate(seed("sas"), np.random.default_rng([1, birth]), stats)
+    assert sum(stats.invalid.values()) > 0
+    assert sum(stats.tried.values()) == 30 + sum(stats.invalid.values()) + sum(stats.unchanged.values())
+
+
+def test_gate_rejections_are_redrawn():
+    rejected = []
+
+    def accept(architecture):
+        rejected.append(architecture)
+        return len(rejected) > 3
+
+    stats = MutationStats()
+    mutate(seed("transformer"), np.random.default_rng(0), stats, accept=accept)
+    assert len(rejected) == 4 and sum(stats.invalid.values()) >= 3
+
+
+def test_tournament_picks_the_best_of_its_sample():
+    population = [FakeMember(i, float(10 - i)) for i in range(10)]
+    assert tournament(population, 100, np.random.default_rng(0)).id == 9
+    failed = [FakeMember(0, None), FakeMember(1, 5.0)]
+    assert tournament(failed, 50, np.random.default_rng(0)).id == 1
+
+
+def test_tournament_of_one_is_random_search():
+    population = [FakeMember(i, float(i)) for i in range(10)]
+    picks = {tournament(population, 1, np.random.default_rng(s)).id for s in range(100)}
+    assert len(picks) > 5
+
+
+def test_aging_selects_only_from_the_most_recent():
+    """The population is the P most recently finished: the best-ever but oldest member is gone."""
+    evolution = AgingEvolution({"transformer": seed("transformer")}, population_size=3, sample_size=50, campaign_seed=0)
+    history = [FakeMember(0, 0.1)] + [FakeMember(i, 5.0 + i) for i in range(1, 6)]
+    proposal = evolution.propose(10, history)
+    assert proposal.parent_id == 3  # best of the last three (3, 4, 5), not the oldest best (0)
+
+
+def test_seeds_come_first_then_children_of_seed_individuals():
+    seeds = {"transformer": seed("transformer"), "primer_ez": seed("primer_ez")}
+    evolution = AgingEvolution(seeds, population_size=4, sample_size=2, campaign_seed=0)
+    assert [evolution.propose(b, []).root_seed for b in range(2)] == ["transformer", "primer_ez"]
+    assert evolution.propose(0, []).mutation is None
+    child = evolution.propose(2, [], seed_members=[FakeMember(7, None)])
+    assert child.parent_id == 7 and child.mutation
+
+
+def test_halving_hurdles_match_primer():
+    assert halving_positions(4) == pytest.approx([1 / 31, 3 / 31, 7 / 31, 15 / 31])
+    # 25,200 s budget: hurdles at 812.9, 2438.7, 5690.3, 12193.5 s; expected cost 5c = 4064.5 s
+    assert [25200 * p for p in halving_positions(4)] == pytest.approx([812.9, 2438.7, 5690.3, 12193.5], abs=0.1)
+    assert 25200 * expected_cost(halving_positions(4)) == pytest.approx(4064.5, abs=0.1)
+    assert halving_positions(0) == []
+
+
+def test_threshold_is_the_median_once_enough_are_recorded():
+    policy = HurdlePolicy.halving(2, min_samples=3)
+    assert policy.threshold([1.0, 2.0]) is None
+    assert policy.passes(100.0, None)
+    assert policy.threshold([3.0, 1.0, 2.0, 4.0, 5.0]) == 3.0
+    assert policy.passes(3.0, 3.0) and not policy.passes(3.1, 3.0)
+    assert not policy.passes(float("nan"), 3.0)
+
+
+def test_failed_runs_count_as_worst_and_mean_rule():
+    quantile = HurdlePolicy.halving(1, min_samples=1, quantile=0.5)
+    assert quantile.threshold([1.0, float("nan"), None, 2.0, 3.0]) == 3.0
+    mean = HurdlePolicy.halving(1, min_samples=2, rule="mean")
+    assert mean.threshold([1.0, 3.0, float("inf")]) == 2.0
