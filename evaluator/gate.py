@@ -18,7 +18,8 @@ from primitives.program import Architecture, ModelSpec
 from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
-from .compile import check_causality, compile_model, randomize_parameters
+from .compile import assert_causal, compile_model, randomize_parameters
+from .runtime import LanguageModel
 
 #: AutoML-Zero's fixed FEC seed (kFunctionalCacheRandomSeed).
 PROBE_SEED = 235732282
@@ -58,16 +59,22 @@ def _quantised(outputs: torch.Tensor) -> bytes:
     return torch.round(outputs / scale * QUANTUM).to(torch.int64).numpy().tobytes()
 
 
-def fingerprint(model: torch.nn.Module, spec: ModelSpec) -> str:
-    """Hash of per-example outputs on a fixed probe batch, at the model's own initialisation
-    and with every parameter redrawn (so zero-initialised gates hide nothing)."""
+def probe(model: LanguageModel, spec: ModelSpec) -> str:
+    """Check causality and return the functional fingerprint, in one forward and backward.
+
+    The fingerprint hashes per-example outputs on a fixed probe batch at the model's own
+    initialisation and again with every parameter redrawn (so zero-initialised gates hide
+    nothing); the redrawn pass also carries the causality gradient. The model is consumed."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
     idx = torch.randint(spec.vocab_size, (PROBE_BATCH, spec.seq_len), generator=generator)
-    digest = hashlib.sha256()
     with torch.no_grad():
-        digest.update(_quantised(model(idx)))
-        randomize_parameters(model, generator)
-        digest.update(_quantised(model(idx)))
+        initial = model(idx)
+    randomize_parameters(model, generator)
+    embedded = model.embed(idx).detach().requires_grad_()
+    outputs = model.lm_head(model.body(embedded))
+    assert_causal(embedded, outputs)
+    digest = hashlib.sha256(_quantised(initial))
+    digest.update(_quantised(outputs.detach()))
     return digest.hexdigest()[:32]
 
 
@@ -80,10 +87,8 @@ def gate(spec: ModelSpec, architecture: Architecture, max_parameters: int | None
     with torch.random.fork_rng():
         torch.manual_seed(PROBE_SEED)
         try:
-            model = compile_model(small, canonical_architecture(architecture))
-            check_causality(model, small)
+            return GateReport(parameters, probe(compile_model(small, canonical_architecture(architecture)), small))
         except ProgramError as error:
             raise GateRejected(error.where, error.message) from None
         except (RuntimeError, ValueError) as error:
             raise GateRejected("architecture", f"does not run: {str(error).splitlines()[0]}") from None
-        return GateReport(parameters, fingerprint(model, small))

@@ -101,15 +101,26 @@ def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
                 raise ProgramError(_at(where, i, ins), f"input {name!r} is not defined in {sub.name}")
     if sub.output not in defined:
         raise ProgramError(f"{where}.output", f"output {sub.output!r} is not defined in {sub.name}")
-    graph = nx.DiGraph([(name, ins.out) for ins in body for name in ins.inputs])
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        pass
-    else:
-        path = " → ".join([edge[0] for edge in cycle] + [cycle[0][0]])
-        raise ProgramError(where, f"cycle: {path}")
+    if not _in_order(sub):  # values used before their definition may close a cycle
+        graph = nx.DiGraph([(name, ins.out) for ins in body for name in ins.inputs])
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            pass
+        else:
+            path = " → ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            raise ProgramError(where, f"cycle: {path}")
     return sub.model_copy(update={"body": body})
+
+
+def _in_order(sub: Subprogram) -> bool:
+    """Whether every instruction reads only inputs and earlier values (the common case)."""
+    seen = set(sub.params)
+    for ins in sub.body:
+        if not seen.issuperset(ins.inputs):
+            return False
+        seen.add(ins.out)
+    return True
 
 
 def _at(where: str, index: int, ins: Instruction) -> str:
@@ -171,6 +182,8 @@ def infer_types(program: Program, index: int, inputs: list[ValueType], where: st
 
 def topological_order(sub: Subprogram) -> list[int]:
     """Instruction indices in dependency order (stable: ties keep program order)."""
+    if _in_order(sub):
+        return list(range(len(sub.body)))
     index = {ins.out: i for i, ins in enumerate(sub.body)}
     graph = nx.DiGraph()
     graph.add_nodes_from(range(len(sub.body)))

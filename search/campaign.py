@@ -171,32 +171,34 @@ class Campaign:
         self.on_event({"kind": "finished"})
 
     def _propose(self, birth: int) -> None:
+        """Draw, gate and store the individual of ``birth``; train it unless it is a duplicate."""
         cid = self.campaign.id
-        population = self.repo.population(cid, self.config.population)
-        # until something has finished, parents are the seed individuals (all still in flight)
-        seeds = [] if population else [i for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
-        proposal = self.evolution.propose(birth, population, seeds)
+        population = self.repo.population_fitness(cid, self.config.population)
+        if not population:  # nothing has finished yet: the parents are the seed individuals
+            population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
+        proposal = self.evolution.propose(birth, population, self.repo.get_individual)
         arch_hash = architecture_hash(proposal.architecture)
-        report = self._gate_reports.pop(arch_hash, None)
+        report, rejection = self._gate_reports.pop(arch_hash, None), None
         self._gate_reports.clear()
-        rejection = None
         if report is None:  # a seed: children passed the gate while they were drawn
             try:
                 report = gate(self.config.spec, proposal.architecture, self.config.max_parameters)
             except GateRejected as error:
                 rejection = f"seed {proposal.root_seed} rejected by the gate: {error}"
-        individual = self.repo.add_individual(cid, birth, proposal.architecture.to_json(indent=None), arch_hash,
-                                              proposal.root_seed, self.recipe, proposal.parent_id, proposal.mutation)
+        with self.repo.batch():
+            individual = self.repo.add_individual(
+                cid, birth, proposal.architecture.to_json(indent=None), arch_hash, proposal.root_seed, self.recipe,
+                proposal.parent_id, proposal.mutation, fingerprint=report.fingerprint if report else None)
+            original = None if report is None else (
+                self.repo.find_by_hash(cid, arch_hash, self.recipe)
+                or self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
+            if rejection:
+                self.repo.record_result(individual.id, 0, {"status": "error", "message": rejection})
+            elif original is not None:
+                self._record_duplicate(individual, original)
         if rejection:
-            self.repo.record_result(individual.id, 0, {"status": "error", "message": rejection})
             self._emit(individual, {"status": "error"})
-            return
-        self.repo.set_fingerprint(individual.id, report.fingerprint)
-        original = (self.repo.find_by_hash(cid, arch_hash, self.recipe)
-                    or self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
-        if original is not None and original.id != individual.id:
-            self._record_duplicate(individual, original)
-        else:
+        elif original is None:
             self._dispatch(individual)
 
     def _passes_gate(self, architecture: Architecture) -> bool:
@@ -211,6 +213,7 @@ class Campaign:
         return True
 
     def _record_duplicate(self, individual: IndividualRecord, original: IndividualRecord) -> None:
+        """FEC: reuse the fitness of a functionally equal individual; no training."""
         result = {"status": "duplicate", "message": f"functionally equal to individual {original.id}",
                   "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
                   "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,

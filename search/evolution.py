@@ -19,10 +19,9 @@ from .mutate import MutationStats, mutate
 
 
 class Member(Protocol):
-    """What selection needs of an individual (storage's IndividualRecord has it)."""
+    """What a parent must offer (storage's IndividualRecord has it)."""
 
     id: int
-    fitness: float | None
     root_seed: str
 
     def architecture(self) -> Architecture: ...
@@ -41,12 +40,12 @@ def rng_for(campaign_seed: int, birth: int) -> np.random.Generator:
     return np.random.default_rng([campaign_seed, birth])
 
 
-def tournament(population: Sequence[Member], sample_size: int, rng: np.random.Generator) -> Member:
-    """Best fitness (lowest loss) among ``sample_size`` members drawn with replacement; a
-    member without a fitness (failed) loses to any that has one."""
+def tournament(population: Sequence[tuple[int, float | None]], sample_size: int, rng: np.random.Generator) -> int:
+    """The id of the best (lowest-loss) of ``sample_size`` (id, fitness) pairs drawn with
+    replacement; a member without a fitness (a failure) loses to any that has one."""
     picks = rng.integers(len(population), size=sample_size)
-    return min((population[i] for i in picks), key=lambda m: (m.fitness is None or not math.isfinite(m.fitness),
-                                                             m.fitness if m.fitness is not None else 0.0))
+    best = min((population[i] for i in picks), key=lambda m: (m[1] is None or not math.isfinite(m[1]), m[1] or 0.0))
+    return best[0]
 
 
 class AgingEvolution:
@@ -62,14 +61,14 @@ class AgingEvolution:
         self.accept = accept
         self.stats = MutationStats()
 
-    def propose(self, birth: int, population: Sequence[Member], seed_members: Sequence[Member] = ()) -> Proposal:
-        """``population``: the most recently finished individuals, oldest first. Until one has
-        finished, parents come from ``seed_members`` (the seed individuals already born)."""
+    def propose(self, birth: int, population: Sequence[tuple[int, float | None]],
+                load: Callable[[int], Member]) -> Proposal:
+        """``population``: (id, fitness) of the most recently finished individuals, oldest first
+        (before anything has finished, the seed individuals); ``load`` fetches the winner."""
         names = list(self.seeds)
         if birth < len(names):
             return Proposal(birth, self.seeds[names[birth]], names[birth])
         rng = rng_for(self.campaign_seed, birth)
-        pool = list(population[-self.population_size:]) or list(seed_members)
-        parent = tournament(pool, self.sample_size, rng)
+        parent = load(tournament(population[-self.population_size:], self.sample_size, rng))
         child = mutate(parent.architecture(), rng, self.stats, self.mutation_weights, accept=self.accept)
         return Proposal(birth, child.architecture, parent.root_seed, parent.id, f"{child.kind}: {child.description}")

@@ -15,12 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from primitives.graph import architecture_hash
+from primitives.graph import program_hash
 from primitives.listing import diff_architectures
 from primitives.program import Architecture, Instruction, Program, Subprogram
 from primitives.registry import CALL, INIT_FIELDS, REGISTRY, AttrSpec, OpError
 from primitives.types import MODEL_UNITS, ValueType, seq
-from primitives.validate import ProgramError, infer_types, validate_architecture
+from primitives.validate import ProgramError, infer_types, validate_program
 
 MUTATIONS = ("delete", "insert", "delete_insert", "change_field", "swap", "change_value")
 
@@ -57,18 +57,21 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
     weights = weights or {name: 1.0 for name in MUTATIONS}
     kinds = sorted(weights)
     p = np.array([weights[k] for k in kinds], dtype=float)
-    parent_hash = architecture_hash(parent)
+    places = [place for place in parent.programs() if place != "final"]
     for _ in range(max_tries):
         kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
         stats.tried[kind] += 1
+        place = places[rng.integers(len(places))]
+        program = parent.programs()[place]
         try:
-            child = validate_architecture(_apply(kind, parent, rng))
+            changed = validate_program(_edit(kind, program, rng), place)
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
             continue
-        if architecture_hash(child) == parent_hash:
+        if program_hash(changed) == program_hash(program):
             stats.unchanged[kind] += 1
             continue
+        child = _replace(parent, place, changed)
         if not accept(child):
             stats.invalid[kind] += 1
             continue
@@ -77,18 +80,12 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
     raise RuntimeError(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 
-def _apply(kind: str, architecture: Architecture, rng: np.random.Generator) -> Architecture:
-    places = [p for p in architecture.programs() if p != "final"]
-    place = places[rng.integers(len(places))]
-    program = architecture.programs()[place]
+def _edit(kind: str, program: Program, rng: np.random.Generator) -> Program:
+    """Apply one edit of ``kind`` to a random subprogram of ``program``."""
     index = int(rng.integers(len(program.subprograms)))
-    sub = program.subprograms[index]
-    types = _types(program, index)
-    edit = _EDITS[kind]
-    new_sub = edit(sub, types, rng)
     subprograms = list(program.subprograms)
-    subprograms[index] = new_sub
-    return _replace(architecture, place, Program(subprograms=subprograms))
+    subprograms[index] = _EDITS[kind](program.subprograms[index], _types(program, index), rng)
+    return Program(subprograms=subprograms)
 
 
 def _replace(architecture: Architecture, place: str, program: Program) -> Architecture:

@@ -507,7 +507,7 @@ class ReferenceLM(Mapped):
         logits = self.lm_head(x)
         if targets is None:
             return logits
-        return logits, F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     # ----------------------------------------------------------------- initialisation (the papers')
 

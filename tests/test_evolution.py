@@ -18,12 +18,10 @@ from search.mutate import MUTATIONS, MutationStats, mutate
 @dataclass
 class FakeMember:
     id: int
-    fitness: float | None
     root_seed: str = "transformer"
-    name: str = "transformer"
 
     def architecture(self):
-        return seed(self.name)
+        return seed("transformer")
 
 
 @pytest.mark.parametrize("kind", MUTATIONS)
@@ -72,32 +70,30 @@ def test_gate_rejections_are_redrawn():
 
 
 def test_tournament_picks_the_best_of_its_sample():
-    population = [FakeMember(i, float(10 - i)) for i in range(10)]
-    assert tournament(population, 100, np.random.default_rng(0)).id == 9
-    failed = [FakeMember(0, None), FakeMember(1, 5.0)]
-    assert tournament(failed, 50, np.random.default_rng(0)).id == 1
+    population = [(i, float(10 - i)) for i in range(10)]
+    assert tournament(population, 100, np.random.default_rng(0)) == 9
+    assert tournament([(0, None), (1, 5.0)], 50, np.random.default_rng(0)) == 1
 
 
 def test_tournament_of_one_is_random_search():
-    population = [FakeMember(i, float(i)) for i in range(10)]
-    picks = {tournament(population, 1, np.random.default_rng(s)).id for s in range(100)}
-    assert len(picks) > 5
+    population = [(i, float(i)) for i in range(10)]
+    assert len({tournament(population, 1, np.random.default_rng(s)) for s in range(100)}) > 5
 
 
 def test_aging_selects_only_from_the_most_recent():
     """The population is the P most recently finished: the best-ever but oldest member is gone."""
     evolution = AgingEvolution({"transformer": seed("transformer")}, population_size=3, sample_size=50, campaign_seed=0)
-    history = [FakeMember(0, 0.1)] + [FakeMember(i, 5.0 + i) for i in range(1, 6)]
-    proposal = evolution.propose(10, history)
+    history = [(0, 0.1)] + [(i, 5.0 + i) for i in range(1, 6)]
+    proposal = evolution.propose(10, history, load=FakeMember)
     assert proposal.parent_id == 3  # best of the last three (3, 4, 5), not the oldest best (0)
 
 
 def test_seeds_come_first_then_children_of_seed_individuals():
     seeds = {"transformer": seed("transformer"), "primer_ez": seed("primer_ez")}
     evolution = AgingEvolution(seeds, population_size=4, sample_size=2, campaign_seed=0)
-    assert [evolution.propose(b, []).root_seed for b in range(2)] == ["transformer", "primer_ez"]
-    assert evolution.propose(0, []).mutation is None
-    child = evolution.propose(2, [], seed_members=[FakeMember(7, None)])
+    assert [evolution.propose(b, [], load=FakeMember).root_seed for b in range(2)] == ["transformer", "primer_ez"]
+    assert evolution.propose(0, [], load=FakeMember).mutation is None
+    child = evolution.propose(2, [(7, None)], load=FakeMember)
     assert child.parent_id == 7 and child.mutation
 
 

@@ -1,0 +1,154 @@
+"""``archevo train``: train one architecture (a seed or a JSON file) under a fixed budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from evaluator.budget import parse_budget
+from evaluator.corpora import CorpusError
+from evaluator.tokenize import load_tokenized
+from evaluator.train import TrainConfig, TrainResult
+from evaluator.train import train as train_architecture
+from primitives.program import ModelSpec
+from primitives.seeds import resolve
+from primitives.validate import ProgramError
+
+err = Console(stderr=True)
+
+_STAGES = {"bpe": "training the tokenizer (characters)", "train": "tokenizing train (tokens)",
+           "validation": "tokenizing validation (tokens)"}
+
+
+def _fail(message: str) -> typer.Exit:
+    """One line on stderr, exit status 2: bad input, never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats/token) of the tokens' own unigram distribution: the loss of the best
+    context-free model, the bar any trained language model must clear."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _summary(result: TrainResult, entropy: float | None) -> Table:
+    def num(value: float | None, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
+    table = Table(title="training result", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    style = "green" if result.status == "ok" else "red"
+    table.add_row("status", f"[{style}]{result.status}[/{style}]")
+    if result.message:
+        table.add_row("message", result.message)
+    table.add_row("validation loss (nats/token)", num(result.val_loss, ".4f"))
+    if entropy is not None:
+        table.add_row("validation unigram entropy", f"{entropy:.4f}")
+    table.add_row("perplexity", num(result.perplexity, ".2f"))
+    table.add_row("bits per byte", num(result.bits_per_byte, ".4f"))
+    table.add_row("steps", f"{result.steps:,}")
+    table.add_row("tokens", f"{result.tokens:,}")
+    table.add_row("seconds (training)", f"{result.seconds:.1f}")
+    table.add_row("seconds (wall)", f"{result.wall_seconds:.1f}")
+    table.add_row("tokens / second", f"{result.tokens / result.seconds:,.0f}" if result.seconds else "—")
+    table.add_row("FLOPs", f"{result.flops:.3e}")
+    table.add_row("model FLOP/s", f"{result.flops / result.seconds:.3e}" if result.seconds else "—")
+    table.add_row("parameters", f"{result.parameters:,}")
+    for hurdle in result.hurdle_losses:
+        table.add_row(f"hurdle {hurdle.fraction:g} (step {hurdle.step})", num(hurdle.loss, ".4f"))
+    return table
+
+
+def train(
+    reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
+    budget: str = typer.Option("60s", "--budget", help="60s, 5m, 3e12flops or 2e6tokens"),
+    corpus: str = typer.Option("default", "--corpus", help="default, lm1b:PATH or text:GLOB"),
+    seed: int = typer.Option(0, "--seed", help="initialisation and data-order seed"),
+    vocab_size: int = typer.Option(4096, "--vocab-size", help="BPE vocabulary size"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr", help="peak learning rate"),
+    d_model: int | None = typer.Option(None, "--d-model", help="override ModelSpec.d_model"),
+    layers: int | None = typer.Option(None, "--layers", help="override ModelSpec.n_layers"),
+    heads: int | None = typer.Option(None, "--heads", help="override ModelSpec.n_heads"),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="override ModelSpec.seq_len"),
+    hurdles: str = typer.Option("", "--hurdles", help="comma-separated budget fractions to evaluate at, e.g. 0.25,0.5"),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object on stdout"),
+) -> None:
+    """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
+    overrides = {"vocab_size": vocab_size, "d_model": d_model, "n_layers": layers, "n_heads": heads,
+                 "seq_len": seq_len}
+    try:
+        spec = ModelSpec(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise _fail(f"model spec: {_validation_message(error)}") from None
+    try:
+        architecture = resolve(reference, spec)
+    except (ProgramError, KeyError) as error:
+        raise _fail(str(error.args[0] if isinstance(error, KeyError) else error)) from None
+    try:
+        parsed_budget = parse_budget(budget)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    try:
+        config = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device,
+                             hurdles=[float(h) for h in hurdles.split(",") if h.strip()])
+    except ValidationError as error:
+        raise _fail(f"training config: {_validation_message(error)}") from None
+    except ValueError:
+        raise _fail(f"--hurdles {hurdles!r}: expected comma-separated fractions such as 0.25,0.5") from None
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(f"corpus {corpus}", total=None, info="")
+
+        def tokenize_progress(stage: str, count: int) -> None:
+            bar.update(task, description=_STAGES.get(stage, stage), info=f"{count:,}")
+
+        try:
+            data = load_tokenized(corpus, vocab_size, progress=tokenize_progress)
+        except (CorpusError, ValueError, OSError) as error:
+            raise _fail(f"corpus {corpus}: {' '.join(str(error).split())}") from None
+        bar.update(task, description=f"corpus {corpus}", total=1, completed=1,
+                   info=f"{len(data.train):,} train / {len(data.validation):,} validation tokens")
+        spec = spec.model_copy(update={"vocab_size": data.vocab_size})
+        training = bar.add_task(f"training {architecture.name} for {parsed_budget}", total=1000, info="compiling")
+
+        def train_progress(step: int, fraction: float, loss: float, tokens_per_second: float) -> None:
+            bar.update(training, completed=1000 * fraction,
+                       info=f"step {step:,}  loss {loss:.3f}  {tokens_per_second:,.0f} tok/s")
+
+        result = train_architecture(spec, architecture, data, parsed_budget, config, progress=train_progress)
+        bar.update(training, completed=1000)
+
+    entropy = unigram_entropy(data.validation, data.vocab_size)
+    if as_json:
+        err.print(_summary(result, entropy))
+        print(result.model_dump_json())
+    else:
+        Console().print(_summary(result, entropy))
+    if result.status != "ok":
+        raise typer.Exit(1)
