@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from safetensors.torch import save_model
 from torch import nn
 
 from primitives.program import Architecture, ModelSpec
@@ -118,6 +120,7 @@ class TrainResult(BaseModel):
     forward_flops_per_token: float = 0.0
     budget: str = ""
     hurdle_losses: list[HurdleLoss] = Field(default_factory=list)
+    weights: str | None = None  # safetensors file of the trained weights, when kept
     diverged_step: int | None = None
     loss_curve: list[CurvePoint] = Field(default_factory=list)
 
@@ -263,8 +266,10 @@ def train(
     config: TrainConfig | None = None,
     on_hurdle: OnHurdle | None = None,
     progress: OnProgress | None = None,
+    save_weights: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``architecture`` at ``spec`` on ``data`` until ``budget`` is spent; never raises."""
+    """Train ``architecture`` at ``spec`` on ``data`` until ``budget`` is spent; never raises.
+    ``save_weights``: where to keep the trained weights (safetensors) unless the run failed."""
     config = config or TrainConfig()
     result = TrainResult(status="ok", budget=str(budget))
     if isinstance(budget, str):
@@ -278,7 +283,12 @@ def train(
     try:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        _Run(spec, architecture, data, budget, config, on_hurdle, progress, result, start).run()
+        run = _Run(spec, architecture, data, budget, config, on_hurdle, progress, result, start)
+        run.run()
+        if save_weights is not None and result.status in ("ok", "stopped_at_hurdle"):
+            Path(save_weights).parent.mkdir(parents=True, exist_ok=True)
+            save_model(run.model, str(save_weights))
+            result.weights = str(save_weights)
     except Exception as error:  # noqa: BLE001 - every failure becomes a result
         result.status, result.message = "error", _one_line(error)
         result.val_loss = result.perplexity = result.bits_per_byte = None

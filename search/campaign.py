@@ -14,7 +14,11 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -63,6 +67,8 @@ class CampaignConfig(BaseModel):
     max_parameters: int | None = None
     mutation_weights: dict[str, float] | None = None
     eval_timeout_s: float | None = None
+    keep_weights: bool = False
+    weights_dir: str = "archevo-weights"
     max_retries: int = Field(2, ge=0)
 
     @field_validator("budget")
@@ -229,9 +235,13 @@ class Campaign:
         self._thresholds[(individual.id, attempt)] = thresholds
         job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
                       train=self.config.train, corpus=self.config.corpus, vocab_size=self.config.vocab_size,
-                      max_train_tokens=self.config.max_train_tokens, thresholds=thresholds)
+                      max_train_tokens=self.config.max_train_tokens, thresholds=thresholds,
+                      weights_path=self._weights_path(individual) if self.config.keep_weights else None)
         self.backend.submit((individual.id, attempt), job.model_dump(mode="json"))
         self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
+
+    def _weights_path(self, individual: IndividualRecord) -> str:
+        return str((Path(self.config.weights_dir) / self.config.name / f"{individual.id}.safetensors").resolve())
 
     def _record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
         individual_id, attempt = key

@@ -117,12 +117,13 @@ def start(
     backend: Optional[str] = typer.Option(None, help="ray (default) or inprocess"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
+    keep_weights: Optional[bool] = typer.Option(None, "--keep-weights", help="keep trained weights for export"),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
     overrides = {"name": name or time.strftime("campaign-%Y%m%d-%H%M%S"), "seed_programs": seed_program,
                  "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
                  "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
-                 "backend": backend, "ray_address": ray_address}
+                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights}
     try:
         if config_file is not None:
             config = CampaignConfig.from_toml(config_file, **overrides)
@@ -251,7 +252,7 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
         result = repo.result(individual_id) or {}
         weights_file = result.get("weights")
         if not weights_file or not Path(weights_file).exists():
-            raise fail(f"individual {individual_id} has no kept weights (campaigns keep them with keep_weights = true)")
+            raise fail(f"individual {individual_id} has no kept weights (start the campaign with --keep-weights)")
     metadata = {"campaign": config.name, "individual": individual.id, "root_seed": individual.root_seed,
                 "validation_loss": individual.val_loss, "perplexity": individual.perplexity,
                 "bits_per_byte": individual.bits_per_byte, "budget": config.budget, "corpus": config.corpus}

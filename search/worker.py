@@ -33,6 +33,7 @@ class EvalJob(BaseModel):
     vocab_size: int
     max_train_tokens: int | None = None
     thresholds: list[float | None] = []
+    weights_path: str | None = None
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return passed[-1]
 
     result = train(job.spec, parse_architecture(job.architecture_json), data, parse_budget(job.budget),
-                   job.train, on_hurdle=on_hurdle)
+                   job.train, on_hurdle=on_hurdle, save_weights=job.weights_path)
     record = result.model_dump(mode="json")
     record["hurdles_passed"] = sum(passed)
     record["hurdle_passed"] = passed

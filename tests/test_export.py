@@ -85,3 +85,36 @@ def test_export_writes_config_readme_and_reimportable_architecture(tmp_path):
     assert "q_conv = dconv3(q)" in (directory / "README.md").read_text()
     with torch.no_grad():
         torch.testing.assert_close(exported_outputs(directory, tokens, tmp_path), engines["primer_ez"](tokens))
+
+
+@pytest.mark.integration
+def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp_path, monkeypatch):
+    """A tiny campaign that really trains and keeps weights; `archevo export ID --weights` gives a
+    standalone model whose outputs equal the engine's module loaded with the same weights."""
+    import sysconfig
+
+    from safetensors.torch import load_model
+    from typer.testing import CliRunner
+
+    from search.campaign import Campaign, CampaignConfig
+    from search.cli import app
+    from storage import Repository
+
+    monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    config = CampaignConfig(name="real", backend="inprocess", max_evals=4, budget="4000tokens", hurdles=0,
+                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
+                            max_train_tokens=20_000, keep_weights=True, weights_dir=str(tmp_path / "weights"),
+                            spec=SPEC.model_copy(update={"vocab_size": 300}))
+    config.train.batch_size = 4
+    Campaign(Repository(db), config).run()
+    best = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "1", "--json", "--db", db]).stdout)[0]
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--weights", "--db", db])
+    assert result.exit_code == 0, result.output
+    individual = Repository(db).get_individual(best["id"])
+    engine = compile_model(config.spec, individual.architecture()).eval()
+    load_model(engine, str(out / WEIGHTS))
+    tokens = torch.randint(300, (2, SPEC.seq_len))
+    with torch.no_grad():
+        torch.testing.assert_close(exported_outputs(out, tokens, tmp_path), engine(tokens), rtol=0, atol=0)

@@ -291,3 +291,19 @@ def test_budget_may_be_given_as_text(data):
     assert train(SPEC, seed("transformer", SPEC), data, f"{3 * STEP_TOKENS}tokens", CONFIG).steps == 3
     bad = train(SPEC, seed("transformer", SPEC), data, "lots", CONFIG)
     assert bad.status == "error" and "'lots'" in bad.message
+
+
+@pytest.mark.parametrize("form", ["folder", "tar.gz"])
+def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
+    """`--corpus lm1b:PATH` trains from the extracted folder and from the original tarball."""
+    from search.cli import app
+    from tests.test_corpora import make_lm1b, make_tar
+
+    monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
+    top = make_lm1b(tmp_path / "data")
+    path = top if form == "folder" else make_tar(top, tmp_path / "lm1b.tar.gz")
+    result = CliRunner().invoke(app, ["train", "transformer", "--budget", "320tokens", "--corpus", f"lm1b:{path}",
+                                      "--json", *TINY])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "ok" and math.isfinite(payload["val_loss"]) and payload["bits_per_byte"] > 0
