@@ -31,11 +31,6 @@ from primitives.program import ModelSpec
 from primitives.seeds import seed
 from tests.reference_models import build_reference
 
-try:  # where a seed knowingly departs from its paper (e.g. LayerNorm ε), the reference follows the seed
-    from tests.test_seed_equivalence import DEVIATIONS
-except ImportError:
-    DEVIATIONS = {}
-
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -87,7 +82,7 @@ def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor,
     torch.manual_seed(0)
     compiled = compile_model(spec, seed(name, spec))
     reference = build_reference(name, vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers,
-                                n_heads=spec.n_heads, seq_len=spec.seq_len, **DEVIATIONS.get(name, ({}, ""))[0])
+                                n_heads=spec.n_heads, seq_len=spec.seq_len)
     reference.load_from(compiled)
     with torch.no_grad():  # same weights → same function (a wrong comparison would be worthless)
         probe = batch[:4, :-1].cpu()
