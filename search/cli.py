@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .cli_programs import programs
-from .cli_search import export, search, show, status, top
+from .cli_search import export, plot, search, show, status, top
 from .cli_train import train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
@@ -13,5 +13,5 @@ app = typer.Typer(help="Evolutionary architecture search over the primitives of 
 app.add_typer(programs, name="programs")
 app.add_typer(search, name="search")
 app.command("train")(train)
-for command in (status, top, show, export):
+for command in (status, top, show, export, plot):
     app.command()(command)

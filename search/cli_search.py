@@ -259,3 +259,15 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
     directory = export_model(out, config.spec, individual.architecture(), Path(weights_file) if weights_file else None,
                              metadata)
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
+
+
+def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
+         out: Path = typer.Option(Path("plots"), "-o", "--out", help="output directory"),
+         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """PNG plots of a campaign: progress, hurdle survival, parameters vs loss, best lineage."""
+    from .plots import plot_campaign  # matplotlib only when plotting
+
+    repo = open_repository(db)
+    campaign = find_campaign(repo, name)
+    paths = plot_campaign(repo, campaign.id, out, window=campaign_config(campaign).population)
+    print("wrote " + ", ".join(str(p) for p in paths))

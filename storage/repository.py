@@ -735,6 +735,10 @@ class Repository:
             return []
         return self._individuals(_POPULATION, {"cid": campaign_id, "size": size})[::-1]
 
+    def finished_individuals(self, campaign_id: int) -> list[IndividualRecord]:
+        """Every finished individual of the campaign, in the order they finished (reports, plots)."""
+        return self.population(campaign_id, self.count(campaign_id))
+
     def population_fitness(self, campaign_id: int, size: int) -> list[tuple[int, float | None]]:
         """The population as (id, fitness) pairs, oldest first: what a tournament needs,
         at a fraction of ``population``'s cost (fetch the winner with ``get_individual``)."""

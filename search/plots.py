@@ -1,0 +1,101 @@
+"""Campaign plots (PNG via matplotlib): progress, hurdle survival, parameters vs loss with the
+Pareto front, and the lineage of the best individual."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from storage import IndividualRecord, Repository  # noqa: E402
+
+
+def _loss(individual: IndividualRecord) -> float:
+    return individual.fitness if individual.fitness is not None and math.isfinite(individual.fitness) else math.nan
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (parameters, loss) points no other point beats on both, by increasing parameters."""
+    front, best = [], math.inf
+    for params, loss in sorted(points):
+        if loss < best:
+            front.append((params, loss))
+            best = loss
+    return front
+
+
+def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) -> None:
+    losses = np.array([_loss(i) for i in individuals])
+    best = np.fmin.accumulate(np.where(np.isnan(losses), np.inf, losses))
+    median = [np.nanmedian(losses[max(0, k - window + 1): k + 1]) if np.isfinite(losses[max(0, k - window + 1): k + 1]).any()
+              else np.nan for k in range(len(losses))]
+    figure, axes = plt.subplots(figsize=(7, 4))
+    axes.scatter(range(len(losses)), losses, s=8, alpha=0.4, label="individual")
+    axes.plot(np.where(np.isinf(best), np.nan, best), label="best so far")
+    axes.plot(median, label=f"median of the last {window}")
+    axes.set(xlabel="evaluations (in finishing order)", ylabel="validation loss (nats/token)", title="search progress")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_hurdles(counts: list[tuple[int, int, int]], total: int, path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    labels = ["started"] + [f"hurdle {h}" for h, _, _ in counts]
+    survivors = [total] + [passed for _, _, passed in counts]
+    axes.bar(labels, survivors)
+    for x, (label, value) in enumerate(zip(labels, survivors)):
+        axes.text(x, value, f"{value}", ha="center", va="bottom")
+    axes.set(ylabel="individuals", title="hurdle survival")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_pareto(individuals: list[IndividualRecord], path: Path) -> None:
+    points = [(i.parameters, _loss(i)) for i in individuals if i.parameters and not math.isnan(_loss(i))]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    if points:
+        axes.scatter(*zip(*points), s=10, alpha=0.5, label="individual")
+        axes.step(*zip(*pareto_front(points)), where="post", color="C3", label="Pareto front")
+        axes.legend()
+    axes.set(xlabel="parameters", ylabel="validation loss (nats/token)", title="parameters vs loss")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
+    chain = lineage[::-1]  # seed first
+    figure, axes = plt.subplots(figsize=(8, 4 + 0.15 * len(chain)))
+    axes.plot(range(len(chain)), [_loss(i) for i in chain], marker="o")
+    for x, member in enumerate(chain):
+        label = (member.mutation or f"seed {member.root_seed}").split(";")[0][:48]
+        axes.annotate(label, (x, _loss(member)), fontsize=7, rotation=30, xytext=(3, 6), textcoords="offset points")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set(xlabel="generation", ylabel="validation loss (nats/token)",
+             title=f"lineage of individual {lineage[0].id}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_campaign(repo: Repository, campaign_id: int, directory: Path, window: int = 16) -> list[Path]:
+    """Write progress.png, hurdles.png, pareto.png and lineage.png; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    individuals = repo.finished_individuals(campaign_id)
+    paths = [directory / name for name in ("progress.png", "hurdles.png", "pareto.png", "lineage.png")]
+    plot_progress(individuals, paths[0], window)
+    plot_hurdles(repo.hurdle_pass_counts(campaign_id), len(individuals), paths[1])
+    plot_pareto(individuals, paths[2])
+    best = repo.top(campaign_id, 1)
+    if best:
+        plot_lineage(repo.lineage(best[0].id), paths[3])
+    return [p for p in paths if p.exists()]
