@@ -40,9 +40,12 @@ class GateReport:
 
 
 def probe_spec(spec: ModelSpec, architecture: Architecture) -> ModelSpec:
-    """The smallest model with the campaign's heads in which every program of the architecture runs."""
+    """The smallest model with the campaign's heads in which every layer program runs twice:
+    one copy before the final program can hide what the next layer would see (a rescaled
+    output under a final norm)."""
+    layers = len(architecture.prefix) + 2 * len(architecture.layers)
     return spec.model_copy(update={"vocab_size": PROBE_VOCAB, "seq_len": PROBE_SEQ, "d_model": MODEL_UNITS * spec.n_heads,
-                                   "n_layers": len(architecture.prefix) + len(architecture.layers)})
+                                   "n_layers": layers})
 
 
 def canonical_architecture(architecture: Architecture) -> Architecture:
@@ -54,9 +57,13 @@ def canonical_architecture(architecture: Architecture) -> Architecture:
 
 
 def _quantised(outputs: torch.Tensor) -> bytes:
+    """Each output row as integers relative to its largest magnitude, plus that magnitude's
+    log-scale: reassociation noise vanishes, a change of scale (temperature) does not."""
     outputs = torch.nan_to_num(outputs.double(), nan=7.0, posinf=8.0, neginf=9.0)
     scale = outputs.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30)
-    return torch.round(outputs / scale * QUANTUM).to(torch.int64).numpy().tobytes()
+    shape = torch.round(outputs / scale * QUANTUM)
+    magnitude = torch.round(torch.log2(scale) * QUANTUM)
+    return torch.cat([shape, magnitude], dim=-1).to(torch.int64).numpy().tobytes()
 
 
 def probe(model: LanguageModel, spec: ModelSpec) -> str:

@@ -108,6 +108,9 @@ class RayBackend:
     def _get(self, ref) -> Result:
         try:
             return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as error:  # the job raised: report its own exception
+            cause = error.cause
+            return failure("error", f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}")
         except self.ray.exceptions.RayError as error:  # the worker died more often than max_retries
             return failure("error", f"worker failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
 

@@ -230,7 +230,7 @@ class Campaign:
     def _dispatch(self, individual: IndividualRecord) -> None:
         cid = self.campaign.id
         attempt = self.repo.mark_running(individual.id)
-        thresholds = [self.policy.threshold(self.repo.hurdle_losses(cid, i))
+        thresholds = [self.policy.threshold(self.repo.hurdle_losses(cid, i, exclude=individual.id))
                       for i in range(len(self.policy.positions))]
         self._thresholds[(individual.id, attempt)] = thresholds
         job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
@@ -247,12 +247,13 @@ class Campaign:
         individual_id, attempt = key
         thresholds = self._thresholds.pop(key, [])
         passed = result.get("hurdle_passed", [])
-        for index, hurdle in enumerate(result.get("hurdle_losses", [])):
-            self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
-                                    thresholds[index] if index < len(thresholds) else None,
-                                    passed[index] if index < len(passed) else True)
         result = {**result, "fitness": fitness_of(result)}
-        self.repo.record_result(individual_id, attempt, result)
+        with self.repo.batch():  # the hurdles and the result land together, or not at all
+            for index, hurdle in enumerate(result.get("hurdle_losses", [])):
+                self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
+                                        thresholds[index] if index < len(thresholds) else None,
+                                        passed[index] if index < len(passed) else True)
+            self.repo.record_result(individual_id, attempt, result)
         self._emit(self.repo.get_individual(individual_id), result)
 
     def _emit(self, individual: IndividualRecord, result: dict[str, Any]) -> None:

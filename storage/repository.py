@@ -274,9 +274,8 @@ def _evaluated_by(column: Any, *, any_campaign: bool) -> Any:
     ]
     if not any_campaign:
         where.append(_I.campaign_id == bindparam("cid"))
-    # "finish_order + 0": order by the expression, so SQLite does not walk the whole
-    # (campaign_id, finish_order) index to avoid a sort, but searches the hash index.
-    return _INDIVIDUAL_SELECT.where(*where).order_by(_I.finish_order + 0, _I.id).limit(1)
+    # The (key, recipe, campaign_id, finish_order) index serves both the filter and the order.
+    return _INDIVIDUAL_SELECT.where(*where).order_by(_I.finish_order, _I.id).limit(1)
 
 
 _BY_HASH = {flag: _evaluated_by(_I.arch_hash, any_campaign=flag) for flag in (False, True)}

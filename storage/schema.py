@@ -92,8 +92,9 @@ class Individual(Base):
         Index("ix_individuals_campaign_fitness", "campaign_id", "fitness", "birth"),
         # Dedup lookups, also across campaigns (hash/fingerprint first); three equality terms
         # so SQLite prefers them to (campaign_id, status) even without ANALYZE statistics.
-        Index("ix_individuals_arch_hash", "arch_hash", "recipe", "campaign_id"),
-        Index("ix_individuals_fingerprint", "fingerprint", "recipe", "campaign_id"),
+        # FEC lookups: the first finished individual with a key, found without a sort.
+        Index("ix_individuals_arch_hash", "arch_hash", "recipe", "campaign_id", "finish_order"),
+        Index("ix_individuals_fingerprint", "fingerprint", "recipe", "campaign_id", "finish_order"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,0 +1,130 @@
+"""Fake evaluators for the search tests and the search-loop benchmark.
+
+They are module-level (Ray pickles them by reference, a subprocess driver imports them) and
+deterministic: a candidate's loss is a function of its ``architecture_json`` alone, and the
+hurdle record follows the thresholds in the job exactly as ``search.worker.run_job`` does
+(a hurdle passes when its threshold is None or the loss is at most the threshold; the first
+failed hurdle stops the run with status ``stopped_at_hurdle``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+#: How much higher the loss is at each earlier hurdle than at the end (training improves it).
+HURDLE_STEP = 0.5
+
+
+def arch_loss(architecture_json: str) -> float:
+    """A deterministic final loss in [3, 6) from the program text."""
+    digest = hashlib.sha256(architecture_json.encode()).digest()
+    return 3.0 + 3.0 * int.from_bytes(digest[:8], "big") / 2**64
+
+
+def fake_result(job: dict[str, Any], loss: float | None = None) -> dict[str, Any]:
+    """The record ``run_job`` would return for ``job`` if training reached ``loss``."""
+    loss = arch_loss(job["architecture_json"]) if loss is None else loss
+    fractions = list(job.get("train", {}).get("hurdles", []))
+    thresholds = list(job.get("thresholds", []))
+    hurdle_losses, passed = [], []
+    for index, fraction in enumerate(fractions):
+        at_hurdle = loss + HURDLE_STEP * (len(fractions) - index)
+        threshold = thresholds[index] if index < len(thresholds) else None
+        hurdle_losses.append({"fraction": fraction, "loss": at_hurdle, "step": index + 1})
+        passed.append(threshold is None or at_hurdle <= threshold)
+        if not passed[-1]:
+            break
+    stopped = bool(passed) and not passed[-1]
+    final = None if stopped else loss
+    return {
+        "status": "stopped_at_hurdle" if stopped else "ok",
+        "message": f"stopped at hurdle {len(passed) - 1}" if stopped else "",
+        "val_loss": final,
+        "perplexity": None if final is None else math.exp(final),
+        "bits_per_byte": None if final is None else final / math.log(2) / 3.5,
+        "parameters": 1000 + int(loss * 1000) % 997,
+        "steps": 10 * len(hurdle_losses) + (0 if stopped else 10),
+        "tokens": 1280,
+        "seconds": 0.0,
+        "flops": 1e6,
+        "flops_per_token": 1e3,
+        "budget": job.get("budget", ""),
+        "hurdle_losses": hurdle_losses,
+        "hurdle_passed": passed,
+        "hurdles_passed": sum(passed),
+    }
+
+
+def fake_job(job: dict[str, Any]) -> dict[str, Any]:
+    """An instant evaluator."""
+    return fake_result(job)
+
+
+#: Seconds ``slow_job`` takes: long enough to SIGKILL a driver in the middle of a job.
+SLOW_SECONDS = float(os.environ.get("ARCHEVO_FAKE_SLEEP", "0.2"))
+
+
+def slow_job(job: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(SLOW_SECONDS)
+    return fake_result(job)
+
+
+class CountingJob:
+    """Records the ``architecture_json`` (and thresholds) of every call; optionally fails.
+
+    ``fail_every=(n, k)``: call number c (from 0) raises when c % n == k, and returns a
+    ``diverged`` result when c % n == k + 1. For in-process backends only (the counters
+    live in this object)."""
+
+    def __init__(self, fail_every: tuple[int, int] | None = None):
+        self.calls: list[str] = []
+        self.thresholds: list[list[float | None]] = []
+        self.fail_every = fail_every
+
+    def __call__(self, job: dict[str, Any]) -> dict[str, Any]:
+        count = len(self.calls)
+        self.calls.append(job["architecture_json"])
+        self.thresholds.append(list(job.get("thresholds", [])))
+        if self.fail_every is not None:
+            n, k = self.fail_every
+            if count % n == k:
+                raise RuntimeError(f"fake failure of call {count}")
+            if count % n == (k + 1) % n:
+                return {"status": "diverged", "message": "loss is nan at step 3", "diverged_step": 3,
+                        "hurdle_losses": [], "hurdle_passed": [], "hurdles_passed": 0}
+        return fake_result(job)
+
+
+# --------------------------------------------------------------------------- Ray jobs
+# Jobs for tests/test_backends.py: plain dicts, not EvalJobs.
+
+
+def echo_job(job: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "val_loss": float(job["value"]), "pid": os.getpid()}
+
+
+def raising_job(job: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError(f"bad candidate {job['value']}")
+
+
+def crash_once_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Kills its own worker process on the first attempt (the marker file does not exist
+    yet), succeeds on a retry."""
+    marker = Path(job["marker"])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        if job.get("how") == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+    return {"status": "ok", "val_loss": float(job["value"]), "pid": os.getpid(), "crashed_pid": int(marker.read_text())}
+
+
+def sleepy_job(job: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(float(job["sleep"]))
+    return {"status": "ok", "val_loss": 1.0}
