@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -23,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evaluator.budget import parse_budget
-from evaluator.gate import GateRejected, gate
+from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
 from primitives.graph import architecture_hash
@@ -135,6 +136,21 @@ def fitness_of(result: dict[str, Any]) -> float | None:
 Event = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Screened:
+    """What the driver learnt of a candidate before training it."""
+
+    arch_hash: str
+    report: GateReport | None = None
+    original: IndividualRecord | None = None  # an evaluated individual it duplicates
+    rejection: str | None = None  # why the gate refused it
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Its own, or (a hash duplicate skips the gate) its original's."""
+        return self.report.fingerprint if self.report else self.original.fingerprint if self.original else None
+
+
 class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
 
@@ -151,7 +167,7 @@ class Campaign:
         self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
                                         config.mutation_weights, accept=self._passes_gate)
         self.rejections: dict[str, int] = {}
-        self._gate_reports: dict[str, Any] = {}
+        self._accepted: tuple[Architecture, Screened] | None = None  # the child the gate passed last
         self._thresholds: dict[tuple[int, int], list[float | None]] = {}
 
     # ----------------------------------------------------------------- the loop
@@ -165,8 +181,10 @@ class Campaign:
             self._dispatch(individual)
         try:
             while True:
-                while self.backend.in_flight() < self.backend.capacity and self.repo.next_birth(cid) < self.config.max_evals:
-                    self._propose(self.repo.next_birth(cid))
+                birth = self.repo.next_birth(cid)
+                while self.backend.in_flight() < self.backend.capacity and birth < self.config.max_evals:
+                    self._propose(birth)
+                    birth += 1
                 if self.backend.in_flight() == 0:
                     break
                 for key, result in self.backend.wait(timeout=1.0):
@@ -177,55 +195,62 @@ class Campaign:
         self.on_event({"kind": "finished"})
 
     def _propose(self, birth: int) -> None:
-        """Draw, gate and store the individual of ``birth``; train it unless it is a duplicate."""
+        """Draw, screen and store the individual of ``birth``; train it unless it is a duplicate."""
         cid = self.campaign.id
         population = self.repo.population_fitness(cid, self.config.population)
         if not population:  # nothing has finished yet: the parents are the seed individuals
             population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
         proposal = self.evolution.propose(birth, population, self.repo.get_individual)
-        arch_hash = architecture_hash(proposal.architecture)
-        report, rejection = self._gate_reports.pop(arch_hash, None), None
-        self._gate_reports.clear()
-        if report is None:  # a seed: children passed the gate while they were drawn
-            try:
-                report = gate(self.config.spec, proposal.architecture, self.config.max_parameters)
-            except GateRejected as error:
-                rejection = f"seed {proposal.root_seed} rejected by the gate: {error}"
-        with self.repo.batch():
+        accepted, self._accepted = self._accepted, None
+        screened = accepted[1] if accepted and accepted[0] is proposal.architecture else self._screen(proposal.architecture)
+        with self.repo.batch():  # stored and, for a duplicate, recorded in one transaction
             individual = self.repo.add_individual(
-                cid, birth, proposal.architecture.to_json(indent=None), arch_hash, proposal.root_seed, self.recipe,
-                proposal.parent_id, proposal.mutation, fingerprint=report.fingerprint if report else None)
-            original = None if report is None else (
-                self.repo.find_by_hash(cid, arch_hash, self.recipe)
-                or self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
-            if rejection:
-                self.repo.record_result(individual.id, 0, {"status": "error", "message": rejection})
-            elif original is not None:
-                self._record_duplicate(individual, original)
-        if rejection:
-            self._emit(individual, {"status": "error"})
-        elif original is None:
+                cid, birth, proposal.architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
+                self.recipe, proposal.parent_id, proposal.mutation,
+                fingerprint=screened.fingerprint)
+            if screened.rejection:  # only a seed gets here: children are redrawn instead
+                result = {"status": "error",
+                          "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
+                self.repo.record_result(individual.id, 0, result)
+            elif screened.original is not None:
+                result = self._duplicate_result(screened.original)
+                self.repo.record_result(individual.id, 0, result)
+        if screened.rejection or screened.original is not None:
+            self._emit(individual, result)
+        else:
             self._dispatch(individual)
 
-    def _passes_gate(self, architecture: Architecture) -> bool:
-        """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
+    def _screen(self, architecture: Architecture) -> "Screened":
+        """Before any training: an already evaluated structure (hash), the gate, then an already
+        evaluated function (fingerprint). A hash duplicate skips the gate: its original passed."""
+        cid = self.campaign.id
+        arch_hash = architecture_hash(architecture)
+        original = self.repo.find_by_hash(cid, arch_hash, self.recipe)
+        if original is not None:
+            return Screened(arch_hash, original=original)
         try:
             report = gate(self.config.spec, architecture, self.config.max_parameters)
         except GateRejected as error:
-            reason = error.message.split(":")[0]
+            return Screened(arch_hash, rejection=str(error))
+        return Screened(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
+
+    def _passes_gate(self, architecture: Architecture) -> bool:
+        """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
+        screened = self._screen(architecture)
+        if screened.rejection:
+            reason = screened.rejection.split(": ")[1] if ": " in screened.rejection else screened.rejection
             self.rejections[reason] = self.rejections.get(reason, 0) + 1
             return False
-        self._gate_reports[architecture_hash(architecture)] = report
+        self._accepted = (architecture, screened)
         return True
 
-    def _record_duplicate(self, individual: IndividualRecord, original: IndividualRecord) -> None:
+    @staticmethod
+    def _duplicate_result(original: IndividualRecord) -> dict[str, Any]:
         """FEC: reuse the fitness of a functionally equal individual; no training."""
-        result = {"status": "duplicate", "message": f"functionally equal to individual {original.id}",
-                  "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
-                  "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
-                  "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
-        self.repo.record_result(individual.id, 0, result)
-        self._emit(individual, result)
+        return {"status": "duplicate", "message": f"functionally equal to individual {original.id}",
+                "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
+                "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
+                "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
 
     def _dispatch(self, individual: IndividualRecord) -> None:
         cid = self.campaign.id

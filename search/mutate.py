@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from primitives.graph import program_hash
+from primitives.graph import eliminate_dead_code, program_hash
 from primitives.listing import diff_architectures
 from primitives.program import Architecture, Instruction, Program, Subprogram
 from primitives.registry import CALL, INIT_FIELDS, REGISTRY, AttrSpec, OpError
@@ -64,7 +64,7 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
         place = places[rng.integers(len(places))]
         program = parent.programs()[place]
         try:
-            changed = validate_program(_edit(kind, program, rng), place)
+            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng)), place)
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
             continue
@@ -75,7 +75,6 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
         if not accept(child):
             stats.invalid[kind] += 1
             continue
-        child = child.model_copy(update={"name": parent.name, "description": parent.description})
         return Child(child, kind, "; ".join(diff_architectures(parent, child)))
     raise RuntimeError(f"no valid child of {parent.name!r} in {max_tries} tries")
 
@@ -152,19 +151,25 @@ def _delete(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
 
 def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
     """A random instruction over existing values, spliced in after one of its inputs: readers
-    of that input (when the types agree) read the new value instead."""
+    of that input read the new value instead (so the new value is never dead code)."""
     op = REGISTRY[_pick(rng, list(INSERTABLE))]
-    inputs = [_pick(rng, sorted(n for n, t in types.items() if t.kind in kinds)) for kinds in op.inputs]
+    inputs: list[str] = []
+    for kinds in op.inputs:
+        options = [n for n, t in types.items() if t.kind in kinds]
+        if inputs and kinds == op.inputs[0]:  # a binary op: a partner it can combine with
+            first = types[inputs[0]]
+            options = [n for n in options if types[n] == first or "col" in (types[n].kind, first.kind)]
+        inputs.append(_pick(rng, sorted(options)))
     attrs = {name: random_attr(spec, rng) for name, spec in op.attrs.items()}
-    out = _fresh(sub)
+    if "width" in attrs and types[inputs[0]].kind == "seq" and rng.random() < 0.5:
+        attrs["width"] = types[inputs[0]].width  # width-preserving, so it can splice in
     try:
         out_type = op.infer([types[n] for n in inputs], {k: s.check(attrs[k]) for k, s in op.attrs.items()})
     except OpError as error:
         raise MutationFailed(str(error)) from None
-    anchor = _pick(rng, [n for n in inputs if types[n] == out_type] or inputs)
-    uses = [use for use in _consumers(sub, anchor) if types[anchor] == out_type]
-    body = list(sub.body) + [Instruction(out=out, op=op.name, inputs=inputs, attrs=attrs)]
-    return _reroute(sub.model_copy(update={"body": body}), uses, out)
+    anchor = _pick(rng, [n for n in inputs if types[n] == out_type])
+    body = list(sub.body) + [Instruction(out=_fresh(sub), op=op.name, inputs=inputs, attrs=attrs)]
+    return _reroute(sub.model_copy(update={"body": body}), _consumers(sub, anchor), body[-1].out)
 
 
 def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:

@@ -22,13 +22,13 @@ map is a bijection onto the compiled model's parameters, so no weight goes unche
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 # Mesh-TensorFlow norms (Primer and Narang et al. T5 code) use ε = 1e-6:
 # `sublayer_true_layer_norm(..., epsilon=1e-6)`, `sublayer_rms_norm` 1e-6, `sublayer_prime_norm` 1e-6.

@@ -17,7 +17,12 @@ import zlib
 import pytest
 import torch
 
-from evaluator.compile import NonCausalError, check_causality, compile_model, count_parameters
+from evaluator.compile import (
+    NonCausalError,
+    check_causality,
+    compile_model,
+    count_parameters,
+)
 from primitives.builder import Builder
 from primitives.program import Architecture, ModelSpec, Program
 from primitives.seeds import SEEDS, seed
