@@ -293,6 +293,7 @@ def test_budget_may_be_given_as_text(data):
     assert bad.status == "error" and "'lots'" in bad.message
 
 
+@pytest.mark.filterwarnings("ignore:LM1B at")  # the fixture has 2 of the 99 shards, on purpose
 @pytest.mark.parametrize("form", ["folder", "tar.gz"])
 def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
     """`--corpus lm1b:PATH` trains from the extracted folder and from the original tarball."""
