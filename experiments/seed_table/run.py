@@ -43,7 +43,8 @@ def run(budget: str, repeats: int, names: list[str], threads: int, results: Path
         for name in names:
             if (name, budget, repeat) in done:
                 continue
-            result = train(spec, seed(name, spec), data, parse_budget(budget), TrainConfig(seed=repeat, threads=threads))
+            config = TrainConfig(seed=repeat, threads=threads)
+            result = train(spec, seed(name, spec), data, parse_budget(budget), config)
             record = {"name": name, "budget": budget, "repeat": repeat, **result.model_dump(mode="json")}
             with results.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
@@ -96,7 +97,8 @@ def summarize(results: Path) -> str:
         axis = AXIS[parse_budget(budget).kind]
         vanilla = {r["repeat"]: r for r in arms.get("transformer", [])}
         lines += [f"### budget {budget} ({len(next(iter(arms.values())))} repeats)", "",
-                  "| seed | val loss (mean ± std) | bits/byte | parameters | tokens/s | speedup vs transformer | failures |",
+                  "| seed | val loss (mean ± std) | bits/byte | parameters | tokens/s "
+                  "| speedup vs transformer | failures |",
                   "|---|---|---|---|---|---|---|"]
         rows = []
         for name, runs in arms.items():
@@ -129,7 +131,8 @@ def plot(results: Path, out: Path) -> None:
         if runs:
             x, y = curve(runs[0], AXIS[parse_budget(runs[0]["budget"]).kind])
             axes.plot(x, y, label=name)
-    axes.set(xlabel=f"training budget spent ({AXIS[parse_budget(records[0]['budget']).kind]})", ylabel="training loss (nats/token, 3-point mean)",
+    axes.set(xlabel=f"training budget spent ({AXIS[parse_budget(records[0]['budget']).kind]})",
+             ylabel="training loss (nats/token, 3-point mean)",
              title="loss curves, repeat 0")
     axes.legend()
     figure.tight_layout()
