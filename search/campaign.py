@@ -231,14 +231,14 @@ class Campaign:
         try:
             report = gate(self.config.spec, architecture, self.config.max_parameters)
         except GateRejected as error:
-            return Screened(arch_hash, rejection=str(error))
+            return Screened(arch_hash, rejection=error.message)
         return Screened(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
 
     def _passes_gate(self, architecture: Architecture) -> bool:
         """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
         screened = self._screen(architecture)
         if screened.rejection:
-            reason = screened.rejection.split(": ")[1] if ": " in screened.rejection else screened.rejection
+            reason = screened.rejection.split(":")[0]  # "not causal", "does not run", ...
             self.rejections[reason] = self.rejections.get(reason, 0) + 1
             return False
         self._accepted = (architecture, screened)

@@ -246,7 +246,7 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
     """Write a standalone model.py, config.json and README.md for an individual."""
     repo = open_repository(db)
     individual = get_individual(repo, individual_id)
-    config = campaign_config(next(c for c in repo.list_campaigns() if c.id == individual.campaign_id))
+    config = campaign_config(repo.get_campaign(individual.campaign_id))
     weights_file = None
     if weights:
         result = repo.result(individual_id) or {}
