@@ -18,7 +18,7 @@ from primitives.program import Architecture, ModelSpec
 from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
-from .compile import assert_causal, compile_model, randomize_parameters
+from .compile import causal_outputs, compile_model, randomize_parameters
 from .runtime import LanguageModel
 
 #: AutoML-Zero's fixed FEC seed (kFunctionalCacheRandomSeed).
@@ -67,21 +67,19 @@ def _quantised(outputs: torch.Tensor) -> bytes:
 
 
 def probe(model: LanguageModel, spec: ModelSpec) -> str:
-    """Check causality and return the functional fingerprint, in one forward and backward.
+    """Check causality and return the functional fingerprint, in two forward passes.
 
     The fingerprint hashes per-example outputs on a fixed probe batch at the model's own
     initialisation and again with every parameter redrawn (so zero-initialised gates hide
-    nothing); the redrawn pass also carries the causality gradient. The model is consumed."""
+    nothing); the redrawn pass also carries the causality check. The model is consumed."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
     idx = torch.randint(spec.vocab_size, (PROBE_BATCH, spec.seq_len), generator=generator)
     with torch.no_grad():
         initial = model(idx)
-    randomize_parameters(model, generator)
-    embedded = model.embed(idx).detach().requires_grad_()
-    outputs = model.lm_head(model.body(embedded))
-    assert_causal(embedded, outputs)
+        randomize_parameters(model, generator)
+        outputs = causal_outputs(lambda x: model.lm_head(model.body(x)), model.embed(idx), generator)
     digest = hashlib.sha256(_quantised(initial))
-    digest.update(_quantised(outputs.detach()))
+    digest.update(_quantised(outputs))
     return digest.hexdigest()[:32]
 
 
@@ -91,8 +89,8 @@ def gate(spec: ModelSpec, architecture: Architecture, max_parameters: int | None
     if max_parameters is not None and parameters > max_parameters:
         raise GateRejected("architecture", f"{parameters:,} parameters exceed the limit of {max_parameters:,}")
     small = probe_spec(spec, architecture)
-    with torch.random.fork_rng():
-        torch.manual_seed(PROBE_SEED)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(PROBE_SEED)  # torch.manual_seed would also queue CUDA seeding
         try:
             return GateReport(parameters, probe(compile_model(small, canonical_architecture(architecture)), small))
         except ProgramError as error:

@@ -42,12 +42,16 @@ def head_parameter(heads: int, init: dict) -> nn.Parameter:
     return nn.Parameter(init_(torch.empty(heads, 1, 1), init))
 
 
-class Dense(nn.Linear):
+class Dense(nn.Module):
+    """nn.Linear's parameters and forward, initialised once, by the program's initialiser."""
+
     def __init__(self, d_in: int, d_out: int, bias: bool, init: dict):
-        super().__init__(d_in, d_out, bias=bias)
-        init_(self.weight, init)
-        if bias:
-            init_(self.bias, {"kind": "zeros"})
+        super().__init__()
+        self.weight = nn.Parameter(init_(torch.empty(d_out, d_in), init))
+        self.bias = nn.Parameter(torch.zeros(d_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
 class DepthwiseCausalConv(nn.Module):

@@ -10,12 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
+from typing import Callable, TypeVar
 
 import networkx as nx
 
 from .program import Architecture, Program, Subprogram
 from .registry import CALL, REGISTRY
 from .validate import topological_order
+
+
+T = TypeVar("T")
+
+
+class _ContentMemo:
+    """A bounded memo keyed by a program's content. The search asks the same questions of the
+    same programs over and over (a parent's hash at every draw, the unchanged final program of
+    every child); programs are values, so their JSON is a safe key."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, program: Program, extra: object, compute: Callable[[], T]) -> T:
+        key = (hashlib.blake2b(program.model_dump_json().encode(), digest_size=16).digest(), extra)
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key]  # type: ignore[return-value]
+        value = self._values[key] = compute()
+        if len(self._values) > self.size:
+            self._values.popitem(last=False)
+        return value
+
+
+_HASHES = _ContentMemo(4096)
+_CANONICAL_JSON = _ContentMemo(1024)
 
 
 def _digest(*parts: object) -> str:
@@ -76,6 +105,10 @@ def live_nodes(graph: nx.MultiDiGraph) -> set[str]:
 
 def program_hash(program: Program, index: int = 0) -> str:
     """Structural hash of a program (or of one of its subprograms, as a function)."""
+    return _HASHES.get(program, index, lambda: _program_hash(program, index))
+
+
+def _program_hash(program: Program, index: int) -> str:
     graph = to_graph(program, index)
     hashes = node_hashes(graph)
     live = sorted(hashes[n] for n in live_nodes(graph))
@@ -113,6 +146,10 @@ def _live_body(sub: Subprogram) -> Subprogram:
 def canonicalize(program: Program) -> Program:
     """Dead code removed, instructions in dependency order with ties broken by structure, and
     commutative inputs in a fixed order. Value names are kept: diffs and lineage read them."""
+    return Program.model_validate_json(_CANONICAL_JSON.get(program, None, lambda: _canonical(program).model_dump_json()))
+
+
+def _canonical(program: Program) -> Program:
     program = eliminate_dead_code(program)
     callee_hash = {s.name: program_hash(program, k) for k, s in enumerate(program.subprograms)}
     return Program(subprograms=[_canonical_body(sub, callee_hash) for sub in program.subprograms])

@@ -3,7 +3,9 @@
 The driver is the only writer. Every step leaves the database consistent: an individual is
 stored (pending) before it is dispatched and its result is the commit point, so after a
 crash ``resume`` re-runs exactly the individuals that were in flight and continues with the
-next birth. Population, hurdle thresholds and duplicates are all queries.
+next birth. The population window and the losses behind the hurdle thresholds are read from
+the tables once and then kept current in memory (the driver is the only writer, so they stay
+equal to the tables); duplicates are looked up by query.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -34,7 +37,7 @@ from storage import IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
-from .hurdles import HurdlePolicy
+from .hurdles import HurdlePolicy, RecordedLosses
 from .mutate import MUTATIONS
 from .worker import EvalJob, run_job
 
@@ -169,6 +172,9 @@ class Campaign:
         self.rejections: dict[str, int] = {}
         self._accepted: tuple[Architecture, Screened] | None = None  # the child the gate passed last
         self._thresholds: dict[tuple[int, int], list[float | None]] = {}
+        self._in_flight: dict[int, IndividualRecord] = {}
+        self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
+        self._hurdle_losses: list[RecordedLosses] = []
 
     # ----------------------------------------------------------------- the loop
 
@@ -177,11 +183,13 @@ class Campaign:
         cid = self.campaign.id
         self.on_event({"kind": "preparing", "message": f"tokenizing corpus {self.config.corpus!r}"})
         load_tokenized(self.config.corpus, self.config.vocab_size, max_train_tokens=self.config.max_train_tokens)
+        self._population.extend(self.repo.population(cid, self.config.population))
+        self._hurdle_losses = [RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))]
         for individual in self.repo.unfinished(cid):
-            self._dispatch(individual)
+            self._submit(individual, self.repo.mark_running(individual.id))
+        birth = self.repo.next_birth(cid)
         try:
             while True:
-                birth = self.repo.next_birth(cid)
                 while self.backend.in_flight() < self.backend.capacity and birth < self.config.max_evals:
                     self._propose(birth)
                     birth += 1
@@ -195,30 +203,40 @@ class Campaign:
         self.on_event({"kind": "finished"})
 
     def _propose(self, birth: int) -> None:
-        """Draw, screen and store the individual of ``birth``; train it unless it is a duplicate."""
+        """Draw, screen and store the individual of ``birth``, in one transaction (the gate takes
+        milliseconds); then train it, unless it duplicates an evaluated one."""
         cid = self.campaign.id
-        population = self.repo.population_fitness(cid, self.config.population)
-        if not population:  # nothing has finished yet: the parents are the seed individuals
-            population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
-        proposal = self.evolution.propose(birth, population, self.repo.get_individual)
-        accepted, self._accepted = self._accepted, None
-        screened = accepted[1] if accepted and accepted[0] is proposal.architecture else self._screen(proposal.architecture)
-        with self.repo.batch():  # stored and, for a duplicate, recorded in one transaction
-            individual = self.repo.add_individual(
-                cid, birth, proposal.architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
-                self.recipe, proposal.parent_id, proposal.mutation,
-                fingerprint=screened.fingerprint)
+        with self.repo.batch():
+            population = [(member.id, member.fitness) for member in self._population]
+            if not population:  # nothing has finished yet: the parents are the seed individuals
+                population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
+            proposal = self.evolution.propose(birth, population, self._member)
+            accepted, self._accepted = self._accepted, None
+            architecture = proposal.architecture
+            screened = accepted[1] if accepted and accepted[0] is architecture else self._screen(architecture)
             if screened.rejection:  # only a seed gets here: children are redrawn instead
-                result = {"status": "error",
+                result = {"status": "error", "fitness": None,
                           "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
-                self.repo.record_result(individual.id, 0, result)
             elif screened.original is not None:
                 result = self._duplicate_result(screened.original)
-                self.repo.record_result(individual.id, 0, result)
-        if screened.rejection or screened.original is not None:
-            self._emit(individual, result)
+            else:
+                result = None  # to be trained
+            individual = self.repo.add_individual(
+                cid, birth, architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
+                self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint)
+            if result is None:
+                attempt = self.repo.mark_running(individual.id)
+            else:
+                recorded = self.repo.record_result(individual.id, 0, result)
+        if result is None:
+            self._submit(individual, attempt)  # after the commit: a worker never sees an unstored individual
         else:
-            self._dispatch(individual)
+            self._finished(individual, result, recorded)
+
+    def _member(self, individual_id: int) -> IndividualRecord:
+        """A tournament winner: a member of the population window (the seeds before it fills)."""
+        found = next((m for m in self._population if m.id == individual_id), None)
+        return found or self.repo.get_individual(individual_id)
 
     def _screen(self, architecture: Architecture) -> "Screened":
         """Before any training: an already evaluated structure (hash), the gate, then an already
@@ -252,12 +270,11 @@ class Campaign:
                 "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
                 "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
 
-    def _dispatch(self, individual: IndividualRecord) -> None:
-        cid = self.campaign.id
-        attempt = self.repo.mark_running(individual.id)
-        thresholds = [self.policy.threshold(self.repo.hurdle_losses(cid, i, exclude=individual.id))
-                      for i in range(len(self.policy.positions))]
+    def _submit(self, individual: IndividualRecord, attempt: int) -> None:
+        """Send a stored, running individual to the backend with the current thresholds."""
+        thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
         self._thresholds[(individual.id, attempt)] = thresholds
+        self._in_flight[individual.id] = individual
         job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
                       train=self.config.train, corpus=self.config.corpus, vocab_size=self.config.vocab_size,
                       max_train_tokens=self.config.max_train_tokens, thresholds=thresholds,
@@ -273,13 +290,25 @@ class Campaign:
         thresholds = self._thresholds.pop(key, [])
         passed = result.get("hurdle_passed", [])
         result = {**result, "fitness": fitness_of(result)}
+        hurdles = result.get("hurdle_losses", [])
         with self.repo.batch():  # the hurdles and the result land together, or not at all
-            for index, hurdle in enumerate(result.get("hurdle_losses", [])):
+            recorded = self.repo.record_result(individual_id, attempt, result)
+            for index, hurdle in enumerate(hurdles if recorded else []):
                 self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
                                         thresholds[index] if index < len(thresholds) else None,
                                         passed[index] if index < len(passed) else True)
-            self.repo.record_result(individual_id, attempt, result)
-        self._emit(self.repo.get_individual(individual_id), result)
+        if recorded:
+            for index, hurdle in enumerate(hurdles[:len(self._hurdle_losses)]):
+                self._hurdle_losses[index].add(hurdle.get("loss"))
+        individual = self._in_flight.pop(individual_id, None) or self.repo.get_individual(individual_id)
+        self._finished(individual, result, recorded)
+
+    def _finished(self, individual: IndividualRecord, result: dict[str, Any], recorded: bool) -> None:
+        """Keep the in-memory population equal to the table's (the most recently finished)."""
+        if recorded:
+            individual = replace(individual, status=result["status"], fitness=result["fitness"])
+            self._population.append(individual)
+        self._emit(individual, result)
 
     def _emit(self, individual: IndividualRecord, result: dict[str, Any]) -> None:
         self.on_event({"kind": "recorded", "id": individual.id, "birth": individual.birth,

@@ -9,11 +9,11 @@ there; the Evolved Transformer's progressive dynamic hurdles use the mean instea
 
 from __future__ import annotations
 
+import bisect
 import math
+from array import array
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
+from typing import Iterable, Literal
 
 
 def halving_positions(count: int) -> list[float]:
@@ -32,6 +32,35 @@ def expected_cost(positions: list[float], pass_rate: float = 0.5) -> float:
     return cost
 
 
+class RecordedLosses:
+    """The losses recorded at one hurdle, kept sorted at 8 bytes each, so that the driver reads
+    a threshold by index instead of querying and sorting the whole history per candidate.
+    A missing or non-finite loss (a failed run) counts as +inf."""
+
+    def __init__(self, losses: Iterable[float | None] = ()):
+        self._sorted = array("d")
+        self._finite_sum, self._finite_count = 0.0, 0
+        for loss in losses:
+            self.add(loss)
+
+    def add(self, loss: float | None) -> None:
+        value = loss if loss is not None and math.isfinite(loss) else math.inf
+        bisect.insort(self._sorted, value)
+        if value != math.inf:
+            self._finite_sum += value
+            self._finite_count += 1
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def quantile(self, q: float) -> float:
+        """numpy's ``quantile(method="lower")``: a recorded loss, never an interpolation."""
+        return self._sorted[math.floor(q * (len(self._sorted) - 1))]
+
+    def finite_mean(self) -> float | None:
+        return self._finite_sum / self._finite_count if self._finite_count else None
+
+
 @dataclass(frozen=True)
 class HurdlePolicy:
     """Where the hurdles are and how thresholds follow from the losses recorded there."""
@@ -45,16 +74,14 @@ class HurdlePolicy:
     def halving(cls, count: int, **options) -> "HurdlePolicy":
         return cls(tuple(halving_positions(count)), **options)
 
-    def threshold(self, losses: list[float]) -> float | None:
+    def threshold(self, losses: RecordedLosses | Iterable[float | None]) -> float | None:
         """The loss to beat, or None while too few individuals have been recorded (all pass).
         Failed runs count as infinitely bad, so they raise the bar for nobody."""
+        if not isinstance(losses, RecordedLosses):
+            losses = RecordedLosses(losses)
         if len(losses) < self.min_samples:
             return None
-        values = np.array([loss if loss is not None and math.isfinite(loss) else math.inf for loss in losses])
-        if self.rule == "mean":
-            finite = values[np.isfinite(values)]
-            return float(finite.mean()) if finite.size else None
-        return float(np.quantile(values, self.quantile, method="lower"))
+        return losses.finite_mean() if self.rule == "mean" else losses.quantile(self.quantile)
 
     @staticmethod
     def passes(loss: float, threshold: float | None) -> bool:
