@@ -194,11 +194,11 @@ def randomize_parameters(model: nn.Module, generator: torch.Generator) -> None:
     params = list(model.parameters())
     sizes = [p.numel() for p in params]
     # One draw for the whole model (the gate runs this per candidate: few ops, not four per tensor).
-    scale = torch.from_numpy(np.repeat([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params], sizes))
-    offset = torch.from_numpy(np.repeat([1.0 if p.dim() <= 1 else 0.0 for p in params], sizes))
+    scale = torch.from_numpy(np.repeat(np.float32([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params]), sizes))
+    offset = torch.from_numpy(np.repeat(np.float32([1.0 if p.dim() <= 1 else 0.0 for p in params]), sizes))
     with torch.no_grad():
-        noise = torch.randn(sum(sizes), generator=generator, dtype=torch.float64)
-        torch.nn.utils.vector_to_parameters((noise * scale + offset).to(params[0].dtype), params)
+        noise = torch.randn(sum(sizes), generator=generator)
+        torch.nn.utils.vector_to_parameters(noise * scale + offset, params)
 
 
 def check_causality(model: runtime.LanguageModel, spec: ModelSpec, seed: int = 0) -> None:

@@ -62,9 +62,16 @@ class DepthwiseCausalConv(nn.Module):
         self.weight = nn.Parameter(init_(torch.empty(width, 1, kernel), init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernel = self.weight.shape[-1]
-        y = F.conv1d(F.pad(x.transpose(1, 2), (kernel - 1, 0)), self.weight, groups=x.shape[-1])
-        return y.transpose(1, 2)
+        # A sum of shifted, scaled copies, not a grouped conv1d: same result, about 2x faster
+        # on a CPU at the default width and in the gate's probe, and what torch.compile fuses
+        # (benchmarks/depthwise_conv.py; at width 512 conv1d's backward is faster on a CPU).
+        kernel, time = self.weight.shape[-1], x.shape[1]
+        padded = F.pad(x, (0, 0, kernel - 1, 0))
+        taps = self.weight[:, 0]  # [width, kernel], oldest tap first
+        y = padded[:, kernel - 1:] * taps[:, -1]
+        for lag in range(1, kernel):
+            y = y + padded[:, kernel - 1 - lag: kernel - 1 - lag + time] * taps[:, -1 - lag]
+        return y
 
 
 class CausalConv(nn.Module):

@@ -19,7 +19,6 @@ from .program import Architecture, Program, Subprogram
 from .registry import CALL, REGISTRY
 from .validate import topological_order
 
-
 T = TypeVar("T")
 
 

@@ -58,7 +58,8 @@ def validate_architecture(architecture: Architecture) -> Architecture:
 
 
 def validate_program(program: Program, where: str = "program") -> Program:
-    """Check one layer program; return it with attributes normalised."""
+    """Check one layer program; return it with attributes normalised and every body in
+    dependency order (ties keep program order)."""
     names = [s.name for s in program.subprograms]
     for i, name in enumerate(names):
         _check_name(name, f"{where}.subprograms[{i}]")
@@ -110,7 +111,9 @@ def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
         else:
             path = " → ".join([edge[0] for edge in cycle] + [cycle[0][0]])
             raise ProgramError(where, f"cycle: {path}")
-    return sub.model_copy(update={"body": body})
+    normalised = sub.model_copy(update={"body": body})
+    # Stored in dependency order, so everything downstream takes topological_order's fast path.
+    return normalised.model_copy(update={"body": [body[i] for i in topological_order(normalised)]})
 
 
 def _in_order(sub: Subprogram) -> bool:

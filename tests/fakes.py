@@ -10,6 +10,7 @@ failed hurdle stops the run with status ``stopped_at_hurdle``).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import signal
@@ -64,6 +65,24 @@ def fake_result(job: dict[str, Any], loss: float | None = None) -> dict[str, Any
 def fake_job(job: dict[str, Any]) -> dict[str, Any]:
     """An instant evaluator."""
     return fake_result(job)
+
+
+#: Loss per instruction that a program is away from ``SIZE_ANCHOR`` (the transformer seed's 17).
+SIZE_ANCHOR, SIZE_PENALTY = 17, 0.1
+
+
+def instruction_count(architecture_json: str) -> int:
+    architecture = json.loads(architecture_json)
+    programs = [*architecture.get("prefix", []), *architecture["layers"], architecture["final"]]
+    return sum(len(sub["body"]) for program in programs for sub in program["subprograms"])
+
+
+def sized_job(job: dict[str, Any]) -> dict[str, Any]:
+    """An instant evaluator under which programs keep about a Transformer's size, as they do
+    in a real search (with ``fake_job`` alone, a random drift can shrink every program to a
+    few instructions, and the driver's cost per individual with them)."""
+    text = job["architecture_json"]
+    return fake_result(job, arch_loss(text) + SIZE_PENALTY * abs(instruction_count(text) - SIZE_ANCHOR))
 
 
 #: Seconds ``slow_job`` takes: long enough to SIGKILL a driver in the middle of a job.
