@@ -97,9 +97,9 @@ def summarize(results: Path) -> str:
         axis = AXIS[parse_budget(budget).kind]
         vanilla = {r["repeat"]: r for r in arms.get("transformer", [])}
         lines += [f"### budget {budget} ({len(next(iter(arms.values())))} repeats)", "",
-                  "| seed | val loss (mean ± std) | bits/byte | parameters | tokens/s "
+                  "| seed | val loss (mean ± std) | bits/byte | parameters | tokens seen | tokens/s "
                   "| speedup vs transformer | failures |",
-                  "|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|"]
         rows = []
         for name, runs in arms.items():
             ok = [r for r in runs if r["status"] == "ok" and r["val_loss"] is not None]
@@ -111,8 +111,8 @@ def summarize(results: Path) -> str:
             tokens_per_s = statistics.mean(r["tokens"] / r["seconds"] for r in ok) if ok else 0
             rows.append((mean, f"| {name} | {mean:.4f} ± {std:.4f} | "
                                f"{statistics.mean(r['bits_per_byte'] for r in ok):.3f} | {ok[0]['parameters']:,} | "
-                               f"{tokens_per_s:,.0f} | {statistics.mean(speeds):.2f}× | {len(runs) - len(ok)} |"
-                         if ok else f"| {name} | – | – | – | – | – | {len(runs)} |"))
+                               f"{statistics.mean(r['tokens'] for r in ok):,.0f} | {tokens_per_s:,.0f} | {statistics.mean(speeds):.2f}× | {len(runs) - len(ok)} |"
+                         if ok else f"| {name} | – | – | – | – | – | – | {len(runs)} |"))
         lines += [row for _, row in sorted(rows)] + [""]
     return "\n".join(lines)
 
@@ -124,17 +124,18 @@ def plot(results: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = load(results)
-    figure, axes = plt.subplots(figsize=(8, 5))
+    budgets = list(dict.fromkeys(r["budget"] for r in records))
+    figure, panels = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 5), squeeze=False)
     shown = ("transformer", "primer_ez", "primer", "transformer_pp", "swiglu", "sas", "sas_p", "gelu")
-    for name in shown:
-        runs = [r for r in records if r["name"] == name and r["status"] == "ok"]
-        if runs:
-            x, y = curve(runs[0], AXIS[parse_budget(runs[0]["budget"]).kind])
-            axes.plot(x, y, label=name)
-    axes.set(xlabel=f"training budget spent ({AXIS[parse_budget(records[0]['budget']).kind]})",
-             ylabel="training loss (nats/token, 3-point mean)",
-             title="loss curves, repeat 0")
-    axes.legend()
+    for axes, budget in zip(panels[0], budgets):
+        axis = AXIS[parse_budget(budget).kind]
+        for name in shown:
+            runs = [r for r in records if r["name"] == name and r["budget"] == budget and r["status"] == "ok"]
+            if runs:
+                axes.plot(*curve(runs[0], axis), label=name)
+        axes.set(xlabel=f"training budget spent ({axis})", ylabel="training loss (nats/token, 3-point mean)",
+                 title=f"budget {budget}: loss curves, repeat 0")
+        axes.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)
