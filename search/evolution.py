@@ -15,7 +15,10 @@ import numpy as np
 
 from primitives.program import Architecture
 
-from .mutate import MutationStats, mutate
+from .mutate import MutationStats, NoValidChild, mutate
+
+#: Tournaments tried for one birth before a parent-less seed is proposed instead.
+PARENT_ATTEMPTS = 3
 
 
 class Member(Protocol):
@@ -53,12 +56,13 @@ class AgingEvolution:
 
     def __init__(self, seeds: dict[str, Architecture], population_size: int, sample_size: int, campaign_seed: int,
                  mutation_weights: dict[str, float] | None = None,
-                 accept: Callable[[Architecture], bool] = lambda a: True):
+                 accept: Callable[[Architecture], bool] = lambda a: True, max_tries: int = 1000):
         self.seeds = seeds
         self.population_size, self.sample_size = population_size, sample_size
         self.campaign_seed = campaign_seed
         self.mutation_weights = mutation_weights
         self.accept = accept
+        self.max_tries = max_tries
         self.stats = MutationStats()
 
     def propose(self, birth: int, population: Sequence[tuple[int, float | None]],
@@ -69,6 +73,18 @@ class AgingEvolution:
         if birth < len(names):
             return Proposal(birth, self.seeds[names[birth]], names[birth])
         rng = rng_for(self.campaign_seed, birth)
-        parent = load(tournament(population[-self.population_size:], self.sample_size, rng))
-        child = mutate(parent.architecture(), rng, self.stats, self.mutation_weights, accept=self.accept)
-        return Proposal(birth, child.architecture, parent.root_seed, parent.id, f"{child.kind}: {child.description}")
+        barren = []
+        for _ in range(PARENT_ATTEMPTS):
+            parent = load(tournament(population[-self.population_size:], self.sample_size, rng))
+            try:
+                child = mutate(parent.architecture(), rng, self.stats, self.mutation_weights, self.max_tries,
+                               accept=self.accept)
+            except NoValidChild:
+                barren.append(parent.id)
+                continue
+            return Proposal(birth, child.architecture, parent.root_seed, parent.id,
+                            f"{child.kind}: {child.description}")
+        # Never a stopped campaign: the seed again (stored as a duplicate of its first evaluation).
+        name = names[int(rng.integers(len(names)))]
+        return Proposal(birth, self.seeds[name], name, None,
+                        f"reseeded: no valid child of individuals {', '.join(map(str, barren))}")

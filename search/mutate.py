@@ -32,6 +32,10 @@ class MutationFailed(Exception):
     """This draw cannot apply (e.g. nothing to delete); the caller redraws."""
 
 
+class NoValidChild(RuntimeError):
+    """Every draw for this parent failed validation or the gate."""
+
+
 @dataclass
 class MutationStats:
     """Per mutation type: children proposed, invalid, and equal to their parent."""
@@ -52,7 +56,7 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
            weights: dict[str, float] | None = None, max_tries: int = 1000,
            accept: Callable[[Architecture], bool] = lambda a: True) -> Child:
     """One valid child that differs structurally from ``parent`` (and that ``accept`` admits:
-    the campaign's gate). Raises RuntimeError after ``max_tries`` draws."""
+    the campaign's gate). Raises NoValidChild after ``max_tries`` draws."""
     stats = stats if stats is not None else MutationStats()
     weights = weights or {name: 1.0 for name in MUTATIONS}
     kinds = sorted(weights)
@@ -76,7 +80,7 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
             stats.invalid[kind] += 1
             continue
         return Child(child, kind, "; ".join(diff_architectures(parent, child)))
-    raise RuntimeError(f"no valid child of {parent.name!r} in {max_tries} tries")
+    raise NoValidChild(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 
 def _edit(kind: str, program: Program, rng: np.random.Generator) -> Program:

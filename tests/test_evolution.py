@@ -97,6 +97,19 @@ def test_seeds_come_first_then_children_of_seed_individuals():
     assert child.parent_id == 7 and child.mutation
 
 
+def test_a_parent_without_valid_children_gives_way_and_the_campaign_goes_on():
+    """When no child of the tournament winners passes, the seed is proposed again (the driver
+    stores it as a duplicate of its first evaluation) instead of stopping the campaign."""
+    seeds = {"transformer": seed("transformer")}
+    evolution = AgingEvolution(seeds, population_size=4, sample_size=2, campaign_seed=0,
+                               accept=lambda architecture: False, max_tries=5)
+    proposal = evolution.propose(3, [(7, 5.0), (8, 4.0)], load=FakeMember)
+    assert proposal.parent_id is None and proposal.root_seed == "transformer"
+    assert architecture_hash(proposal.architecture) == architecture_hash(seeds["transformer"])
+    assert proposal.mutation.startswith("reseeded: no valid child of individuals ")
+    assert sum(evolution.stats.tried.values()) == 3 * 5  # three tournaments, five draws each
+
+
 def test_halving_hurdles_match_primer():
     assert halving_positions(4) == pytest.approx([1 / 31, 3 / 31, 7 / 31, 15 / 31])
     # 25,200 s budget: hurdles at 812.9, 2438.7, 5690.3, 12193.5 s; expected cost 5c = 4064.5 s
