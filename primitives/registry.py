@@ -44,6 +44,8 @@ class AttrSpec:
 
     ``choices`` (ints and strings) lists every legal value; ints without choices are legal in
     [low, high] and draw from ``vocabulary`` when mutated; ``inits`` lists legal initialisers.
+    ``log_scale`` floats (ε) are positive scales: mutation multiplies them by 10^X instead of
+    Primer's c·10^X + Y, whose additive term would turn ε = 1e-5 into 0.3 or a negative.
     """
 
     kind: Literal["int", "float", "bool", "choice", "init"]
@@ -54,6 +56,7 @@ class AttrSpec:
     high: float = math.inf
     vocabulary: tuple = ()
     inits: tuple[str, ...] = ()
+    log_scale: bool = False
 
     def check(self, value: Any) -> Any:
         """Return the value in canonical form, or raise OpError saying what is legal."""
@@ -328,12 +331,12 @@ def _norm_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[s
 _register(OpDef(
     "layernorm", "LayerNorm over width: g ⊙ (x − μ)/√(σ² + ε) + b, g = 1, b = 0 at init",
     (("seq",),), _same, "self.{out}({in0})",
-    attrs={"eps": AttrSpec("float", 1e-5, "ε inside the square root", low=0.0, high=1.0), "bias": AttrSpec("bool", True, "learned b")},
+    attrs={"eps": AttrSpec("float", 1e-5, "ε inside the square root", low=0.0, high=1.0, log_scale=True), "bias": AttrSpec("bool", True, "learned b")},
     params=_norm_params, module="LayerNorm({d_in}, eps={eps}, bias={bias})", group="norm"))
 _register(OpDef(
     "rmsnorm", "RMSNorm over width: g ⊙ x/√(mean(x²) + ε); 'outside' puts ε on the RMS (SAS code)",
     (("seq",),), _same, "self.{out}({in0})",
-    attrs={"eps": AttrSpec("float", 1e-6, "ε", low=0.0, high=1.0),
+    attrs={"eps": AttrSpec("float", 1e-6, "ε", low=0.0, high=1.0, log_scale=True),
            "eps_placement": AttrSpec("choice", "inside", "ε inside the root or added to the RMS",
                                      choices=("inside", "outside"))},
     params=_norm_params, module="RMSNorm({d_in}, eps={eps}, eps_placement={eps_placement})", group="norm"))

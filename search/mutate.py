@@ -8,7 +8,6 @@ again, as in Primer and Lion's Hero.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -222,8 +221,8 @@ def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator
 
 
 def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
-    """Primer's bank mutation: a constant c → c·10^X + Y (X, Y ~ N(0, 1)); a width or kernel
-    redrawn from its vocabulary."""
+    """Primer's bank mutation: a constant c → c·10^X + Y (X, Y ~ N(0, 1)), a positive scale
+    (ε) c → c·10^X; a width or kernel redrawn from its vocabulary."""
     candidates = [(i, name) for i, ins in enumerate(sub.body) if ins.op != CALL
                   for name, spec in REGISTRY[ins.op].attrs.items() if spec.kind in ("int", "float", "init")]
     index, name = _pick(rng, candidates)
@@ -233,7 +232,7 @@ def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.G
     if spec.kind == "int":
         value = random_attr(spec, rng)
     elif spec.kind == "float":
-        value = perturb(value, rng)
+        value = float(value * 10 ** rng.normal()) if spec.log_scale else perturb(value, rng)
     else:
         numeric = [k for k in value if k != "kind"]
         key = _pick(rng, numeric)
@@ -252,8 +251,8 @@ def perturb(value: float, rng: np.random.Generator) -> float:
 
 
 def random_attr(spec: AttrSpec, rng: np.random.Generator):
-    """A random legal value: drawn from the choices or vocabulary, N(0, 1) for constants,
-    and a small set of initialisers around the common defaults."""
+    """A random legal value: drawn from the choices or vocabulary, N(0, 1) for constants (the
+    default·10^X for positive scales), and a small set of initialisers around the defaults."""
     if spec.kind == "bool":
         return bool(rng.integers(2))
     if spec.choices:
@@ -261,7 +260,8 @@ def random_attr(spec: AttrSpec, rng: np.random.Generator):
     if spec.kind == "int":
         return int(_pick(rng, list(spec.vocabulary))) if spec.vocabulary else int(rng.integers(spec.low, spec.high + 1))
     if spec.kind == "float":
-        return float(min(max(rng.normal(), spec.low), spec.high)) if math.isfinite(spec.low) else float(rng.normal())
+        value = spec.default * 10 ** rng.normal() if spec.log_scale else rng.normal()
+        return float(min(max(value, spec.low), spec.high))
     kind = _pick(rng, [k for k in spec.inits if k != "taps"] or list(spec.inits))
     if kind == "taps":
         return spec.default

@@ -37,6 +37,16 @@ def test_each_mutation_type_gives_a_valid_changed_child(kind):
     assert set(stats.tried) == {kind}
 
 
+def test_change_value_keeps_epsilons_positive_and_small():
+    """ε moves by factors of 10^X (Primer's additive Y would give ε = 0.3 or a negative)."""
+    from search.mutate import _change_value
+
+    norm = seed("transformer").final.main
+    epsilons = [_change_value(norm, {}, np.random.default_rng(s)).body[0].attrs["eps"] for s in range(200)]
+    assert all(0 < eps < 1e-5 * 10**4 for eps in epsilons)
+    assert len(set(epsilons)) == 200
+
+
 def test_mutation_is_reproducible_from_its_seed():
     parent = seed("transformer")
     first = mutate(parent, np.random.default_rng([3, 42]))
