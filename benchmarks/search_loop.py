@@ -249,7 +249,7 @@ def main() -> None:
           f"(last 1,000: {sum(sizes[-1000:]) / len(sizes[-1000:]):.1f}; seed {sizes[0]})")
     stats = campaign.evolution.stats
     print(f"statuses {counts}; mutations tried {sum(stats.tried.values())}, invalid {sum(stats.invalid.values())} "
-          f"(of which gate rejections {sum(campaign.rejections.values())}), unchanged {sum(stats.unchanged.values())}")
+          f"(of which gate rejections {sum(campaign.rejections.values())}: {campaign.rejections}), unchanged {sum(stats.unchanged.values())}")
 
     print("\nwhere the time goes (exclusive ms per individual, untraced individuals; 'other' = untimed driver code):")
     groups: dict[str, float] = defaultdict(float)

@@ -209,24 +209,27 @@ def check_causality(model: runtime.LanguageModel, spec: ModelSpec, seed: int = 0
     randomize_parameters(probe, generator)
     x = torch.randn(2, spec.seq_len, spec.d_model, generator=generator)
     with torch.no_grad():
-        causal_outputs(probe.body, x, generator)
+        causal_outputs(lambda inputs: (probe.body(inputs),), x, generator)
 
 
-def causal_outputs(body: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-    """``body(inputs)``, checked for causality on the way: the same batch runs beside a copy
-    whose positions after the middle position t are redrawn, and the outputs up to t must not
-    move. One forward pass of twice the batch; no backward pass."""
+def causal_outputs(body: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], inputs: torch.Tensor,
+                   generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """``body(inputs)`` (a tuple of [batch, time, ...] tensors), checked for causality on the
+    way: the same batch runs beside a copy whose positions after the middle position t are
+    redrawn, and no output up to t may move. One forward pass of twice the batch; no backward."""
     batch, t = inputs.shape[0], inputs.shape[1] // 2
     redrawn = inputs.clone()
     redrawn[:, t + 1:] = torch.randn(redrawn[:, t + 1:].shape, generator=generator, dtype=inputs.dtype)
-    outputs, moved = body(torch.cat([inputs, redrawn])).split(batch)
-    before, after = outputs[:, : t + 1], moved[:, : t + 1]
-    if not (torch.isfinite(before).all() and torch.isfinite(after).all()):
-        raise NonCausalError("architecture", "cannot check causality: the probe's outputs are not finite")
-    leak = (after - before).abs().max().item()
-    scale = before.abs().max().item()
-    if leak > 1e-6 * max(scale, 1e-12):
-        raise NonCausalError("architecture", f"not causal: outputs at positions ≤ {t} depend on later tokens "
-                                             f"(they move by {leak:.3g} at scale {scale:.3g})")
-    return outputs
+    results = []
+    for output in body(torch.cat([inputs, redrawn])):
+        outputs, moved = output.split(batch)
+        before, after = outputs[:, : t + 1], moved[:, : t + 1]
+        if not (torch.isfinite(before).all() and torch.isfinite(after).all()):
+            raise NonCausalError("architecture", "cannot check causality: the probe's outputs are not finite")
+        leak = (after - before).abs().max().item()
+        scale = before.abs().max().item()
+        if leak > 1e-6 * max(scale, 1e-12):
+            raise NonCausalError("architecture", f"not causal: outputs at positions ≤ {t} depend on later tokens "
+                                                 f"(they move by {leak:.3g} at scale {scale:.3g})")
+        results.append(outputs)
+    return tuple(results)

@@ -40,10 +40,8 @@ class GateReport:
 
 
 def probe_spec(spec: ModelSpec, architecture: Architecture) -> ModelSpec:
-    """The smallest model with the campaign's heads in which every layer program runs twice:
-    one copy before the final program can hide what the next layer would see (a rescaled
-    output under a final norm)."""
-    layers = len(architecture.prefix) + 2 * len(architecture.layers)
+    """The smallest model with the campaign's heads in which every layer program runs once."""
+    layers = len(architecture.prefix) + len(architecture.layers)
     return spec.model_copy(update={"vocab_size": PROBE_VOCAB, "seq_len": PROBE_SEQ, "d_model": MODEL_UNITS * spec.n_heads,
                                    "n_layers": layers})
 
@@ -66,20 +64,30 @@ def _quantised(outputs: torch.Tensor) -> bytes:
     return torch.cat([shape, magnitude], dim=-1).to(torch.int64).numpy().tobytes()
 
 
+def _stream_and_logits(model: LanguageModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residual stream after the last layer, and the logits. The stream is what a next
+    layer would read: a final norm can hide a change to it (a rescaled stream) from the logits."""
+    for layer in model.layers:
+        x = layer(x)
+    return x, model.lm_head(model.final(x))
+
+
 def probe(model: LanguageModel, spec: ModelSpec) -> str:
     """Check causality and return the functional fingerprint, in two forward passes.
 
-    The fingerprint hashes per-example outputs on a fixed probe batch at the model's own
-    initialisation and again with every parameter redrawn (so zero-initialised gates hide
-    nothing); the redrawn pass also carries the causality check. The model is consumed."""
+    The fingerprint hashes per-example outputs (stream and logits) on a fixed probe batch at
+    the model's own initialisation and again with every parameter redrawn (so zero-initialised
+    gates hide nothing); the redrawn pass also carries the causality check. The model is
+    consumed."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
     idx = torch.randint(spec.vocab_size, (PROBE_BATCH, spec.seq_len), generator=generator)
     with torch.no_grad():
-        initial = model(idx)
+        initial = _stream_and_logits(model, model.embed(idx))
         randomize_parameters(model, generator)
-        outputs = causal_outputs(lambda x: model.lm_head(model.body(x)), model.embed(idx), generator)
-    digest = hashlib.sha256(_quantised(initial))
-    digest.update(_quantised(outputs))
+        redrawn = causal_outputs(lambda x: _stream_and_logits(model, x), model.embed(idx), generator)
+    digest = hashlib.sha256()
+    for outputs in (*initial, *redrawn):
+        digest.update(_quantised(outputs))
     return digest.hexdigest()[:32]
 
 
