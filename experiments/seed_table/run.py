@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,21 +36,36 @@ HERE = Path(__file__).resolve().parent
 AXIS = {"seconds": "seconds", "flops": "flops", "tokens": "tokens"}
 
 
-def run(budget: str, repeats: int, names: list[str], threads: int, results: Path) -> None:
+def run(budget: str, repeats: int, names: list[str], threads: int, results: Path, tag: str) -> None:
     spec = ModelSpec()
     data = load_tokenized("default", spec.vocab_size)
-    done = {(r["name"], r["budget"], r["repeat"]) for r in load(results)}
+    done = {(r["name"], group(r), r["repeat"]) for r in load(results)}
     for repeat in range(repeats):
         for name in names:
-            if (name, budget, repeat) in done:
+            if (name, (str(parse_budget(budget)), tag), repeat) in done:
                 continue
             config = TrainConfig(seed=repeat, threads=threads)
             result = train(spec, seed(name, spec), data, parse_budget(budget), config)
-            record = {"name": name, "budget": budget, "repeat": repeat, **result.model_dump(mode="json")}
+            record = {**result.model_dump(mode="json"), "name": name, "budget": budget, "repeat": repeat,
+                      "tag": tag, "commit": commit()}
             with results.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             print(f"{budget} repeat {repeat} {name:20s} {result.status:8s} loss {result.val_loss} "
                   f"tokens/s {result.tokens / max(result.seconds, 1e-9):,.0f}", flush=True)
+
+
+def commit() -> str:
+    """The code a run used: the checked-out commit, '+dirty' if tracked files were changed."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=HERE, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def group(record: dict) -> tuple[str, str]:
+    """Runs compared with each other: the same budget and the same tag."""
+    return str(parse_budget(record["budget"])), record.get("tag", "")
 
 
 def load(results: Path) -> list[dict]:
@@ -89,14 +105,14 @@ def speedup(variant: dict, vanilla: dict, axis: str) -> float | None:
 
 def summarize(results: Path) -> str:
     records = [r for r in load(results)]
-    by_budget: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    by_group: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        by_budget[r["budget"]][r["name"]].append(r)
+        by_group[group(r)][r["name"]].append(r)
     lines = []
-    for budget, arms in by_budget.items():
+    for (budget, tag), arms in by_group.items():
         axis = AXIS[parse_budget(budget).kind]
         vanilla = {r["repeat"]: r for r in arms.get("transformer", [])}
-        lines += [f"### budget {budget} ({len(next(iter(arms.values())))} repeats)", "",
+        lines += [f"### budget {budget}{f' — {tag}' if tag else ''} ({len(next(iter(arms.values())))} repeats)", "",
                   "| seed | val loss (mean ± std) | bits/byte | parameters | tokens seen | tokens/s "
                   "| speedup vs transformer | failures |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -124,17 +140,17 @@ def plot(results: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = load(results)
-    budgets = list(dict.fromkeys(r["budget"] for r in records))
-    figure, panels = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 5), squeeze=False)
+    groups = list(dict.fromkeys(group(r) for r in records))
+    figure, panels = plt.subplots(1, len(groups), figsize=(7 * len(groups), 5), squeeze=False)
     shown = ("transformer", "primer_ez", "primer", "transformer_pp", "swiglu", "sas", "sas_p", "gelu")
-    for axes, budget in zip(panels[0], budgets):
+    for axes, (budget, tag) in zip(panels[0], groups):
         axis = AXIS[parse_budget(budget).kind]
         for name in shown:
-            runs = [r for r in records if r["name"] == name and r["budget"] == budget and r["status"] == "ok"]
+            runs = [r for r in records if r["name"] == name and group(r) == (budget, tag) and r["status"] == "ok"]
             if runs:
                 axes.plot(*curve(runs[0], axis), label=name)
         axes.set(xlabel=f"training budget spent ({axis})", ylabel="training loss (nats/token, 3-point mean)",
-                 title=f"budget {budget}: loss curves, repeat 0")
+                 title=f"budget {budget}{f' ({tag})' if tag else ''}: loss curves, repeat 0")
         axes.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=120)
@@ -148,10 +164,12 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(SEEDS), help="comma-separated seed names")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
+    parser.add_argument("--tag", default="", help="label of this table's runs (e.g. the code change they test); "
+                        "runs are compared only within the same budget and tag")
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args()
     if not args.summarize_only:
-        run(args.budget, args.repeats, args.seeds.split(","), args.threads, args.results)
+        run(args.budget, args.repeats, args.seeds.split(","), args.threads, args.results, args.tag)
     (HERE / "table.md").write_text(summarize(args.results))
     plot(args.results, HERE / "loss.png")
     print(summarize(args.results))
