@@ -73,20 +73,21 @@ def _stream_and_logits(model: LanguageModel, x: torch.Tensor) -> tuple[torch.Ten
 
 
 def probe(model: LanguageModel, spec: ModelSpec) -> str:
-    """Check causality and return the functional fingerprint, in two forward passes.
+    """Check causality and return the functional fingerprint, in one forward pass.
 
-    The fingerprint hashes per-example outputs (stream and logits) on a fixed probe batch at
-    the model's own initialisation and again with every parameter redrawn (so zero-initialised
-    gates hide nothing); the redrawn pass also carries the causality check. The model is
-    consumed."""
+    The fingerprint hashes per-example outputs (stream and logits) on a fixed probe batch with
+    every parameter redrawn (so zero-initialised gates hide nothing), together with the
+    parameters' initial values: two programs that compute the same function of the same
+    parameters, starting from the same values, train alike. The redrawn pass also carries the
+    causality check. The model is consumed."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
     idx = torch.randint(spec.vocab_size, (PROBE_BATCH, spec.seq_len), generator=generator)
     with torch.no_grad():
-        initial = _stream_and_logits(model, model.embed(idx))
+        initial = torch.cat([p.flatten() for p in model.parameters()])
         randomize_parameters(model, generator)
         redrawn = causal_outputs(lambda x: _stream_and_logits(model, x), model.embed(idx), generator)
-    digest = hashlib.sha256()
-    for outputs in (*initial, *redrawn):
+    digest = hashlib.sha256(_quantised(initial[None]))
+    for outputs in redrawn:
         digest.update(_quantised(outputs))
     return digest.hexdigest()[:32]
 

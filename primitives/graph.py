@@ -104,7 +104,23 @@ def live_nodes(graph: nx.MultiDiGraph) -> set[str]:
 
 def program_hash(program: Program, index: int = 0) -> str:
     """Structural hash of a program (or of one of its subprograms, as a function)."""
-    return _HASHES.get(program, index, lambda: _program_hash(program, index))
+    function = _function(program, index)
+    return _HASHES.get(function, None, lambda: _program_hash(function, 0))
+
+
+def _function(program: Program, index: int) -> Program:
+    """Subprogram ``index`` and what it calls, alone: the memo's key, so that a subprogram a
+    mutation left unchanged keeps its hash in the child."""
+    if index == 0:
+        return program
+    names = [s.name for s in program.subprograms]
+    reached, pending = {index}, [index]
+    while pending:
+        for ins in program.subprograms[pending.pop()].body:
+            if ins.op == CALL and names.index(ins.attrs["target"]) not in reached:
+                reached.add(names.index(ins.attrs["target"]))
+                pending.append(names.index(ins.attrs["target"]))
+    return Program(subprograms=[program.subprograms[i] for i in sorted(reached)])
 
 
 def _program_hash(program: Program, index: int) -> str:
