@@ -101,7 +101,7 @@ SECTIONS = {
     "evaluator (fake)": ("evaluate", None, None),
 }
 WRITES = ("add_individual", "set_fingerprint", "mark_running", "record_result", "record_hurdle")
-QUERIES = ("population", "population_fitness", "hurdle_losses", "find_by_hash", "find_by_fingerprint", "next_birth", "unfinished",
+QUERIES = ("population", "hurdle_losses", "find_by_hash", "find_by_fingerprint", "next_birth", "unfinished",
            "get_individual", "get_campaign")
 
 

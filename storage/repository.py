@@ -234,14 +234,8 @@ _UPDATE_HURDLE = (
     )
 )
 _HURDLES = _HURDLE_SELECT.where(_H.individual_id == bindparam("iid")).order_by(_H.hurdle)
-_HURDLE_LOSSES_WHERE = (
-    _H.campaign_id == bindparam("cid"),
-    _H.hurdle == bindparam("hurdle"),
-    _H.individual_id != bindparam("exclude"),
-)
-_HURDLE_LOSSES = select(_H.loss).where(*_HURDLE_LOSSES_WHERE).order_by(_H.id)
-_HURDLE_LOSSES_LAST = (
-    select(_H.loss).where(*_HURDLE_LOSSES_WHERE).order_by(_H.id.desc()).limit(bindparam("last", type_=Integer))
+_HURDLE_LOSSES = (
+    select(_H.loss).where(_H.campaign_id == bindparam("cid"), _H.hurdle == bindparam("hurdle")).order_by(_H.id)
 )
 _PASS_COUNTS = (
     select(_H.hurdle, func.count(), func.coalesce(func.sum(case((_H.passed, 1), else_=0)), 0))
@@ -252,13 +246,6 @@ _PASS_COUNTS = (
 
 _POPULATION = (
     _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.finish_order.is_not(None))
-    .order_by(_I.finish_order.desc())
-    .limit(bindparam("size", type_=Integer))
-)
-
-_POPULATION_FITNESS = (
-    select(_I.id, _I.fitness)
-    .where(_I.campaign_id == bindparam("cid"), _I.finish_order.is_not(None))
     .order_by(_I.finish_order.desc())
     .limit(bindparam("size", type_=Integer))
 )
@@ -738,31 +725,12 @@ class Repository:
         """Every finished individual of the campaign, in the order they finished (reports, plots)."""
         return self.population(campaign_id, self.count(campaign_id))
 
-    def population_fitness(self, campaign_id: int, size: int) -> list[tuple[int, float | None]]:
-        """The population as (id, fitness) pairs, oldest first: what a tournament needs,
-        at a fraction of ``population``'s cost (fetch the winner with ``get_individual``)."""
-        if size <= 0:
-            return []
-        with self._read() as c:
-            rows = c.execute(_POPULATION_FITNESS, {"cid": campaign_id, "size": size}).all()
-        return [(row[0], row[1]) for row in reversed(rows)]
-
-    def hurdle_losses(
-        self, campaign_id: int, hurdle: int, *, last: int | None = None, exclude: int | None = None
-    ) -> list[float]:
+    def hurdle_losses(self, campaign_id: int, hurdle: int) -> list[float]:
         """Losses recorded at hurdle ``hurdle`` in the campaign, in record order; a missing
-        (non-finite) loss reads as +inf. ``last`` keeps only the most recent ones (a rolling
-        threshold); ``exclude`` leaves out one individual (e.g. its own earlier attempt)."""
-        params = {"cid": campaign_id, "hurdle": hurdle, "exclude": -1 if exclude is None else exclude}
-        if last is not None:
-            if last <= 0:
-                return []
-            statement, params["last"] = _HURDLE_LOSSES_LAST, last
-        else:
-            statement = _HURDLE_LOSSES
+        (non-finite) loss reads as +inf. The driver reads them once, on start or resume."""
         with self._read() as c:
-            losses = [math.inf if v is None else v for v in c.execute(statement, params).scalars()]
-        return losses[::-1] if last is not None else losses
+            rows = c.execute(_HURDLE_LOSSES, {"cid": campaign_id, "hurdle": hurdle}).scalars()
+            return [math.inf if v is None else v for v in rows]
 
     def find_by_fingerprint(self, campaign_id: int | None, fingerprint: str, recipe: str) -> IndividualRecord | None:
         """The first-finished individual with this functional fingerprint under this

@@ -181,10 +181,9 @@ def test_population_is_the_most_recently_finished(repo: Repository, campaign: Ca
     population = repo.population(campaign.id, 3)
     assert [p.birth for p in population] == [1, 4, 2]  # the last three to finish, oldest first
     assert [p.finish_order for p in population] == [3, 4, 5]
-    assert repo.population_fitness(campaign.id, 3) == [(p.id, p.fitness) for p in population]
     # Not the best (births 3, 0, 5), not the youngest (births 3, 4, 5).
     assert [p.birth for p in repo.population(campaign.id, 6)] == order
-    assert repo.population(campaign.id, 0) == [] and repo.population_fitness(campaign.id, 0) == []
+    assert repo.population(campaign.id, 0) == []
 
     # Failures are members too (with no fitness: the worst), pending ones are not.
     failed = add(repo, campaign.id, 6)
@@ -208,8 +207,6 @@ def test_hurdle_losses_and_counts(repo: Repository, campaign: CampaignRecord) ->
     assert repo.hurdle_losses(campaign.id, 0) == [5.0, 4.0, 6.0, math.inf]  # record order; NaN reads as worst
     assert repo.hurdle_losses(campaign.id, 1) == [3.0]
     assert repo.hurdle_losses(campaign.id, 2) == []
-    assert repo.hurdle_losses(campaign.id, 0, last=2) == [6.0, math.inf]
-    assert repo.hurdle_losses(campaign.id, 0, exclude=inds[0].id) == [5.0, 6.0, math.inf]
 
     # A re-dispatched attempt overwrites its hurdle and keeps its place.
     repo.record_hurdle(inds[2].id, 0, 0.25, 4.5, 4.0, False)
