@@ -93,8 +93,6 @@ SECTIONS = {
     "gate: parameter count": ("gate", gate_module, "parameter_count"),
     "gate: canonicalise": ("gate", gate_module, "canonical_architecture"),
     "gate: compile": ("gate", gate_module, "compile_model"),
-    "gate: causality": ("gate", gate_module, "check_causality"),
-    "gate: fingerprint": ("gate", gate_module, "fingerprint"),
     "gate: probe (causality + fingerprint)": ("gate", gate_module, "probe"),
     "gate: other": ("gate", campaign_module, "gate"),
     "architecture hash (driver)": ("propose", campaign_module, "architecture_hash"),

@@ -29,10 +29,10 @@ class _ContentMemo:
 
     def __init__(self, size: int):
         self.size = size
-        self._values: OrderedDict[tuple, object] = OrderedDict()
+        self._values: OrderedDict[bytes, object] = OrderedDict()
 
-    def get(self, program: Program, extra: object, compute: Callable[[], T]) -> T:
-        key = (hashlib.blake2b(program.model_dump_json().encode(), digest_size=16).digest(), extra)
+    def get(self, program: Program, compute: Callable[[], T]) -> T:
+        key = hashlib.blake2b(program.model_dump_json().encode(), digest_size=16).digest()
         if key in self._values:
             self._values.move_to_end(key)
             return self._values[key]  # type: ignore[return-value]
@@ -105,7 +105,7 @@ def live_nodes(graph: nx.MultiDiGraph) -> set[str]:
 def program_hash(program: Program, index: int = 0) -> str:
     """Structural hash of a program (or of one of its subprograms, as a function)."""
     function = _function(program, index)
-    return _HASHES.get(function, None, lambda: _program_hash(function, 0))
+    return _HASHES.get(function, lambda: _program_hash(function, 0))
 
 
 def _function(program: Program, index: int) -> Program:
@@ -113,13 +113,12 @@ def _function(program: Program, index: int) -> Program:
     mutation left unchanged keeps its hash in the child."""
     if index == 0:
         return program
-    names = [s.name for s in program.subprograms]
+    position = {s.name: i for i, s in enumerate(program.subprograms)}
     reached, pending = {index}, [index]
     while pending:
-        for ins in program.subprograms[pending.pop()].body:
-            if ins.op == CALL and names.index(ins.attrs["target"]) not in reached:
-                reached.add(names.index(ins.attrs["target"]))
-                pending.append(names.index(ins.attrs["target"]))
+        callees = {position[ins.attrs["target"]] for ins in program.subprograms[pending.pop()].body if ins.op == CALL}
+        pending.extend(callees - reached)
+        reached |= callees
     return Program(subprograms=[program.subprograms[i] for i in sorted(reached)])
 
 
@@ -161,7 +160,7 @@ def _live_body(sub: Subprogram) -> Subprogram:
 def canonicalize(program: Program) -> Program:
     """Dead code removed, instructions in dependency order with ties broken by structure, and
     commutative inputs in a fixed order. Value names are kept: diffs and lineage read them."""
-    return Program.model_validate_json(_CANONICAL_JSON.get(program, None, lambda: _canonical(program).model_dump_json()))
+    return Program.model_validate_json(_CANONICAL_JSON.get(program, lambda: _canonical(program).model_dump_json()))
 
 
 def _canonical(program: Program) -> Program:

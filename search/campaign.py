@@ -171,8 +171,8 @@ class Campaign:
                                         config.mutation_weights, accept=self._passes_gate)
         self.rejections: dict[str, int] = {}
         self._accepted: tuple[Architecture, Screened] | None = None  # the child the gate passed last
-        self._thresholds: dict[tuple[int, int], list[float | None]] = {}
-        self._in_flight: dict[int, IndividualRecord] = {}
+        # (id, attempt) of each submitted job → the individual and the thresholds it was sent
+        self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
         self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
         self._hurdle_losses: list[RecordedLosses] = []
 
@@ -273,8 +273,7 @@ class Campaign:
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""
         thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
-        self._thresholds[(individual.id, attempt)] = thresholds
-        self._in_flight[individual.id] = individual
+        self._in_flight[(individual.id, attempt)] = individual, thresholds
         job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
                       train=self.config.train, corpus=self.config.corpus, vocab_size=self.config.vocab_size,
                       max_train_tokens=self.config.max_train_tokens, thresholds=thresholds,
@@ -287,7 +286,7 @@ class Campaign:
 
     def _record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
         individual_id, attempt = key
-        thresholds = self._thresholds.pop(key, [])
+        individual, thresholds = self._in_flight.pop(key)
         passed = result.get("hurdle_passed", [])
         result = {**result, "fitness": fitness_of(result)}
         hurdles = result.get("hurdle_losses", [])
@@ -300,7 +299,6 @@ class Campaign:
         if recorded:
             for index, hurdle in enumerate(hurdles[:len(self._hurdle_losses)]):
                 self._hurdle_losses[index].add(hurdle.get("loss"))
-        individual = self._in_flight.pop(individual_id, None) or self.repo.get_individual(individual_id)
         self._finished(individual, result, recorded)
 
     def _finished(self, individual: IndividualRecord, result: dict[str, Any], recorded: bool) -> None:
