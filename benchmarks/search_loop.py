@@ -91,8 +91,7 @@ SECTIONS = {
     "mutate + validate": ("propose", evolution_module, "mutate"),
     "parse parent program": ("propose", IndividualRecord, "architecture"),
     "gate: parameter count": ("gate", gate_module, "parameter_count"),
-    "gate: canonicalise": ("gate", gate_module, "canonical_architecture"),
-    "gate: compile": ("gate", gate_module, "compile_model"),
+    "gate: compile a new program": ("gate", gate_module, "ProbeProgram"),
     "gate: probe (causality + fingerprint)": ("gate", gate_module, "probe"),
     "gate: other": ("gate", campaign_module, "gate"),
     "architecture hash (driver)": ("propose", campaign_module, "architecture_hash"),
@@ -219,6 +218,16 @@ def main() -> None:
                  if "retained_in_window" in row else ""), flush=True)
         state["from"], state["t"], state["snapshot"] = done, clock(), timers.snapshot()
 
+    collecting = {"since": 0.0, "seconds": 0.0, "collections": 0}
+
+    def on_gc(phase: str, info: dict) -> None:  # automatic collections, charged to whatever allocated
+        if phase == "start":
+            collecting["since"] = clock()
+        else:
+            collecting["seconds"] += clock() - collecting["since"]
+            collecting["collections"] += 1
+
+    gc.callbacks.append(on_gc)
     campaign = Campaign(repo, config, backend=InProcessBackend(evaluator), on_event=on_event)
     print(f"search loop: {total:,} individuals, P=100 S=10, {args.hurdles} hurdles, seeds {args.seeds}, "
           f"in-process fake evaluator, {url}, torch threads {torch.get_num_threads()}", flush=True)
@@ -256,6 +265,8 @@ def main() -> None:
     groups["other (loop, tournament, events, job dumps)"] = loop_seconds - sum(untraced.values())
     for name, value in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<48} {value / measured * 1e3:8.3f} ms  {value / loop_seconds:6.1%}")
+    print(f"  of all this, automatic garbage collection          {collecting['seconds'] / measured * 1e3:8.3f} ms  "
+          f"({collecting['collections'] / total:.2f} collections/individual; charged to whichever section allocated)")
     print("\n  by section:")
     for name, value in sorted(untraced.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<48} {value / measured * 1e3:8.3f} ms  {value / loop_seconds:6.1%}  "

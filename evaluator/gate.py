@@ -1,25 +1,31 @@
 """The driver's cheap gate before a candidate reaches a worker.
 
-One small compile serves three checks: causality, the parameter limit (from the registry's
-shapes at the campaign's size) and the functional fingerprint. The probe model keeps the
-campaign's heads and depth pattern but is tiny, so the gate costs milliseconds.
+The probe checks causality and computes the functional fingerprint, one layer program at a
+time: each distinct program is compiled once at a tiny width and kept, so a child costs one
+compile (its mutated program) and one forward through its programs. Programs are probed as
+they are, not in canonical form: a structural duplicate (a reordering, dead code) never
+reaches the gate, the campaign's hash lookup catches it first.
+The parameter limit comes from the registry's shapes at the campaign's size.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 import torch
 
 from primitives.cost import parameter_count
-from primitives.graph import canonicalize
-from primitives.program import Architecture, ModelSpec
+from primitives.program import Architecture, ModelSpec, Program
 from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
-from .compile import causal_outputs, compile_model, randomize_parameters
-from .runtime import LanguageModel
+from . import runtime
+from .compile import causal_half, causal_pair, compile_program, redraw_distribution
 
 #: AutoML-Zero's fixed FEC seed (kFunctionalCacheRandomSeed).
 PROBE_SEED = 235732282
@@ -27,6 +33,9 @@ PROBE_VOCAB, PROBE_SEQ, PROBE_BATCH = 64, 8, 2
 #: Outputs are quantised to this many steps of their largest magnitude before hashing, so
 #: floating-point reassociation does not split functionally equal programs.
 QUANTUM = 1e4
+#: Compiled probe programs kept (a population's programs and their recent children), and
+#: building blocks kept for them.
+CACHED_PROGRAMS, CACHED_BLOCKS = 256, 4096
 
 
 class GateRejected(ProgramError):
@@ -39,70 +48,139 @@ class GateReport:
     fingerprint: str
 
 
-def probe_spec(spec: ModelSpec, architecture: Architecture) -> ModelSpec:
-    """The smallest model with the campaign's heads in which every layer program runs once."""
-    layers = len(architecture.prefix) + len(architecture.layers)
-    return spec.model_copy(update={"vocab_size": PROBE_VOCAB, "seq_len": PROBE_SEQ, "d_model": MODEL_UNITS * spec.n_heads,
-                                   "n_layers": layers})
+def probe_spec(heads: int) -> ModelSpec:
+    """The probe's frame: the campaign's heads at the smallest width that splits into them."""
+    return ModelSpec(vocab_size=PROBE_VOCAB, seq_len=PROBE_SEQ, d_model=MODEL_UNITS * heads, n_heads=heads)
 
 
-def canonical_architecture(architecture: Architecture) -> Architecture:
-    """Programs in canonical order, so equal programs create (and draw) parameters alike."""
-    return architecture.model_copy(update={
-        "prefix": [canonicalize(p) for p in architecture.prefix],
-        "layers": [canonicalize(p) for p in architecture.layers],
-        "final": canonicalize(architecture.final)})
+class BlockPool:
+    """The probe's parameterised building blocks (runtime.py's Dense, norms, convolutions and
+    parameters), each built once per distinct constructor call, and per repeat of that call
+    within a program, then lent to every probe program that makes the same call. Building
+    blocks is most of what compiling a program costs, and the probe redraws every parameter
+    before each run anyway. A block's initial values come from a seed derived from its call,
+    so they do not depend on which program built it first."""
+
+    NAMES = ("Dense", "CausalConv", "DepthwiseCausalConv", "LayerNorm", "RMSNorm", "head_parameter", "scalar_parameter")
+
+    def __init__(self, size: int):
+        self.size = size
+        self._blocks: OrderedDict[str, tuple[object, bytes]] = OrderedDict()  # call#repeat → (block, digest of its initial values)
+
+    def lenders(self, digests: list[bytes]) -> dict[str, Callable]:
+        """Stand-ins for the building blocks for one program's build; they append the lent
+        blocks' initial-value digests to ``digests`` in construction order."""
+        repeats: Counter[str] = Counter()
+
+        def lender(name: str) -> Callable:
+            def lend(*args, **kwargs):
+                call = f"{name}{args!r}{sorted(kwargs.items())!r}"
+                repeats[call] += 1
+                block, digest = self._block(f"{call}#{repeats[call]}", getattr(runtime, name), args, kwargs)
+                digests.append(digest)
+                return block
+            return lend
+
+        return {name: lender(name) for name in self.NAMES}
+
+    def _block(self, key: str, make: Callable, args: tuple, kwargs: dict) -> tuple[object, bytes]:
+        if key in self._blocks:
+            self._blocks.move_to_end(key)
+            return self._blocks[key]
+        seed = int.from_bytes(hashlib.blake2b(f"{PROBE_SEED}:{key}".encode(), digest_size=7).digest(), "big")
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed would also queue CUDA seeding
+            block = make(*args, **kwargs)
+        params = [block] if isinstance(block, torch.Tensor) else list(block.parameters())
+        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in params)).digest()
+        self._blocks[key] = block, digest
+        if len(self._blocks) > self.size:
+            self._blocks.popitem(last=False)
+        return block, digest
 
 
-def _quantised(outputs: torch.Tensor) -> bytes:
+_POOL = BlockPool(CACHED_BLOCKS)
+
+
+class ProbeProgram:
+    """One program compiled at the probe's width from lent blocks, with the digest of its
+    blocks' initial values and what a redraw of its parameters needs."""
+
+    def __init__(self, program: Program, spec: ModelSpec):
+        digests: list[bytes] = []
+        self.module = compile_program(spec, program, blocks=_POOL.lenders(digests))
+        self.initial = hashlib.sha256(b"".join(digests)).digest()
+        self.params = list(self.module.parameters())
+        self.scale, self.offset = redraw_distribution(self.params)
+
+    def redraw(self, generator: torch.Generator) -> None:
+        noise = torch.randn(self.scale.shape, generator=generator).mul_(self.scale).add_(self.offset)
+        torch.nn.utils.vector_to_parameters(noise, self.params)
+
+
+@functools.lru_cache(maxsize=CACHED_PROGRAMS)
+def _probe_program(program_json: str, heads: int) -> ProbeProgram:
+    return ProbeProgram(Program.model_validate_json(program_json), probe_spec(heads))
+
+
+@functools.lru_cache(maxsize=8)
+def _frame(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe's fixed input stream (a batch beside its causally redrawn copy) and its
+    unembedding matrix, the same for every candidate."""
+    spec = probe_spec(heads)
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    # Token embeddings as randomize_parameters draws them (std 1/√d); the head is tied to them.
+    stream = torch.randn(PROBE_BATCH, spec.seq_len, spec.d_model, generator=generator) * spec.d_model ** -0.5
+    head = torch.randn(spec.vocab_size, spec.d_model, generator=generator) * spec.d_model ** -0.5
+    return causal_pair(stream, generator), head
+
+
+def _quantised(outputs: np.ndarray) -> bytes:
     """Each output row as integers relative to its largest magnitude, plus that magnitude's
     log-scale: reassociation noise vanishes, a change of scale (temperature) does not."""
-    outputs = torch.nan_to_num(outputs.double(), nan=7.0, posinf=8.0, neginf=9.0)
-    scale = outputs.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30)
-    shape = torch.round(outputs / scale * QUANTUM)
-    magnitude = torch.round(torch.log2(scale) * QUANTUM)
-    return torch.cat([shape, magnitude], dim=-1).to(torch.int64).numpy().tobytes()
+    outputs = np.nan_to_num(outputs.astype(np.float64), nan=7.0, posinf=8.0, neginf=9.0)
+    scale = np.maximum(np.abs(outputs).max(axis=-1, keepdims=True, initial=0.0), 1e-30)
+    shape = np.round(outputs / scale * QUANTUM)
+    magnitude = np.round(np.log2(scale) * QUANTUM)
+    return np.concatenate([shape, magnitude], axis=-1).astype(np.int64).tobytes()
 
 
-def _stream_and_logits(model: LanguageModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The residual stream after the last layer, and the logits. The stream is what a next
-    layer would read: a final norm can hide a change to it (a rescaled stream) from the logits."""
-    for layer in model.layers:
-        x = layer(x)
-    return x, model.lm_head(model.final(x))
-
-
-def probe(model: LanguageModel, spec: ModelSpec) -> str:
+def probe(spec: ModelSpec, architecture: Architecture) -> str:
     """Check causality and return the functional fingerprint, in one forward pass.
 
-    The fingerprint hashes per-example outputs (stream and logits) on a fixed probe batch with
-    every parameter redrawn (so zero-initialised gates hide nothing), together with the
-    parameters' initial values: two programs that compute the same function of the same
-    parameters, starting from the same values, train alike. The redrawn pass also carries the
-    causality check. The model is consumed."""
-    generator = torch.Generator().manual_seed(PROBE_SEED)
-    idx = torch.randint(spec.vocab_size, (PROBE_BATCH, spec.seq_len), generator=generator)
+    Every distinct program (prefix, layers, final) runs once, in that order, on a fixed random
+    stream; the unembedding turns the result into logits. The fingerprint hashes the stream
+    and the logits per example with every parameter redrawn (so zero-initialised gates hide
+    nothing), together with the parameters' initial values: two programs that compute the
+    same function of the same parameters, starting from the same values, train alike. The
+    stream is hashed beside the logits because a final norm can hide a change to it (a
+    rescaled stream) that the next layer of a deeper model would see."""
+    stream, head = _frame(spec.n_heads)
+    generator = torch.Generator()
+    digest = hashlib.sha256()
     with torch.no_grad():
-        initial = torch.cat([p.flatten() for p in model.parameters()])
-        randomize_parameters(model, generator)
-        redrawn = causal_outputs(lambda x: _stream_and_logits(model, x), model.embed(idx), generator)
-    digest = hashlib.sha256(_quantised(initial[None]))
-    for outputs in redrawn:
-        digest.update(_quantised(outputs))
+        for position, program in enumerate([*architecture.prefix, *architecture.layers, architecture.final]):
+            if position == len(architecture.prefix) + len(architecture.layers):
+                before_final = stream
+            compiled = _probe_program(program.model_dump_json(), spec.n_heads)
+            compiled.redraw(generator.manual_seed(PROBE_SEED + position))
+            digest.update(compiled.initial)
+            stream = compiled.module(stream)
+        for outputs in (before_final, stream @ head.T):
+            digest.update(_quantised(causal_half(outputs).numpy()))
     return digest.hexdigest()[:32]
 
 
 def gate(spec: ModelSpec, architecture: Architecture, max_parameters: int | None = None) -> GateReport:
     """Check a validated candidate; raise GateRejected saying why it cannot be trained."""
+    if len(architecture.prefix) > spec.n_layers:
+        raise GateRejected("prefix", f"{len(architecture.prefix)} prefix layers but the model has {spec.n_layers}")
     parameters = parameter_count(spec, architecture)
     if max_parameters is not None and parameters > max_parameters:
         raise GateRejected("architecture", f"{parameters:,} parameters exceed the limit of {max_parameters:,}")
-    small = probe_spec(spec, architecture)
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(PROBE_SEED)  # torch.manual_seed would also queue CUDA seeding
-        try:
-            return GateReport(parameters, probe(compile_model(small, canonical_architecture(architecture)), small))
-        except ProgramError as error:
-            raise GateRejected(error.where, error.message) from None
-        except (RuntimeError, ValueError) as error:
-            raise GateRejected("architecture", f"does not run: {str(error).splitlines()[0]}") from None
+    try:
+        return GateReport(parameters, probe(spec, architecture))
+    except ProgramError as error:
+        raise GateRejected(error.where, error.message) from None
+    except (RuntimeError, ValueError) as error:
+        raise GateRejected("architecture", f"does not run: {str(error).splitlines()[0]}") from None
