@@ -25,7 +25,7 @@ from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
 from . import runtime
-from .compile import causal_half, causal_pair, compile_program, redraw_distribution
+from .compile import causal_half, causal_pair, compile_program, randomize_parameters
 
 #: AutoML-Zero's fixed FEC seed (kFunctionalCacheRandomSeed).
 PROBE_SEED = 235732282
@@ -56,16 +56,19 @@ def probe_spec(heads: int) -> ModelSpec:
 class BlockPool:
     """The probe's parameterised building blocks (runtime.py's Dense, norms, convolutions and
     parameters), each built once per distinct constructor call, and per repeat of that call
-    within a program, then lent to every probe program that makes the same call. Building
-    blocks is most of what compiling a program costs, and the probe redraws every parameter
-    before each run anyway. A block's initial values come from a seed derived from its call,
-    so they do not depend on which program built it first."""
+    within a program, then lent to every probe program that makes the same call.
+
+    A block is built from a seed derived from its call, its initial values are digested, and
+    then its parameters are redrawn (``randomize_parameters``, from the next seed) and kept:
+    so a block holds the same values whichever program built it first, programs that share a
+    block compute with the same parameters, and a probe never redraws. Building blocks was
+    most of what compiling a program cost."""
 
     NAMES = ("Dense", "CausalConv", "DepthwiseCausalConv", "LayerNorm", "RMSNorm", "head_parameter", "scalar_parameter")
 
     def __init__(self, size: int):
         self.size = size
-        self._blocks: OrderedDict[str, tuple[object, bytes]] = OrderedDict()  # call#repeat → (block, digest of its initial values)
+        self._blocks: OrderedDict[str, tuple[object, bytes]] = OrderedDict()  # call#repeat → (block, initial digest)
 
     def lenders(self, digests: list[bytes]) -> dict[str, Callable]:
         """Stand-ins for the building blocks for one program's build; they append the lent
@@ -93,6 +96,7 @@ class BlockPool:
             block = make(*args, **kwargs)
         params = [block] if isinstance(block, torch.Tensor) else list(block.parameters())
         digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in params)).digest()
+        randomize_parameters(params, torch.Generator().manual_seed(seed + 1))
         self._blocks[key] = block, digest
         if len(self._blocks) > self.size:
             self._blocks.popitem(last=False)
@@ -104,18 +108,12 @@ _POOL = BlockPool(CACHED_BLOCKS)
 
 class ProbeProgram:
     """One program compiled at the probe's width from lent blocks, with the digest of its
-    blocks' initial values and what a redraw of its parameters needs."""
+    blocks' initial values."""
 
     def __init__(self, program: Program, spec: ModelSpec):
         digests: list[bytes] = []
         self.module = compile_program(spec, program, blocks=_POOL.lenders(digests))
         self.initial = hashlib.sha256(b"".join(digests)).digest()
-        self.params = list(self.module.parameters())
-        self.scale, self.offset = redraw_distribution(self.params)
-
-    def redraw(self, generator: torch.Generator) -> None:
-        noise = torch.randn(self.scale.shape, generator=generator).mul_(self.scale).add_(self.offset)
-        torch.nn.utils.vector_to_parameters(noise, self.params)
 
 
 @functools.lru_cache(maxsize=CACHED_PROGRAMS)
@@ -138,11 +136,12 @@ def _frame(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _quantised(outputs: np.ndarray) -> bytes:
     """Each output row as integers relative to its largest magnitude, plus that magnitude's
     log-scale: reassociation noise vanishes, a change of scale (temperature) does not."""
-    outputs = np.nan_to_num(outputs.astype(np.float64), nan=7.0, posinf=8.0, neginf=9.0)
-    scale = np.maximum(np.abs(outputs).max(axis=-1, keepdims=True, initial=0.0), 1e-30)
-    shape = np.round(outputs / scale * QUANTUM)
-    magnitude = np.round(np.log2(scale) * QUANTUM)
-    return np.concatenate([shape, magnitude], axis=-1).astype(np.int64).tobytes()
+    outputs = outputs.astype(np.float64)
+    if not np.isfinite(outputs).all():
+        outputs = np.nan_to_num(outputs, nan=7.0, posinf=8.0, neginf=9.0)
+    scale = np.maximum(np.abs(outputs).max(axis=-1, keepdims=True), 1e-30)
+    return np.concatenate([np.round(outputs / scale * QUANTUM), np.round(np.log2(scale) * QUANTUM)],
+                          axis=-1).astype(np.int64).tobytes()
 
 
 def probe(spec: ModelSpec, architecture: Architecture) -> str:
@@ -150,23 +149,21 @@ def probe(spec: ModelSpec, architecture: Architecture) -> str:
 
     Every distinct program (prefix, layers, final) runs once, in that order, on a fixed random
     stream; the unembedding turns the result into logits. The fingerprint hashes the stream
-    and the logits per example with every parameter redrawn (so zero-initialised gates hide
+    and the logits per example under redrawn parameters (so zero-initialised gates hide
     nothing), together with the parameters' initial values: two programs that compute the
     same function of the same parameters, starting from the same values, train alike. The
     stream is hashed beside the logits because a final norm can hide a change to it (a
     rescaled stream) that the next layer of a deeper model would see."""
     stream, head = _frame(spec.n_heads)
-    generator = torch.Generator()
     digest = hashlib.sha256()
     with torch.no_grad():
-        for position, program in enumerate([*architecture.prefix, *architecture.layers, architecture.final]):
-            if position == len(architecture.prefix) + len(architecture.layers):
-                before_final = stream
+        for program in [*architecture.prefix, *architecture.layers]:
             compiled = _probe_program(program.model_dump_json(), spec.n_heads)
-            compiled.redraw(generator.manual_seed(PROBE_SEED + position))
             digest.update(compiled.initial)
             stream = compiled.module(stream)
-        for outputs in (before_final, stream @ head.T):
+        final = _probe_program(architecture.final.model_dump_json(), spec.n_heads)
+        digest.update(final.initial)
+        for outputs in (stream, final.module(stream) @ head.T):
             digest.update(_quantised(causal_half(outputs).numpy()))
     return digest.hexdigest()[:32]
 

@@ -29,7 +29,7 @@ from torch import nn
 from primitives.program import Architecture, ModelSpec
 
 from .budget import Budget, parse_budget
-from .compile import compile_model, count_parameters, flops_per_token
+from .compile import check_causality, compile_model, count_parameters, flops_per_token
 
 Status = Literal["ok", "stopped_at_hurdle", "diverged", "error", "timeout"]
 OnHurdle = Callable[[int, float, float], bool]
@@ -318,6 +318,10 @@ class _Run:
                              f"({spec.vocab_size})")
         torch.manual_seed(config.seed)
         model = compile_model(spec, self.architecture)
+        # The gate's probe checks causality on one tiny draw, which a saturated activation can
+        # blind; this second check (the real width, other draws) keeps a model that sees the
+        # future from reaching a loss it did not earn.
+        check_causality(model, spec, seed=config.seed)
         result.parameters = count_parameters(model)
         flops = flops_per_token(model, spec)
         result.flops_per_token, result.forward_flops_per_token = flops["train"], flops["forward"]

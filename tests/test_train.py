@@ -187,6 +187,18 @@ def test_on_hurdle_false_stops_training(data):
     assert "hurdle 1" in result.message
 
 
+def test_a_model_that_sees_the_future_is_not_trained(data):
+    """The worker checks causality again before training (the gate's one tiny draw can miss)."""
+    b = Builder("main")
+    q = b.dense("x", width=8, out="q")
+    weights = b.emit("exp", b.attn_logits(q, q, out="scores"), out="weights")
+    y = b.add("x", b.attend(weights, q, out="heads"), out="y")
+    leaky = seed("transformer", SPEC).model_copy(update={"layers": [Program(subprograms=[b.build(y)])]})
+    result = train(SPEC, leaky, data, tokens(5), CONFIG)
+    assert result.status == "error" and "not causal" in result.message, result.message
+    assert result.steps == 0
+
+
 def test_nan_program_diverges(data):
     result = train(SPEC, nan_architecture(), data, tokens(10), CONFIG)
     assert result.status == "diverged"
