@@ -47,7 +47,6 @@ import search.evolution as evolution_module
 from search.backends import InProcessBackend
 from search.campaign import Campaign, CampaignConfig
 from storage import Repository
-from storage.repository import IndividualRecord
 from tests import fakes
 
 # --------------------------------------------------------------------------- exclusive timers
@@ -89,7 +88,7 @@ class Timers:
 #: section -> (group, where the callable lives, attribute)
 SECTIONS = {
     "mutate + validate": ("propose", evolution_module, "mutate"),
-    "parse parent program": ("propose", IndividualRecord, "architecture"),
+    "parse parent program": ("propose", campaign_module.Parent, "architecture"),
     "gate: parameter count": ("gate", gate_module, "parameter_count"),
     "gate: compile a new program": ("gate", gate_module, "ProbeProgram"),
     "gate: probe (causality + fingerprint)": ("gate", gate_module, "probe"),

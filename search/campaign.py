@@ -10,6 +10,7 @@ equal to the tables); duplicates are looked up by query.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -155,6 +156,30 @@ class Screened:
         return self.report.fingerprint if self.report else self.original.fingerprint if self.original else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(architecture_json: str) -> Architecture:
+    return Architecture.model_validate_json(architecture_json)
+
+
+@dataclass(frozen=True)
+class Parent:
+    """An individual as evolution sees it. A window of P parents is drawn from again and again,
+    so each program is parsed once (the parsed object is shared: mutations copy, never edit)."""
+
+    record: IndividualRecord
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def root_seed(self) -> str:
+        return self.record.root_seed
+
+    def architecture(self) -> Architecture:
+        return _parsed(self.record.architecture_json)
+
+
 class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
 
@@ -176,6 +201,10 @@ class Campaign:
         self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
         self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
         self._hurdle_losses: list[RecordedLosses] = []
+        # What every job of the campaign shares, validated and serialised once.
+        self._job_frame = EvalJob(architecture_json="", spec=config.spec, budget=config.budget, train=config.train,
+                                  corpus=config.corpus, vocab_size=config.vocab_size,
+                                  max_train_tokens=config.max_train_tokens).model_dump(mode="json")
 
     # ----------------------------------------------------------------- the loop
 
@@ -227,20 +256,19 @@ class Campaign:
                 result = None  # to be trained
             individual = self.repo.add_individual(
                 cid, birth, architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
-                self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint)
-            if result is None:
-                attempt = self.repo.mark_running(individual.id)
-            else:
+                self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint,
+                dispatched=result is None)
+            if result is not None:
                 recorded = self.repo.record_result(individual.id, 0, result)
         if result is None:
-            self._submit(individual, attempt)  # after the commit: a worker never sees an unstored individual
+            self._submit(individual, individual.attempt)  # after the commit: a worker never sees an unstored individual
         else:
             self._finished(individual, result, recorded)
 
-    def _member(self, individual_id: int) -> IndividualRecord:
+    def _member(self, individual_id: int) -> "Parent":
         """A tournament winner: a member of the population window (the seeds before it fills)."""
         found = next((m for m in self._population if m.id == individual_id), None)
-        return found or self.repo.get_individual(individual_id)
+        return Parent(found or self.repo.get_individual(individual_id))
 
     def _screen(self, architecture: Architecture) -> "Screened":
         """Before any training: an already evaluated structure (hash), the gate, then an already
@@ -278,11 +306,9 @@ class Campaign:
         """Send a stored, running individual to the backend with the current thresholds."""
         thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
         self._in_flight[(individual.id, attempt)] = individual, thresholds
-        job = EvalJob(architecture_json=individual.architecture_json, spec=self.config.spec, budget=self.config.budget,
-                      train=self.config.train, corpus=self.config.corpus, vocab_size=self.config.vocab_size,
-                      max_train_tokens=self.config.max_train_tokens, thresholds=thresholds,
-                      weights_path=self._weights_path(individual) if self.config.keep_weights else None)
-        self.backend.submit((individual.id, attempt), job.model_dump(mode="json"))
+        job = {**self._job_frame, "architecture_json": individual.architecture_json, "thresholds": thresholds,
+               "weights_path": self._weights_path(individual) if self.config.keep_weights else None}
+        self.backend.submit((individual.id, attempt), job)
         self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
 
     def _weights_path(self, individual: IndividualRecord) -> str:

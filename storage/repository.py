@@ -555,11 +555,13 @@ class Repository:
         parent_id: int | None = None,
         mutation: str | None = None,
         fingerprint: str | None = None,
+        dispatched: bool = False,
     ) -> IndividualRecord:
         """A pending individual (``fingerprint`` if the gate computed it already; else see
-        ``set_fingerprint``). Idempotent on (campaign, birth): adding a birth that exists
-        returns the stored row unchanged (compare its ``arch_hash`` to detect a replay that
-        diverged)."""
+        ``set_fingerprint``), or with ``dispatched`` one already running its first attempt (as
+        ``mark_running`` would leave it, in one statement). Idempotent on (campaign, birth):
+        adding a birth that exists returns the stored row unchanged (compare its ``arch_hash``
+        to detect a replay that diverged)."""
         if birth < 0:
             raise ValueError(f"births are numbered from 0, got {birth}")
         if not isinstance(architecture_json, str):
@@ -575,10 +577,12 @@ class Repository:
             arch_hash=arch_hash,
             fingerprint=fingerprint,
             recipe=recipe,
-            status="pending",
-            attempt=0,
+            status="running" if dispatched else "pending",
+            attempt=1 if dispatched else 0,
             created_at=utcnow(),
         )
+        if dispatched:
+            values["started_at"] = values["created_at"]
         key = {"cid": campaign_id, "birth": birth}
         if self._batch_connection() is not None:
             # Inside a batch a failed INSERT would abort the whole transaction on PostgreSQL:
