@@ -84,19 +84,6 @@ def to_graph(program: Program, index: int = 0) -> nx.MultiDiGraph:
     return graph
 
 
-def node_hashes(graph: nx.MultiDiGraph) -> dict[str, str]:
-    """Merkle hash of every node: op, attributes and the hashes of its inputs by position."""
-    hashes: dict[str, str] = {}
-    for node in nx.topological_sort(graph):
-        data = graph.nodes[node]
-        inputs = sorted((port, hashes[src]) for src, _, port in graph.in_edges(node, data="port"))
-        op = REGISTRY.get(data["op"])
-        if op is not None and op.commutative:
-            inputs = sorted((0, h) for _, h in inputs)
-        hashes[node] = _digest(_label(data["op"], data["attrs"]), inputs)
-    return hashes
-
-
 def live_nodes(graph: nx.MultiDiGraph) -> set[str]:
     output = graph.graph["output"]
     return nx.ancestors(graph, output) | {output}
@@ -123,10 +110,44 @@ def _function(program: Program, index: int) -> Program:
 
 
 def _program_hash(program: Program, index: int) -> str:
-    graph = to_graph(program, index)
-    hashes = node_hashes(graph)
-    live = sorted(hashes[n] for n in live_nodes(graph))
-    return _digest(hashes[graph.graph["output"]], live)
+    """The dataflow of ``to_graph`` walked directly (this runs for every child the search
+    draws): each value's Merkle hash covers its op, attributes and its inputs' hashes by
+    position (sorted for commutative ops); the program hash covers the output's hash and the
+    sorted hashes of every live value."""
+    position = {s.name: i for i, s in enumerate(program.subprograms)}
+    hashes: list[str] = []
+    sources_of: list[list[int]] = []
+
+    def value(label: str, sources: list[int], commutative: bool = False) -> int:
+        inputs = [(port, hashes[source]) for port, source in enumerate(sources)]
+        if commutative:
+            inputs = sorted((0, h) for _, h in inputs)
+        hashes.append(_digest(label, inputs))
+        sources_of.append(sources)
+        return len(hashes) - 1
+
+    def inline(index: int, args: list[int]) -> int:
+        sub = program.subprograms[index]
+        env = dict(zip(sub.params, args))
+        for i in topological_order(sub):
+            ins = sub.body[i]
+            sources = [env[name] for name in ins.inputs]
+            if ins.op == CALL:
+                env[ins.out] = inline(position[ins.attrs["target"]], sources)
+            else:
+                op = REGISTRY.get(ins.op)
+                env[ins.out] = value(_label(ins.op, ins.attrs), sources, op is not None and op.commutative)
+        return env[sub.output]
+
+    params = program.subprograms[index].params
+    output = inline(index, [value(_label("input", {"position": p}), []) for p in range(len(params))])
+    live, pending = set(), [output]
+    while pending:
+        node = pending.pop()
+        if node not in live:
+            live.add(node)
+            pending.extend(sources_of[node])
+    return _digest(hashes[output], sorted(hashes[node] for node in live))
 
 
 def architecture_hash(architecture: Architecture) -> str:
@@ -150,10 +171,13 @@ def eliminate_dead_code(program: Program) -> Program:
 
 
 def _live_body(sub: Subprogram) -> Subprogram:
-    graph = nx.DiGraph()
-    graph.add_node(sub.output)
-    graph.add_edges_from((name, ins.out) for ins in sub.body for name in ins.inputs)
-    live = nx.ancestors(graph, sub.output) | {sub.output}
+    producers = {ins.out: ins for ins in sub.body}
+    live, pending = set(), [sub.output]
+    while pending:  # the values the output reads, transitively (a cycle ends at a visited value)
+        name = pending.pop()
+        if name not in live:
+            live.add(name)
+            pending.extend(producers[name].inputs if name in producers else ())
     return sub.model_copy(update={"body": [ins for ins in sub.body if ins.out in live]})
 
 

@@ -68,7 +68,8 @@ def validate_program(program: Program, where: str = "program") -> Program:
     if len(program.main.params) != 1:
         raise ProgramError(f"{where}.{program.main.name}", f"main takes exactly one input (the residual stream), not {len(program.main.params)}")
     subprograms = [_normalise(program, s, f"{where}.{s.name}") for s in program.subprograms]
-    normalised = Program(subprograms=subprograms)
+    unchanged = all(new is old for new, old in zip(subprograms, program.subprograms))
+    normalised = program if unchanged else Program(subprograms=subprograms)
     out = infer_types(normalised, 0, [seq(MODEL_UNITS)], where)[normalised.main.output]
     if out != seq(MODEL_UNITS):
         raise ProgramError(f"{where}.{program.main.name}", f"output {program.main.output!r} is {out}, but a layer must return seq[{MODEL_UNITS}]")
@@ -95,7 +96,8 @@ def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
         if ins.out in defined:
             raise ProgramError(at, f"{ins.out!r} is already defined ({defined[ins.out]}); each value is assigned once")
         defined[ins.out] = f"instruction {i}"
-        body.append(ins.model_copy(update={"attrs": _normalise_attrs(program, sub, ins, at)}))
+        attrs = _normalise_attrs(program, sub, ins, at)
+        body.append(ins if _identical(attrs, ins.attrs) else ins.model_copy(update={"attrs": attrs}))
     for i, ins in enumerate(body):
         for name in ins.inputs:
             if name not in defined:
@@ -111,9 +113,22 @@ def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
         else:
             path = " → ".join([edge[0] for edge in cycle] + [cycle[0][0]])
             raise ProgramError(where, f"cycle: {path}")
-    normalised = sub.model_copy(update={"body": body})
     # Stored in dependency order, so everything downstream takes topological_order's fast path.
-    return normalised.model_copy(update={"body": [body[i] for i in topological_order(normalised)]})
+    ordered = [body[i] for i in topological_order(sub)]
+    if all(new is old for new, old in zip(ordered, sub.body)):
+        return sub  # already normal (a parent's subprogram that the mutation left alone)
+    return sub.model_copy(update={"body": ordered})
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types throughout (1 == 1.0, but they serialise differently)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _in_order(sub: Subprogram) -> bool:

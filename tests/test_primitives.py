@@ -210,3 +210,12 @@ def test_resolve_names_files_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ProgramError, match="bad.json: not JSON"):
         resolve(str(tmp_path / "bad.json"))
+
+
+def test_validation_normalises_an_int_where_a_float_belongs():
+    """1 == 1.0, but they serialise (and hash) differently: the normal form is the float."""
+    b = Builder("main")
+    program = Program(subprograms=[b.build(b.emit("cmul", "x", value=1, out="y"))])
+    normal = validate_program(program)
+    assert type(normal.main.body[0].attrs["value"]) is float
+    assert validate_program(normal) is normal  # a normal program comes back as it is
