@@ -9,7 +9,6 @@ names the final program (the final norm); a ``ModelSpec`` is the fixed frame aro
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -75,7 +74,7 @@ class Architecture(_Strict):
         return f"layers[{(index - len(self.prefix)) % len(self.layers)}]"
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=indent)
+        return self.model_dump_json(indent=indent)
 
 
 class ModelSpec(_Strict):
