@@ -41,7 +41,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import evaluator.compile as compile_module
 import evaluator.gate as gate_module
+import primitives.graph as graph_module
 import search.campaign as campaign_module
 import search.evolution as evolution_module
 from search.backends import InProcessBackend
@@ -119,6 +121,17 @@ def group_of(section: str) -> str:
         return "population/threshold/dedup queries"
     return {"propose": "mutate + validate + hash", "gate": "gate (compile/causality/fingerprint)",
             "evaluate": "evaluator (fake)"}[SECTIONS[section][0]]
+
+
+def clear_bounded_caches() -> None:
+    """Empty the driver's caches. Each is bounded by a count of recent programs, so its bytes
+    follow the programs' size, not the campaign's length: what is left is what grows with it."""
+    gate_module._probe_program.cache_clear()
+    gate_module._POOL.clear()
+    compile_module._bytecode.cache_clear()
+    campaign_module._parsed.cache_clear()
+    graph_module._HASHES.clear()
+    graph_module._CANONICAL_JSON.clear()
 
 
 # --------------------------------------------------------------------------- the run
@@ -211,8 +224,11 @@ def main() -> None:
             row["retained_by"] = [(str(stat.traceback[0]), stat.size) for stat in snapshot.statistics("lineno")[:3]]
         gc.collect()
         row.update(rss=process.memory_info().rss, blocks=sys.getallocatedblocks(), objects=len(gc.get_objects()))
+        clear_bounded_caches()
+        gc.collect()
+        row["blocks_without_caches"] = sys.getallocatedblocks()
         print(f"  {done:>6} individuals  {row['rate']:6.1f}/s   RSS {mib(row['rss'])}   python blocks "
-              f"{row['blocks']:,}   gc objects {row['objects']:,}"
+              f"{row['blocks']:,} ({row['blocks_without_caches']:,} without the bounded caches)   gc objects {row['objects']:,}"
               + (f"   retained over the last {window} (traced): {row['retained_in_window'] / 1024:.0f} KiB"
                  if "retained_in_window" in row else ""), flush=True)
         state["from"], state["t"], state["snapshot"] = done, clock(), timers.snapshot()
@@ -280,8 +296,8 @@ def main() -> None:
 
     print("\nmemory of the driver:")
     for row in rows:
-        line = (f"  after {row['individuals']:>6}: RSS {mib(row['rss'])}, python blocks {row['blocks']:,}, "
-                f"gc objects {row['objects']:,}")
+        line = (f"  after {row['individuals']:>6}: RSS {mib(row['rss'])}, python blocks {row['blocks']:,} "
+                f"({row['blocks_without_caches']:,} without the bounded caches), gc objects {row['objects']:,}")
         if "retained_in_window" in row:
             line += (f"; tracemalloc over the last {window}: {row['retained_in_window'] / 1024:.0f} KiB still "
                      f"allocated ({row['retained_in_window'] / window:.0f} B/individual), peak "

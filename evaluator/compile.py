@@ -189,7 +189,7 @@ def _run(sources: list[str], blocks: dict[str, Callable] | None = None) -> dict:
     return namespace
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=512)
 def _bytecode(source: str):
     return compile(source, "<archevo>", "exec")
 

@@ -35,7 +35,7 @@ PROBE_VOCAB, PROBE_SEQ, PROBE_BATCH = 64, 8, 2
 QUANTUM = 1e4
 #: Compiled probe programs kept (a population's programs and their recent children), and
 #: building blocks kept for them.
-CACHED_PROGRAMS, CACHED_BLOCKS = 256, 4096
+CACHED_PROGRAMS, CACHED_BLOCKS = 128, 1024
 
 
 class GateRejected(ProgramError):
@@ -85,6 +85,9 @@ class BlockPool:
             return lend
 
         return {name: lender(name) for name in self.NAMES}
+
+    def clear(self) -> None:
+        self._blocks.clear()
 
     def _block(self, key: str, make: Callable, args: tuple, kwargs: dict) -> tuple[object, bytes]:
         if key in self._blocks:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Callable, TypeVar
+from typing import Callable, Hashable, TypeVar
 
 import networkx as nx
 
-from .program import Architecture, Program, Subprogram
+from .program import Architecture, Instruction, Program, Subprogram
 from .registry import CALL, REGISTRY
 from .validate import topological_order
 
@@ -41,6 +41,9 @@ class _ContentMemo:
             self._values.popitem(last=False)
         return value
 
+    def clear(self) -> None:
+        self._values.clear()
+
 
 _HASHES = _ContentMemo(4096)
 _CANONICAL_JSON = _ContentMemo(1024)
@@ -54,33 +57,46 @@ def _label(op: str, attrs: dict) -> str:
     return op + (json.dumps(attrs, sort_keys=True, separators=(",", ":")) if attrs else "")
 
 
-def to_graph(program: Program, index: int = 0) -> nx.MultiDiGraph:
-    """Dataflow graph of subprogram ``index`` (main by default) with calls inlined. Nodes: one
-    per input (``x``) and one per instruction, named by call path (``attention/q``); edges
-    carry the input position as ``port``; ``graph.graph["output"]`` is the result's node."""
-    graph = nx.MultiDiGraph()
-    params = program.subprograms[index].params
-    for position, name in enumerate(params):
-        graph.add_node(name, op="input", attrs={"position": position})
+def _dataflow(program: Program, index: int, add_input: Callable[[int, str], Hashable],
+              add_value: Callable[[str, Instruction, list], Hashable]) -> Hashable:
+    """Walk subprogram ``index`` in dependency order with calls inlined: ``add_input(position,
+    name)`` and ``add_value(path, instruction, source nodes)`` make the nodes (``path`` is the
+    call path, ``attention/q``). Returns the output's node."""
+    position = {s.name: i for i, s in enumerate(program.subprograms)}
 
-    def inline(index: int, args: list[str], prefix: str) -> str:
+    def inline(index: int, args: list, prefix: str) -> Hashable:
         sub = program.subprograms[index]
         env = dict(zip(sub.params, args))
         for i in topological_order(sub):
             ins = sub.body[i]
             sources = [env[name] for name in ins.inputs]
             if ins.op == CALL:
-                target = [s.name for s in program.subprograms].index(ins.attrs["target"])
-                env[ins.out] = inline(target, sources, f"{prefix}{ins.out}/")
-                continue
-            node = prefix + ins.out
-            graph.add_node(node, op=ins.op, attrs=ins.attrs)
-            for port, source in enumerate(sources):
-                graph.add_edge(source, node, port=port)
-            env[ins.out] = node
+                env[ins.out] = inline(position[ins.attrs["target"]], sources, f"{prefix}{ins.out}/")
+            else:
+                env[ins.out] = add_value(prefix + ins.out, ins, sources)
         return env[sub.output]
 
-    graph.graph["output"] = inline(index, list(params), "")
+    params = program.subprograms[index].params
+    return inline(index, [add_input(p, name) for p, name in enumerate(params)], "")
+
+
+def to_graph(program: Program, index: int = 0) -> nx.MultiDiGraph:
+    """Dataflow graph of subprogram ``index`` (main by default) with calls inlined. Nodes: one
+    per input (``x``) and one per instruction, named by call path (``attention/q``); edges
+    carry the input position as ``port``; ``graph.graph["output"]`` is the result's node."""
+    graph = nx.MultiDiGraph()
+
+    def add_input(position: int, name: str) -> str:
+        graph.add_node(name, op="input", attrs={"position": position})
+        return name
+
+    def add_value(node: str, ins: Instruction, sources: list) -> str:
+        graph.add_node(node, op=ins.op, attrs=ins.attrs)
+        for port, source in enumerate(sources):
+            graph.add_edge(source, node, port=port)
+        return node
+
+    graph.graph["output"] = _dataflow(program, index, add_input, add_value)
     return graph
 
 
@@ -110,11 +126,10 @@ def _function(program: Program, index: int) -> Program:
 
 
 def _program_hash(program: Program, index: int) -> str:
-    """The dataflow of ``to_graph`` walked directly (this runs for every child the search
+    """The dataflow of ``to_graph`` hashed directly (this runs for every child the search
     draws): each value's Merkle hash covers its op, attributes and its inputs' hashes by
     position (sorted for commutative ops); the program hash covers the output's hash and the
     sorted hashes of every live value."""
-    position = {s.name: i for i, s in enumerate(program.subprograms)}
     hashes: list[str] = []
     sources_of: list[list[int]] = []
 
@@ -126,21 +141,12 @@ def _program_hash(program: Program, index: int) -> str:
         sources_of.append(sources)
         return len(hashes) - 1
 
-    def inline(index: int, args: list[int]) -> int:
-        sub = program.subprograms[index]
-        env = dict(zip(sub.params, args))
-        for i in topological_order(sub):
-            ins = sub.body[i]
-            sources = [env[name] for name in ins.inputs]
-            if ins.op == CALL:
-                env[ins.out] = inline(position[ins.attrs["target"]], sources)
-            else:
-                op = REGISTRY.get(ins.op)
-                env[ins.out] = value(_label(ins.op, ins.attrs), sources, op is not None and op.commutative)
-        return env[sub.output]
+    def add_value(path: str, ins: Instruction, sources: list[int]) -> int:
+        op = REGISTRY.get(ins.op)
+        return value(_label(ins.op, ins.attrs), sources, op is not None and op.commutative)
 
-    params = program.subprograms[index].params
-    output = inline(index, [value(_label("input", {"position": p}), []) for p in range(len(params))])
+    output = _dataflow(program, index, lambda position, name: value(_label("input", {"position": position}), []),
+                       add_value)
     live, pending = set(), [output]
     while pending:
         node = pending.pop()

@@ -156,7 +156,7 @@ class Screened:
         return self.report.fingerprint if self.report else self.original.fingerprint if self.original else None
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _parsed(architecture_json: str) -> Architecture:
     return Architecture.model_validate_json(architecture_json)
 
