@@ -248,6 +248,20 @@ def test_gate_fingerprint_sees_the_scale_of_the_logits():
     assert gate(SPEC, with_final(plain, doubled_by_add)).fingerprint != gate(SPEC, plain).fingerprint
 
 
+def test_gate_fingerprint_does_not_depend_on_what_was_probed_before():
+    """The probe caches compiled programs and lends building blocks between them: a resumed
+    driver (a fresh process, probing in another order) must compute the same fingerprints."""
+    names = ["primer", "sas", "parallel", "transformer"]
+    here = [gate(SPEC, seed(name, SPEC)).fingerprint for name in names]
+    script = ("import json, sys; from evaluator.gate import gate; from primitives.seeds import seed; "
+              "from primitives.program import ModelSpec; spec = ModelSpec.model_validate_json(sys.argv[1]); "
+              "names = json.loads(sys.argv[2]); print(json.dumps([gate(spec, seed(n, spec)).fingerprint for n in names]))")
+    fresh = subprocess.run([sys.executable, "-c", script, SPEC.model_dump_json(), json.dumps(names[::-1])],
+                           capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert json.loads(fresh.stdout)[::-1] == here
+    assert len(set(here)) == len(here)
+
+
 def residual_doubled(architecture: Architecture) -> Architecture:
     """Each layer returns 2·y instead of y (a one-instruction insertion a mutation can make)."""
     layer = architecture.layers[0]
