@@ -44,7 +44,6 @@ class GateRejected(ProgramError):
 
 @dataclass(frozen=True)
 class GateReport:
-    parameters: int
     fingerprint: str
 
 
@@ -175,11 +174,12 @@ def gate(spec: ModelSpec, architecture: Architecture, max_parameters: int | None
     """Check a validated candidate; raise GateRejected saying why it cannot be trained."""
     if len(architecture.prefix) > spec.n_layers:
         raise GateRejected("prefix", f"{len(architecture.prefix)} prefix layers but the model has {spec.n_layers}")
-    parameters = parameter_count(spec, architecture)
-    if max_parameters is not None and parameters > max_parameters:
-        raise GateRejected("architecture", f"{parameters:,} parameters exceed the limit of {max_parameters:,}")
+    if max_parameters is not None:  # counted only against a limit: the worker reports the count
+        parameters = parameter_count(spec, architecture)
+        if parameters > max_parameters:
+            raise GateRejected("architecture", f"{parameters:,} parameters exceed the limit of {max_parameters:,}")
     try:
-        return GateReport(parameters, probe(spec, architecture))
+        return GateReport(probe(spec, architecture))
     except ProgramError as error:
         raise GateRejected(error.where, error.message) from None
     except (RuntimeError, ValueError) as error:

@@ -25,8 +25,9 @@ import torch
 from typer.testing import CliRunner
 
 from evaluator.compile import compile_model
-from evaluator.gate import gate
+from evaluator.gate import GateRejected, gate
 from primitives.builder import Builder
+from primitives.cost import parameter_count
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, ModelSpec, Program
 from primitives.seeds import seed
@@ -373,8 +374,10 @@ def test_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
 
 def test_seed_rejected_by_the_gate_is_an_error_and_the_campaign_goes_on(tmp_path):
     small, large = seed("transformer", SPEC), seed("primer_ez", SPEC)
-    limit = (gate(SPEC, small).parameters + gate(SPEC, large).parameters) // 2
-    assert gate(SPEC, large).parameters > limit >= gate(SPEC, small).parameters
+    limit = (parameter_count(SPEC, small) + parameter_count(SPEC, large)) // 2
+    assert parameter_count(SPEC, large) > limit >= parameter_count(SPEC, small)
+    with pytest.raises(GateRejected, match="parameters exceed the limit"):
+        gate(SPEC, large, max_parameters=limit)
     job = fakes.CountingJob()
     config = make_config("g", seed_programs=["transformer", "primer_ez"], max_parameters=limit, max_evals=8)
     repo, cid = run_campaign(tmp_path / "g.db", config, job)
