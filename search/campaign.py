@@ -222,48 +222,55 @@ class Campaign:
         # out of the collector's scans, which otherwise cost ~1 ms per individual.
         gc.freeze()
         try:
+            results: list = []
             while True:
-                while self.backend.in_flight() < self.backend.capacity and birth < self.config.max_evals:
-                    self._propose(birth)
-                    birth += 1
+                with self.repo.batch():  # the results in hand and the proposals they make room for: one commit
+                    for key, result in results:
+                        self._record(key, result)
+                    dispatch: list[IndividualRecord] = []
+                    while (self.backend.in_flight() + len(dispatch) < self.backend.capacity
+                           and birth < self.config.max_evals):
+                        individual = self._propose(birth)
+                        if individual is not None:
+                            dispatch.append(individual)
+                        birth += 1
+                for individual in dispatch:  # after the commit: a worker never sees an unstored individual
+                    self._submit(individual, individual.attempt)
                 if self.backend.in_flight() == 0:
                     break
-                for key, result in self.backend.wait(timeout=1.0):
-                    self._record(key, result)
+                results = self.backend.wait(timeout=1.0)
         finally:
             self.backend.shutdown()
         self.repo.set_campaign_status(self.config.name, "finished")
         self.on_event({"kind": "finished"})
 
-    def _propose(self, birth: int) -> None:
-        """Draw, screen and store the individual of ``birth``, in one transaction (the gate takes
-        milliseconds); then train it, unless it duplicates an evaluated one."""
+    def _propose(self, birth: int) -> IndividualRecord | None:
+        """Draw, screen and store the individual of ``birth`` (in the caller's transaction: the
+        gate takes milliseconds). Returns it if it is to be trained; a duplicate of an evaluated
+        individual, or a seed the gate rejects, is recorded at once instead."""
         cid = self.campaign.id
-        with self.repo.batch():
-            population = [(member.id, member.fitness) for member in self._population]
-            if not population:  # nothing has finished yet: the parents are the seed individuals
-                population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
-            proposal = self.evolution.propose(birth, population, self._member)
-            accepted, self._accepted = self._accepted, None
-            architecture = proposal.architecture
-            screened = accepted[1] if accepted and accepted[0] is architecture else self._screen(architecture)
-            if screened.rejection:  # only a seed gets here: children are redrawn instead
-                result = {"status": "error", "fitness": None,
-                          "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
-            elif screened.original is not None:
-                result = self._duplicate_result(screened.original)
-            else:
-                result = None  # to be trained
-            individual = self.repo.add_individual(
-                cid, birth, architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
-                self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint,
-                dispatched=result is None)
-            if result is not None:
-                recorded = self.repo.record_result(individual.id, 0, result)
-        if result is None:
-            self._submit(individual, individual.attempt)  # after the commit: a worker never sees an unstored individual
+        population = [(member.id, member.fitness) for member in self._population]
+        if not population:  # nothing has finished yet: the parents are the seed individuals
+            population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
+        proposal = self.evolution.propose(birth, population, self._member)
+        accepted, self._accepted = self._accepted, None
+        architecture = proposal.architecture
+        screened = accepted[1] if accepted and accepted[0] is architecture else self._screen(architecture)
+        if screened.rejection:  # only a seed gets here: children are redrawn instead
+            result = {"status": "error", "fitness": None,
+                      "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
+        elif screened.original is not None:
+            result = self._duplicate_result(screened.original)
         else:
-            self._finished(individual, result, recorded)
+            result = None  # to be trained
+        individual = self.repo.add_individual(
+            cid, birth, architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
+            self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint,
+            dispatched=result is None)
+        if result is None:
+            return individual
+        self._finished(individual, result, self.repo.record_result(individual.id, 0, result))
+        return None
 
     def _member(self, individual_id: int) -> "Parent":
         """A tournament winner: a member of the population window (the seeds before it fills)."""
