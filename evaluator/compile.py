@@ -63,6 +63,7 @@ class _Generator:
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.classes: dict[tuple, _Class] = {}
+        self._types: dict[int, dict] = {}  # id(program) → infer_types memo
 
     def program_class(self, program: Program, name: str, where: str) -> str:
         return self._class(program, 0, (seq(MODEL_UNITS),), name, where)
@@ -76,7 +77,7 @@ class _Generator:
         name = base if index == 0 else f"{base}_{sub.name}"
         name = next(n for n in itertools.chain([name], (f"{name}_{i}" for i in itertools.count(2))) if n not in taken)
         cls = self.classes[key] = _Class(name, params=list(sub.params), output=sub.output)
-        types = infer_types(program, index, list(inputs), where)
+        types = infer_types(program, index, list(inputs), where, self._types.setdefault(id(program), {}))
         fused = _fusable_attention(sub)
         for i in topological_order(sub):
             ins = sub.body[i]

@@ -174,27 +174,34 @@ def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: st
     return attrs
 
 
-def infer_types(program: Program, index: int, inputs: list[ValueType], where: str = "program") -> dict[str, ValueType]:
-    """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program)."""
+def infer_types(program: Program, index: int, inputs: list[ValueType], where: str = "program",
+                memo: dict | None = None) -> dict[str, ValueType]:
+    """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program).
+    ``memo`` (a dict the caller keeps for this program) saves inferring a callee twice."""
+    key = (index, tuple(inputs))
+    if memo is not None and key in memo:
+        return memo[key]
     sub = program.subprograms[index]
     types = dict(zip(sub.params, inputs))
     for i in topological_order(sub):
         ins = sub.body[i]
-        at = _at(f"{where}.{sub.name}", i, ins)
         args = [types[name] for name in ins.inputs]
         if ins.op == CALL:
             target = [s.name for s in program.subprograms].index(ins.attrs["target"])
             callee = program.subprograms[target]
-            types[ins.out] = infer_types(program, target, args, where)[callee.output]
+            types[ins.out] = infer_types(program, target, args, where, memo)[callee.output]
             continue
         op = REGISTRY[ins.op]
         for position, (arg, kinds) in enumerate(zip(args, op.inputs)):
             if arg.kind not in kinds:
-                raise ProgramError(at, f"input {position + 1} ({ins.inputs[position]}) is {arg}, but {ins.op} takes {' or '.join(kinds)}")
+                raise ProgramError(_at(f"{where}.{sub.name}", i, ins), f"input {position + 1} ({ins.inputs[position]}) "
+                                                                      f"is {arg}, but {ins.op} takes {' or '.join(kinds)}")
         try:
             types[ins.out] = op.infer(args, ins.attrs)
         except OpError as error:
-            raise ProgramError(at, str(error)) from None
+            raise ProgramError(_at(f"{where}.{sub.name}", i, ins), str(error)) from None
+    if memo is not None:
+        memo[key] = types
     return types
 
 

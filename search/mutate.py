@@ -60,14 +60,16 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
     weights = weights or {name: 1.0 for name in MUTATIONS}
     kinds = sorted(weights)
     p = np.array([weights[k] for k in kinds], dtype=float)
-    places = [place for place in parent.programs() if place != "final"]
+    programs = parent.programs()
+    places = [place for place in programs if place != "final"]
+    type_memos: dict[str, dict] = {place: {} for place in places}  # the parent's types, inferred once
     for _ in range(max_tries):
         kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
         stats.tried[kind] += 1
         place = places[rng.integers(len(places))]
-        program = parent.programs()[place]
+        program = programs[place]
         try:
-            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng)), place)
+            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place)
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
             continue
@@ -82,11 +84,11 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
     raise NoValidChild(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 
-def _edit(kind: str, program: Program, rng: np.random.Generator) -> Program:
-    """Apply one edit of ``kind`` to a random subprogram of ``program``."""
+def _edit(kind: str, program: Program, rng: np.random.Generator, memo: dict) -> Program:
+    """Apply one edit of ``kind`` to a random subprogram of ``program`` (``memo``: its types)."""
     index = int(rng.integers(len(program.subprograms)))
     subprograms = list(program.subprograms)
-    subprograms[index] = _EDITS[kind](program.subprograms[index], _types(program, index), rng)
+    subprograms[index] = _EDITS[kind](program.subprograms[index], _types(program, index, memo), rng)
     return Program(subprograms=subprograms)
 
 
@@ -98,17 +100,17 @@ def _replace(architecture: Architecture, place: str, program: Program) -> Archit
     return architecture.model_copy(update={part: programs})
 
 
-def _types(program: Program, index: int) -> dict[str, ValueType]:
+def _types(program: Program, index: int, memo: dict) -> dict[str, ValueType]:
     """Value types of a subprogram as first called (main: the residual stream)."""
+    main_types = infer_types(program, 0, [seq(MODEL_UNITS)], memo=memo)
     if index == 0:
-        return infer_types(program, 0, [seq(MODEL_UNITS)])
-    main_types = infer_types(program, 0, [seq(MODEL_UNITS)])
+        return main_types
     target = program.subprograms[index].name
     for caller_index, caller in enumerate(program.subprograms[:index]):
-        caller_types = main_types if caller_index == 0 else _types(program, caller_index)
+        caller_types = main_types if caller_index == 0 else _types(program, caller_index, memo)
         for ins in caller.body:
             if ins.op == CALL and ins.attrs["target"] == target:
-                return infer_types(program, index, [caller_types[n] for n in ins.inputs])
+                return infer_types(program, index, [caller_types[n] for n in ins.inputs], memo=memo)
     raise MutationFailed(f"subprogram {target} is never called")
 
 
