@@ -53,6 +53,13 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _node_digest(label: str, inputs: list[tuple[int, str]]) -> str:
+    """``_digest(label, inputs)`` for hex-digest inputs, without the general JSON encoder (the
+    same bytes: one of these runs for every value of every child)."""
+    pairs = ",".join(f'[{port},"{digest}"]' for port, digest in inputs)
+    return hashlib.sha256(f"[{json.dumps(label)},[{pairs}]]".encode()).hexdigest()
+
+
 def _label(op: str, attrs: dict) -> str:
     return op + (json.dumps(attrs, sort_keys=True, separators=(",", ":")) if attrs else "")
 
@@ -137,7 +144,7 @@ def _program_hash(program: Program, index: int) -> str:
         inputs = [(port, hashes[source]) for port, source in enumerate(sources)]
         if commutative:
             inputs = sorted((0, h) for _, h in inputs)
-        hashes.append(_digest(label, inputs))
+        hashes.append(_node_digest(label, inputs))
         sources_of.append(sources)
         return len(hashes) - 1
 
@@ -184,6 +191,8 @@ def _live_body(sub: Subprogram) -> Subprogram:
         if name not in live:
             live.add(name)
             pending.extend(producers[name].inputs if name in producers else ())
+    if all(ins.out in live for ins in sub.body):
+        return sub  # nothing dead: the same subprogram (a caller may know it is normal already)
     return sub.model_copy(update={"body": [ins for ins in sub.body if ins.out in live]})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from typing import Any
+from typing import Any, Collection
 
 import networkx as nx
 from pydantic import ValidationError
@@ -57,9 +57,11 @@ def validate_architecture(architecture: Architecture) -> Architecture:
     return architecture.model_copy(update=fields)
 
 
-def validate_program(program: Program, where: str = "program") -> Program:
+def validate_program(program: Program, where: str = "program", normal: Collection[Subprogram] = ()) -> Program:
     """Check one layer program; return it with attributes normalised and every body in
-    dependency order (ties keep program order)."""
+    dependency order (ties keep program order). Subprograms in ``normal`` (a parent's, which a
+    mutation left alone, found by identity) skip the per-subprogram checks; types are still
+    inferred across the whole program."""
     names = [s.name for s in program.subprograms]
     for i, name in enumerate(names):
         _check_name(name, f"{where}.subprograms[{i}]")
@@ -67,7 +69,8 @@ def validate_program(program: Program, where: str = "program") -> Program:
             raise ProgramError(f"{where}.subprograms[{i}]", f"subprogram name {name!r} is used twice")
     if len(program.main.params) != 1:
         raise ProgramError(f"{where}.{program.main.name}", f"main takes exactly one input (the residual stream), not {len(program.main.params)}")
-    subprograms = [_normalise(program, s, f"{where}.{s.name}") for s in program.subprograms]
+    subprograms = [s if any(s is n for n in normal) else _normalise(program, s, f"{where}.{s.name}")
+                   for s in program.subprograms]
     unchanged = all(new is old for new, old in zip(subprograms, program.subprograms))
     normalised = program if unchanged else Program(subprograms=subprograms)
     out = infer_types(normalised, 0, [seq(MODEL_UNITS)], where)[normalised.main.output]

@@ -69,7 +69,8 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
         place = places[rng.integers(len(places))]
         program = programs[place]
         try:
-            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place)
+            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place,
+                                       normal=program.subprograms)
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
             continue

@@ -219,3 +219,17 @@ def test_validation_normalises_an_int_where_a_float_belongs():
     normal = validate_program(program)
     assert type(normal.main.body[0].attrs["value"]) is float
     assert validate_program(normal) is normal  # a normal program comes back as it is
+
+
+def test_a_parent_subprogram_known_normal_is_still_type_checked_against_the_changed_one():
+    """validate_program(normal=...) skips the per-subprogram checks of a mutation's untouched
+    subprograms, not the type inference that ties them to the changed one."""
+    parent = seed("transformer").layers[0]
+    attention = parent.subprogram("attention")
+    body = [ins.model_copy(update={"attrs": {**ins.attrs, "width": 16}}) if ins.out == "proj" else ins
+            for ins in attention.body]
+    child = Program(subprograms=[s if s is not attention else attention.model_copy(update={"body": body})
+                                 for s in parent.subprograms])
+    assert validate_program(parent, normal=parent.subprograms) is parent
+    with pytest.raises(ProgramError, match="main"):  # main adds the stream (width 8) to a width-16 output
+        validate_program(child, "layers[0]", normal=parent.subprograms)
