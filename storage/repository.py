@@ -584,9 +584,10 @@ class Repository:
         if dispatched:
             values["started_at"] = values["created_at"]
         key = {"cid": campaign_id, "birth": birth}
-        if self._batch_connection() is not None:
-            # Inside a batch a failed INSERT would abort the whole transaction on PostgreSQL:
-            # look first (the batch holds the write lock, so nothing changes in between).
+        if self._batch_connection() is not None and self._engine.dialect.name != "sqlite":
+            # Inside a batch a failed INSERT would abort the whole transaction on PostgreSQL
+            # (SQLite rolls back just the statement): look first (the batch holds the write
+            # lock, so nothing changes in between).
             with self._write() as c:
                 row = c.execute(_INDIVIDUAL_BY_BIRTH, key).first()
                 if row is not None:
