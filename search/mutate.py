@@ -174,8 +174,13 @@ def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
     except OpError as error:
         raise MutationFailed(str(error)) from None
     anchor = _pick(rng, [n for n in inputs if types[n] == out_type])
-    body = list(sub.body) + [Instruction(out=_fresh(sub), op=op.name, inputs=inputs, attrs=attrs)]
-    return _reroute(sub.model_copy(update={"body": body}), _consumers(sub, anchor), body[-1].out)
+    new = Instruction(out=_fresh(sub), op=op.name, inputs=inputs, attrs=attrs)
+    # Placed right after its last input's definition, so the body usually stays in dependency order.
+    defined = {ins.out: i for i, ins in enumerate(sub.body)}
+    position = max((defined.get(n, -1) for n in inputs), default=-1) + 1
+    consumers = [(i + (i >= position), j) for i, j in _consumers(sub, anchor)]  # indices after the splice
+    body = [*sub.body[:position], new, *sub.body[position:]]
+    return _reroute(sub.model_copy(update={"body": body}), consumers, new.out)
 
 
 def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
