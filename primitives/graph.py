@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, Iterable, TypeVar
 
 import networkx as nx
 
@@ -20,6 +20,7 @@ from .registry import CALL, REGISTRY
 from .validate import topological_order
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
 
 
 class _ContentMemo:
@@ -124,12 +125,22 @@ def _function(program: Program, index: int) -> Program:
     if index == 0:
         return program
     position = {s.name: i for i, s in enumerate(program.subprograms)}
-    reached, pending = {index}, [index]
-    while pending:
-        callees = {position[ins.attrs["target"]] for ins in program.subprograms[pending.pop()].body if ins.op == CALL}
-        pending.extend(callees - reached)
-        reached |= callees
+    reached = _reachable(index, lambda i: [position[ins.attrs["target"]]
+                                           for ins in program.subprograms[i].body if ins.op == CALL])
     return Program(subprograms=[program.subprograms[i] for i in sorted(reached)])
+
+
+def _reachable(start: H, successors: Callable[[H], Iterable[H]]) -> set[H]:
+    """``start`` and everything reachable from it (a cycle ends at a visited node). A plain
+    worklist: these run for every child the search draws, where building a networkx graph
+    would cost more than the walk."""
+    reached, pending = set(), [start]
+    while pending:
+        node = pending.pop()
+        if node not in reached:
+            reached.add(node)
+            pending.extend(successors(node))
+    return reached
 
 
 def _program_hash(program: Program, index: int) -> str:
@@ -154,12 +165,7 @@ def _program_hash(program: Program, index: int) -> str:
 
     output = _dataflow(program, index, lambda position, name: value(_label("input", {"position": position}), []),
                        add_value)
-    live, pending = set(), [output]
-    while pending:
-        node = pending.pop()
-        if node not in live:
-            live.add(node)
-            pending.extend(sources_of[node])
+    live = _reachable(output, sources_of.__getitem__)
     return _digest(hashes[output], sorted(hashes[node] for node in live))
 
 
@@ -185,12 +191,7 @@ def eliminate_dead_code(program: Program) -> Program:
 
 def _live_body(sub: Subprogram) -> Subprogram:
     producers = {ins.out: ins for ins in sub.body}
-    live, pending = set(), [sub.output]
-    while pending:  # the values the output reads, transitively (a cycle ends at a visited value)
-        name = pending.pop()
-        if name not in live:
-            live.add(name)
-            pending.extend(producers[name].inputs if name in producers else ())
+    live = _reachable(sub.output, lambda name: producers[name].inputs if name in producers else ())
     if all(ins.out in live for ins in sub.body):
         return sub  # nothing dead: the same subprogram (a caller may know it is normal already)
     return sub.model_copy(update={"body": [ins for ins in sub.body if ins.out in live]})

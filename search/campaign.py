@@ -1,7 +1,7 @@
 """The campaign driver: the loop that proposes, gates, dispatches and records.
 
 The driver is the only writer. Every step leaves the database consistent: an individual is
-stored (pending) before it is dispatched and its result is the commit point, so after a
+stored (as running) before it is dispatched and its result is the commit point, so after a
 crash ``resume`` re-runs exactly the individuals that were in flight and continues with the
 next birth. The population window and the losses behind the hurdle thresholds are read from
 the tables once and then kept current in memory (the driver is the only writer, so they stay
@@ -327,12 +327,12 @@ class Campaign:
         passed = result.get("hurdle_passed", [])
         result = {**result, "fitness": fitness_of(result)}
         hurdles = result.get("hurdle_losses", [])
-        with self.repo.batch():  # the hurdles and the result land together, or not at all
-            recorded = self.repo.record_result(individual_id, attempt, result)
-            for index, hurdle in enumerate(hurdles if recorded else []):
-                self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
-                                        thresholds[index] if index < len(thresholds) else None,
-                                        passed[index] if index < len(passed) else True)
+        # in the caller's transaction: the hurdles and the result land together, or not at all
+        recorded = self.repo.record_result(individual_id, attempt, result)
+        for index, hurdle in enumerate(hurdles if recorded else []):
+            self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
+                                    thresholds[index] if index < len(thresholds) else None,
+                                    passed[index] if index < len(passed) else True)
         if recorded:
             for index, hurdle in enumerate(hurdles[:len(self._hurdle_losses)]):
                 self._hurdle_losses[index].add(hurdle.get("loss"))
