@@ -242,6 +242,7 @@ class Campaign:
         finally:
             self.backend.shutdown()
         self.repo.set_campaign_status(self.config.name, "finished")
+        self.repo.checkpoint()  # the database file alone now holds the whole campaign
         self.on_event({"kind": "finished"})
 
     def _propose(self, birth: int) -> IndividualRecord | None:

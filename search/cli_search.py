@@ -32,9 +32,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def open_repository(db: str | None) -> Repository:
+def open_repository(db: str | None, readonly: bool = False) -> Repository:
+    """The results database; inspection commands open it ``readonly``: they never create one,
+    and a missing file is an error naming it. Use it in a ``with`` block: closing checkpoints
+    SQLite's log into the file, so the file alone holds every row."""
     try:
-        return Repository(db)
+        return Repository(db, readonly=readonly)
     except Exception as error:  # noqa: BLE001 - a bad URL or unreadable file: one line, no traceback
         raise fail(f"cannot open database {db or os.environ.get('ARCHEVO_DB') or 'sqlite:///archevo.db'}: {error}")
 
@@ -120,7 +123,7 @@ def start(
     keep_weights: Optional[bool] = typer.Option(None, "--keep-weights", help="keep trained weights for export"),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
-    overrides = {"name": name or time.strftime("campaign-%Y%m%d-%H%M%S"), "seed_programs": seed_program,
+    overrides = {"name": name, "seed_programs": seed_program,
                  "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
                  "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
                  "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights}
@@ -134,18 +137,19 @@ def start(
         raise fail(f"{'.'.join(map(str, first['loc'])) or 'config'}: {first['msg']}")
     except (OSError, ValueError) as error:
         raise fail(f"{config_file}: {error}")
-    repo = open_repository(db)
-    if repo.get_campaign(config.name) is not None:
-        raise fail(f"campaign {config.name!r} exists: `archevo search resume {config.name}` continues it")
-    run_campaign(repo, config)
+    if name is None and "name" not in config.model_fields_set:  # neither --name nor the TOML's name
+        config.name = time.strftime("campaign-%Y%m%d-%H%M%S")
+    with open_repository(db) as repo:
+        if repo.get_campaign(config.name) is not None:
+            raise fail(f"campaign {config.name!r} exists: `archevo search resume {config.name}` continues it")
+        run_campaign(repo, config)
 
 
 @search.command("resume")
 def resume(name: str, db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost."""
-    repo = open_repository(db)
-    campaign = find_campaign(repo, name)
-    run_campaign(repo, campaign_config(campaign))
+    with open_repository(db) as repo:
+        run_campaign(repo, campaign_config(find_campaign(repo, name)))
 
 
 # --------------------------------------------------------------------------- inspecting
@@ -153,7 +157,7 @@ def resume(name: str, db: Optional[str] = typer.Option(None, "--db", help=DB_HEL
 
 def status(name: Optional[str] = typer.Argument(None), db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Every campaign with its progress, or one campaign in detail."""
-    repo = open_repository(db)
+    repo = open_repository(db, readonly=True)
     campaigns = [find_campaign(repo, name)] if name else repo.list_campaigns()
     table = Table(title="campaigns")
     for column in ("name", "status", "done", "best loss", "duplicates", "failures", "hurdles passed", "created"):
@@ -201,7 +205,7 @@ def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the 
         as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """The k best individuals of a campaign."""
-    repo = open_repository(db)
+    repo = open_repository(db, readonly=True)
     print_top(repo, find_campaign(repo, name), k, as_json)
 
 
@@ -215,7 +219,7 @@ def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
 def show(individual_id: int = typer.Argument(..., metavar="ID"),
          db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """An individual: its program, its diff against its seed and its parent, lineage, hurdle curve."""
-    repo = open_repository(db)
+    repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     lineage = repo.lineage(individual_id)
     print(f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
@@ -244,7 +248,7 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
            weights: bool = typer.Option(False, "--weights", help="include trained weights (safetensors) when kept"),
            db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Write a standalone model.py, config.json and README.md for an individual."""
-    repo = open_repository(db)
+    repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     config = campaign_config(repo.get_campaign(individual.campaign_id))
     weights_file = None
@@ -267,7 +271,7 @@ def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the
     """PNG plots of a campaign: progress, hurdle survival, parameters vs loss, best lineage."""
     from .plots import plot_campaign  # matplotlib only when plotting
 
-    repo = open_repository(db)
+    repo = open_repository(db, readonly=True)
     campaign = find_campaign(repo, name)
     paths = plot_campaign(repo, campaign.id, out, window=campaign_config(campaign).population)
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -421,6 +421,7 @@ class Repository:
         self.url = url
         self.readonly = readonly
         self._engine = _make_engine(url, readonly)
+        self._memory = isinstance(self._engine.pool, StaticPool)
         self._local = threading.local()  # the connection of this thread's open batch()
         self._write_engine = self._engine.execution_options(archevo_write=True)
         if hasattr(os, "register_at_fork"):
@@ -438,8 +439,19 @@ class Repository:
     def engine(self) -> Engine:
         return self._engine
 
+    def checkpoint(self) -> None:
+        """Fold SQLite's write-ahead log into the database file and empty it, so that
+        ``archevo.db`` alone holds every committed row (a copy or backup of just that file is
+        complete). A no-op elsewhere and for read-only repositories."""
+        if self.readonly or self._engine.dialect.name != "sqlite" or self._memory:
+            return
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
-        """Close the pooled connections (the Repository reconnects if used again)."""
+        """Checkpoint the log (see ``checkpoint``), then close the pooled connections (the
+        Repository reconnects if used again)."""
+        self.checkpoint()
         self._engine.dispose()
 
     def __enter__(self) -> Repository:  # noqa: PYI034 - Self needs Python 3.11

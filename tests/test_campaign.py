@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,6 +197,39 @@ def test_cli_show_unknown_individual_fails_cleanly(small_campaign):
     _, _, _, _, db = small_campaign
     result = CliRunner().invoke(app, ["show", "999999", "--db", url_of(db)])
     assert result.exit_code == 2 and "no individual 999999" in result.output and "Traceback" not in result.output
+
+
+def test_a_finished_campaign_lives_in_the_database_file_alone(small_campaign, tmp_path):
+    """Copying or backing up just archevo.db (not its -wal) must give the whole campaign."""
+    repo, cid, _, _, db = small_campaign
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(db, copy)
+    assert Repository(url_of(copy), readonly=True).count(cid) == 12
+
+
+def test_cli_start_leaves_no_rows_in_the_log(tmp_path, cache_dir):
+    db = tmp_path / "cli.db"
+    toml = tmp_path / "campaign.toml"
+    toml.write_text(f'''name = "cli"\nbackend = "inprocess"\ncorpus = "{CORPUS}"\nvocab_size = 300
+budget = "640tokens"\nhurdles = 0\nmax_evals = 3\npopulation = 2\nsample = 1\nmax_train_tokens = 20000
+[spec]\nd_model = 32\nn_layers = 1\nn_heads = 2\nseq_len = 16\n''')
+    invoke("search", "start", "--config", str(toml), "--db", url_of(db))
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(db, copy)
+    copied = Repository(url_of(copy), readonly=True)
+    assert copied.count(copied.get_campaign("cli").id) == 3  # the TOML's name is the campaign's
+
+
+def test_inspection_of_a_missing_database_is_one_line_and_creates_nothing(tmp_path):
+    missing = tmp_path / "typo.db"
+    for command in (["status"], ["top"], ["show", "1"], ["plot"]):
+        result = CliRunner().invoke(app, [*command, "--db", url_of(missing)])
+        assert result.exit_code == 2, command
+        assert "typo.db" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not missing.exists()
 
 
 # --------------------------------------------------------------------------- determinism
