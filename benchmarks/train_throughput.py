@@ -25,8 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluator.compile import compile_model, flops_per_token
+from evaluator.compile import compile_model
 from evaluator.train import parameter_groups
+from primitives.cost import training_flops
 from primitives.program import ModelSpec
 from primitives.seeds import seed
 from tests.reference_models import build_reference
@@ -131,9 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     flops: dict[str, float] = {}
     for name in args.seeds:
         group = build(name, spec, device, batch, args.compile)
-        # FLOPs are the model's, counted once on the compiled module (the same math in both)
-        model_flops = flops_per_token(group[0].model.cpu(), spec)["train"]
-        group[0].model.to(device)
+        # FLOPs are the model's, by the registry's cost model (the same math on both sides)
+        model_flops = training_flops(spec, seed(name, spec))
         for trainer in group:
             flops[trainer.name] = model_flops
         trainers += group

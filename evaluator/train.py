@@ -7,8 +7,9 @@ raises: compile errors, exceptions, NaN/Inf losses, memory over the limit and ru
 wall-clock cap all become a result with a status and a one-line message.
 
 The learning rate follows the fraction of the budget spent (linear warmup, cosine decay to
-``min_lr_fraction``), so one recipe serves every kind of budget. FLOPs are counted once per
-model by torch's FLOP counter (``flops_per_token``), then multiplied by the tokens trained.
+``min_lr_fraction``), so one recipe serves every kind of budget. FLOPs per token come from the
+registry's cost model (``primitives.cost``: every op's FLOPs, elementwise work included, the
+backward pass 2 × the forward), multiplied by the tokens trained.
 In a seconds budget only the training steps count: time spent evaluating is excluded.
 """
 
@@ -26,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from safetensors.torch import save_model
 from torch import nn
 
+from primitives.cost import TRAINING_MULTIPLIER, forward_flops
 from primitives.program import Architecture, ModelSpec
 
 from .budget import Budget, parse_budget
-from .compile import check_causality, compile_model, count_parameters, flops_per_token
+from .compile import check_causality, compile_model, count_parameters
 
 Status = Literal["ok", "stopped_at_hurdle", "diverged", "error", "timeout"]
 OnHurdle = Callable[[int, float, float], bool]
@@ -63,6 +65,7 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(1.0, gt=0)
     eval_batches: int = Field(8, ge=1)
     hurdles: list[float] = Field(default_factory=list)
+    eval_points: int = Field(0, ge=0, le=1000)  # also evaluate at 1/n, 2/n, ... of the budget (loss curves)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     max_memory_mb: float | None = Field(None, gt=0)
@@ -116,7 +119,7 @@ class TrainResult(BaseModel):
     wall_seconds: float = 0.0  # everything: compile, FLOP count, evaluations
     flops: float = 0.0
     parameters: int = 0
-    flops_per_token: float = 0.0  # training (forward + backward) FLOPs per token
+    flops_per_token: float = 0.0  # training (forward + backward) FLOPs per token, by the cost model
     forward_flops_per_token: float = 0.0
     budget: str = ""
     hurdle_losses: list[HurdleLoss] = Field(default_factory=list)
@@ -323,8 +326,8 @@ class _Run:
         # future from reaching a loss it did not earn.
         check_causality(model, spec, seed=config.seed)
         result.parameters = count_parameters(model)
-        flops = flops_per_token(model, spec)
-        result.flops_per_token, result.forward_flops_per_token = flops["train"], flops["forward"]
+        result.forward_flops_per_token = forward_flops(spec, self.architecture).total
+        result.flops_per_token = TRAINING_MULTIPLIER * result.forward_flops_per_token
         model.to(self.device).train()
         windows = validation_windows(data.validation, spec.seq_len, config.eval_batches * config.batch_size)
         self.windows = torch.from_numpy(windows).to(self.device)
@@ -353,6 +356,8 @@ class _Run:
         pending: list[torch.Tensor] = []
         hurdles = list(config.hurdles)
         next_hurdle = 0
+        eval_points = [i / config.eval_points for i in range(1, config.eval_points)]
+        next_eval = 0
         curve_loss, curve_steps, next_point = 0.0, 0, 1
         train_seconds, step, fraction = 0.0, 0, 0.0
         step_fraction = budget.fraction(0.0, flops_per_step, batch_tokens) if budget.kind != "seconds" else 0.0
@@ -441,6 +446,18 @@ class _Run:
                         break
                 if stop:
                     return
+            evaluate_now = False
+            while next_eval < len(eval_points) and fraction >= eval_points[next_eval]:
+                evaluate_now, next_eval = True, next_eval + 1
+            if evaluate_now and not crossed:  # a hurdle evaluated this step already
+                if pending and not check():
+                    break
+                loss_value = evaluate(model, self.windows, config.batch_size)
+                if not math.isfinite(loss_value):
+                    result.status, result.diverged_step = "diverged", step
+                    result.message = f"the validation loss became {loss_value} at {fraction:.2f} of the budget"
+                    break
+                record(loss_value)
             if config.max_seconds is not None and time.perf_counter() - self.start > config.max_seconds:
                 result.status = "timeout"
                 result.message = (f"stopped after {time.perf_counter() - self.start:.1f} s, the cap is "

@@ -152,6 +152,25 @@ def _no_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str
     return {}
 
 
+FlopRule = Callable[[list[int], int, dict, int, int], tuple[float, float]]
+"""``flops(d_in, d_out, attrs, heads, seq_len)`` → forward FLOPs per token as ``(matmul, other)``.
+
+Widths are elements per token: a [b, t, w] value has w, a column 1, an attention map
+heads × seq_len. ``matmul`` is what torch's FLOP counter counts too (matrix products and
+full convolutions, 2 per multiply-add); ``other`` is the elementwise work it treats as free,
+one FLOP per elementary operation of the op's formula (a transcendental function is one).
+Attention products count the full t × t square, as torch's counter does."""
+
+
+def elementwise(per_element: float) -> FlopRule:
+    """``per_element`` FLOPs for each output element."""
+    return lambda d_in, d_out, attrs, heads, seq_len: (0.0, per_element * d_out)
+
+
+def _free(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 0.0, 0.0
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One primitive. ``inputs[i]`` lists the kinds input i accepts; ``infer`` gives the
@@ -162,6 +181,7 @@ class OpDef:
     inputs: tuple[tuple[Kind, ...], ...]
     infer: Callable[[list[ValueType], dict], ValueType]
     expr: str
+    flops: FlopRule
     attrs: dict[str, AttrSpec] = field(default_factory=dict)
     params: ParamShapes = _no_params
     module: str | None = None
@@ -213,28 +233,34 @@ for _name, _expr, _comm in [
     ("min", "torch.minimum({in0}, {in1})", True),
 ]:
     _register(OpDef(_name, f"elementwise {_name}; a [b,t,1] column broadcasts over width",
-                    (ANY, ANY), _broadcast, _expr, commutative=_comm, group="binary"))
+                    (ANY, ANY), _broadcast, _expr, elementwise(1), commutative=_comm, group="binary"))
 
-for _name, _expr, _doc in [
-    ("abs", "torch.abs({in0})", "|x|"),
-    ("square", "torch.square({in0})", "x²"),
-    ("sqrt_abs", "torch.sqrt(torch.abs({in0}))", "√|x| (Primer's ABS_ROOT)"),
-    ("exp", "torch.exp({in0})", "eˣ"),
-    ("log_abs", "torch.log(torch.abs({in0}))", "log|x|"),
-    ("recip", "torch.reciprocal({in0})", "1/x"),
-    ("sign", "torch.sign({in0})", "sign(x)"),
-    ("sin", "torch.sin({in0})", "sin(x)"),
-    ("cos", "torch.cos({in0})", "cos(x)"),
-    ("tanh", "torch.tanh({in0})", "tanh(x)"),
-    ("sigmoid", "torch.sigmoid({in0})", "σ(x)"),
-    ("relu", "torch.relu({in0})", "max(0, x)"),
-    ("gelu", "F.gelu({in0})", "x·Φ(x), exact erf form"),
-    ("swish", "F.silu({in0})", "x·σ(x)"),
-    ("elu", "F.elu({in0})", "x if x > 0 else eˣ − 1"),
-    ("selu", "F.selu({in0})", "λ·ELU_α(x), λ ≈ 1.0507, α ≈ 1.6733"),
-    ("softplus", "F.softplus({in0})", "log(1 + eˣ)"),
+# (name, code, doc, FLOPs per element: the elementary operations of the formula)
+for _name, _expr, _doc, _cost in [
+    ("abs", "torch.abs({in0})", "|x|", 1),
+    ("square", "torch.square({in0})", "x²", 1),
+    ("sqrt_abs", "torch.sqrt(torch.abs({in0}))", "√|x| (Primer's ABS_ROOT)", 2),
+    ("exp", "torch.exp({in0})", "eˣ", 1),
+    ("log_abs", "torch.log(torch.abs({in0}))", "log|x|", 2),
+    ("recip", "torch.reciprocal({in0})", "1/x", 1),
+    ("sign", "torch.sign({in0})", "sign(x)", 1),
+    ("sin", "torch.sin({in0})", "sin(x)", 1),
+    ("cos", "torch.cos({in0})", "cos(x)", 1),
+    ("tanh", "torch.tanh({in0})", "tanh(x)", 1),
+    ("sigmoid", "torch.sigmoid({in0})", "σ(x) = 1/(1 + e⁻ˣ)", 4),
+    ("relu", "torch.relu({in0})", "max(0, x)", 1),
+    ("gelu", "F.gelu({in0})", "x·Φ(x), exact erf form", 5),
+    ("swish", "F.silu({in0})", "x·σ(x)", 5),
+    ("elu", "F.elu({in0})", "x if x > 0 else eˣ − 1", 3),
+    ("selu", "F.selu({in0})", "λ·ELU_α(x), λ ≈ 1.0507, α ≈ 1.6733", 5),
+    ("softplus", "F.softplus({in0})", "log(1 + eˣ)", 3),
 ]:
-    _register(OpDef(_name, _doc, (ANY,), _same, _expr, group="unary"))
+    _register(OpDef(_name, _doc, (ANY,), _same, _expr, elementwise(_cost), group="unary"))
+
+
+def _reduction_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 0.0, float(d_in[0])
+
 
 for _name, _expr in [
     ("red_mean", "{in0}.mean(-1, keepdim=True)"),
@@ -243,9 +269,9 @@ for _name, _expr in [
     ("red_min", "{in0}.amin(-1, keepdim=True)"),
 ]:
     _register(OpDef(_name, f"{_name[4:]} over width, giving one value per position",
-                    (("seq",),), _reduce, _expr, group="reduction"))
+                    (("seq",),), _reduce, _expr, _reduction_flops, group="reduction"))
 
-_register(OpDef("cmul", "x · c for the instruction's constant c", (ANY,), _same, "{in0} * {value}",
+_register(OpDef("cmul", "x · c for the instruction's constant c", (ANY,), _same, "{in0} * {value}", elementwise(1),
                 attrs={"value": AttrSpec("float", 1.0, "the constant")}, group="scalar"))
 
 
@@ -254,10 +280,10 @@ def _scalar(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, t
 
 
 _register(OpDef("scale", "x · s for a learned scalar s (ReZero's α, SAS's β, DeepNorm-free gains)",
-                (ANY,), _same, "{in0} * self.{out}", attrs={"init": SCALAR_INIT},
+                (ANY,), _same, "{in0} * self.{out}", elementwise(1), attrs={"init": SCALAR_INIT},
                 params=_scalar, module="scalar_parameter({init})", group="scalar"))
 _register(OpDef("shift", "x + s for a learned scalar s (Fixup's bias)",
-                (ANY,), _same, "{in0} + self.{out}",
+                (ANY,), _same, "{in0} + self.{out}", elementwise(1),
                 attrs={"init": AttrSpec("init", zeros(), "initial value", inits=("constant", "zeros", "normal"))},
                 params=_scalar, module="scalar_parameter({init})", group="scalar"))
 
@@ -275,9 +301,13 @@ def _dense_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[
     return shapes
 
 
+def _dense_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 2.0 * d_in[0] * d_out, float(d_out if attrs["bias"] else 0)
+
+
 _register(OpDef(
     "dense", "x·W (+ b): a projection to a relative width (Primer's CONV 1X1)",
-    (("seq",),), _dense_type, "self.{out}({in0})",
+    (("seq",),), _dense_type, "self.{out}({in0})", _dense_flops,
     attrs={"width": WIDTH, "bias": BIAS,
            "init": AttrSpec("init", normal(0.02), "weight initialiser; the bias starts at 0",
                             inits=("normal", "zeros", "xavier_normal", "identity"))},
@@ -286,6 +316,11 @@ _register(OpDef(
 
 def _dconv_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
     return {"weight": (d_in[0], 1, attrs["kernel"])}
+
+
+def _dconv_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    # compiled as a sum of shifted, scaled copies (elementwise work torch does not count)
+    return 0.0, 2.0 * attrs["kernel"] * d_in[0]
 
 
 def _dconv_type(types: list[ValueType], attrs: dict) -> ValueType:
@@ -297,7 +332,7 @@ def _dconv_type(types: list[ValueType], attrs: dict) -> ValueType:
 
 _register(OpDef(
     "dconv", "causal depthwise convolution along time: one kernel per channel (Primer's MDHA)",
-    (("seq",),), _dconv_type, "self.{out}({in0})",
+    (("seq",),), _dconv_type, "self.{out}({in0})", _dconv_flops,
     attrs={"kernel": KERNEL,
            "init": AttrSpec("init", PRIMER_DCONV_INIT, "kernel initialiser (taps: current position first)",
                             inits=("taps", "normal", "constant"))},
@@ -309,16 +344,20 @@ def _conv_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[s
     return {"weight": (d_out, d_in[0], attrs["kernel"])}
 
 
+def _conv_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 2.0 * attrs["kernel"] * d_in[0] * d_out, 0.0
+
+
 _register(OpDef(
     "conv", "causal full convolution along time to a relative width (Primer's CONV Kx1)",
-    (("seq",),), lambda types, attrs: seq(attrs["width"]), "self.{out}({in0})",
+    (("seq",),), lambda types, attrs: seq(attrs["width"]), "self.{out}({in0})", _conv_flops,
     attrs={"width": WIDTH, "kernel": KERNEL,
            "init": AttrSpec("init", normal(0.02), "weight initialiser", inits=("normal", "zeros", "xavier_normal"))},
     params=_conv_params, module="CausalConv({d_in}, {d_out}, {kernel}, init={init})",
     mixing="causal", group="layer"))
 
 _register(OpDef("cumsum", "causal cumulative sum along time", (SEQ_OR_COL,), _same,
-                "torch.cumsum({in0}, dim=1)", mixing="causal", group="unary"))
+                "torch.cumsum({in0}, dim=1)", elementwise(1), mixing="causal", group="unary"))
 
 
 def _norm_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
@@ -328,14 +367,19 @@ def _norm_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[s
     return shapes
 
 
+def _layernorm_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    # mean, centre, square, mean, normalise, gain (+ bias); the per-position root is negligible
+    return 0.0, float((7 if attrs["bias"] else 6) * d_in[0])
+
+
 _register(OpDef(
     "layernorm", "LayerNorm over width: g ⊙ (x − μ)/√(σ² + ε) + b, g = 1, b = 0 at init",
-    (("seq",),), _same, "self.{out}({in0})",
+    (("seq",),), _same, "self.{out}({in0})", _layernorm_flops,
     attrs={"eps": AttrSpec("float", 1e-5, "ε inside the square root", low=0.0, high=1.0, log_scale=True), "bias": AttrSpec("bool", True, "learned b")},
     params=_norm_params, module="LayerNorm({d_in}, eps={eps}, bias={bias})", group="norm"))
 _register(OpDef(
     "rmsnorm", "RMSNorm over width: g ⊙ x/√(mean(x²) + ε); 'outside' puts ε on the RMS (SAS code)",
-    (("seq",),), _same, "self.{out}({in0})",
+    (("seq",),), _same, "self.{out}({in0})", elementwise(4),  # square, mean, normalise, gain
     attrs={"eps": AttrSpec("float", 1e-6, "ε", low=0.0, high=1.0, log_scale=True),
            "eps_placement": AttrSpec("choice", "inside", "ε inside the root or added to the RMS",
                                      choices=("inside", "outside"))},
@@ -356,26 +400,36 @@ def _head_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[s
     return {"": (heads, 1, 1)}
 
 
+def _logits_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 2.0 * seq_len * d_in[0], float(d_out)  # q·k over every key; the 1/√d scaling
+
+
+def _attend_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    return 2.0 * seq_len * d_in[1], 0.0
+
+
 _register(OpDef(
     "attn_logits", "per-head scores q_h·k_hᵀ/√d_head (unmasked: apply causal_softmax before attend)",
-    (("seq",), ("seq",)), _logits_type, "_attn_logits({in0}, {in1}, {heads})",
+    (("seq",), ("seq",)), _logits_type, "_attn_logits({in0}, {in1}, {heads})", _logits_flops,
     mixing="all_pairs", group="attention"))
 _register(OpDef(
     "causal_softmax", "softmax over keys j ≤ i (the causal mask), per head",
-    (("map",),), _same, "_causal_softmax({in0})", mixing="causal", group="attention"))
+    (("map",),), _same, "_causal_softmax({in0})", elementwise(5),  # max, subtract, exp, sum, divide
+    mixing="causal", group="attention"))
 _register(OpDef(
     "attend", "apply an attention map to values: head h of the output is map_h · v_h",
-    (("map",), ("seq",)), lambda types, attrs: types[1], "_attend({in0}, {in1}, {heads})",
+    (("map",), ("seq",)), lambda types, attrs: types[1], "_attend({in0}, {in1}, {heads})", _attend_flops,
     mixing="causal", group="attention"))
 _register(OpDef(
     "identity_map", "the identity attention map I_T (the input only gives the sequence length)",
-    (("seq",),), lambda types, attrs: MAP, "_identity_map({in0})", group="attention"))
+    (("seq",),), lambda types, attrs: MAP, "_identity_map({in0})", _free, group="attention"))
 _register(OpDef(
     "uniform_causal_map", "the map zero logits give under the causal mask: C_ij = 1/i for j ≤ i",
-    (("seq",),), lambda types, attrs: MAP, "_uniform_causal_map({in0})", mixing="causal", group="attention"))
+    (("seq",),), lambda types, attrs: MAP, "_uniform_causal_map({in0})", _free, mixing="causal",
+    group="attention"))
 _register(OpDef(
     "head_scale", "a learned scalar per head times a map (shaped attention's α_h, β_h, γ_h)",
-    (("map",),), _same, "self.{out} * {in0}", attrs={"init": SCALAR_INIT},
+    (("map",),), _same, "self.{out} * {in0}", elementwise(1), attrs={"init": SCALAR_INIT},
     params=_head_params, module="head_parameter({heads}, {init})", group="attention"))
 
 

@@ -221,6 +221,8 @@ _seed("transformer_postln", "Post-LN Transformer (Vaswani et al.), no final norm
       lambda spec: [post_norm(attention(), ffn("relu"))], NO_FINAL)
 _seed("primer_ez", "Primer-EZ: Pre-LN + squared ReLU + depthwise convs after Q, K, V",
       lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu", "square"), eps=T5_EPS)], T5_FINAL)
+_seed("mdha", "Transformer with Primer's depthwise convs after Q, K and V (MDHA) and nothing else",
+      lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu"), eps=T5_EPS)], T5_FINAL)
 _seed("primer", "released Primer: MDHA with shared QK, squared ReLU, pre/post norm", lambda spec: [primer_layer()],
       T5_FINAL)
 _seed("parallel", "parallel block: x + MHA(LN x) + FFN(LN x)", lambda spec: [parallel_layer()], LN_FINAL)

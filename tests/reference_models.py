@@ -87,6 +87,8 @@ REFERENCES: dict[str, Config] = {
     "transformer_postln": Config(block="post", norm_eps=TORCH_EPS, final_norm=None),
     # §3 Primer-EZ: the vanilla baseline + squared ReLU + MDHA
     "primer_ez": Config(activation="relu2", dconv=True),
+    # §3.2 MDHA alone: the vanilla baseline + depthwise convs after Q, K, V
+    "mdha": Config(dconv=True),
     # §4 released Primer: shared QK, squared ReLU, pre-norm attention / post-norm FFN, prime norm ε 1e-6
     "primer": Config(block="primer", activation="relu2", shared_qk=True),
     # §6 parallel block (GPT-J / PaLM)

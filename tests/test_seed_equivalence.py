@@ -151,7 +151,7 @@ def _closed_form(name: str, spec: ModelSpec) -> int:
         return transformer
     if name in ("transformer_postln", "deepnorm"):     # no final norm
         return transformer - ln
-    if name == "primer_ez":                            # three 3-tap depthwise kernels of width d per layer
+    if name in ("primer_ez", "mdha"):                  # three 3-tap depthwise kernels of width d per layer
         return transformer + L * 9 * d
     if name == "primer":                               # W^K → W^Qs, two dconvs (shared QK and V)
         return transformer + L * 6 * d
@@ -176,7 +176,7 @@ def _closed_form(name: str, spec: ModelSpec) -> int:
     raise KeyError(name)
 
 
-CLOSED_FORM = ["transformer", "transformer_postln", "deepnorm", "primer_ez", "primer", "swiglu", "transformer_pp",
+CLOSED_FORM = ["transformer", "transformer_postln", "deepnorm", "primer_ez", "mdha", "primer", "swiglu", "transformer_pp",
                "sas", "sas_p", "fixup", "rezero"]
 
 
