@@ -47,6 +47,7 @@ import primitives.graph as graph_module
 import search.campaign as campaign_module
 import search.evolution as evolution_module
 from search.backends import InProcessBackend
+from primitives.program import ModelSpec
 from search.campaign import Campaign, CampaignConfig
 from storage import Repository
 from tests import fakes
@@ -169,7 +170,7 @@ def main() -> None:
     config = CampaignConfig(name="bench", seed=args.seed, seed_programs=args.seeds.split(","), population=100, sample=10,
                             max_evals=total, hurdles=args.hurdles, hurdle_min_samples=5, backend="inprocess",
                             corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
-                            max_train_tokens=None, budget="12s")
+                            max_train_tokens=None, budget="12s", spec=ModelSpec())
 
     timers = Timers()
     instrument(timers)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evaluator.budget import parse_budget
 from evaluator.gate import GateRejected, GateReport, gate
+from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
 from primitives.graph import architecture_hash
@@ -46,17 +47,22 @@ from .worker import EvalJob, run_job
 
 class CampaignConfig(BaseModel):
     """A campaign's whole recipe; stored with the campaign so ``resume`` needs only its name.
-    The defaults finish in minutes on a 2-core laptop."""
+
+    ``preset`` (evaluator.presets, default ``cpu``) gives ``spec``, ``train``, ``budget``,
+    ``vocab_size`` and ``max_train_tokens`` wherever they are not given; a partial ``spec`` or
+    ``train`` (a TOML table) updates the preset's. The search evaluates validation loss only at
+    its hurdles (no ``eval_points``) unless ``train`` asks for them."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = "demo"
+    preset: str = DEFAULT_PRESET
     seed: int = 0
     seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
     population: int = Field(16, ge=1)
     sample: int = Field(4, ge=1)
     max_evals: int = Field(32, ge=1)
-    budget: str = "12s"
+    budget: str
     hurdles: int = Field(2, ge=0, le=8)
     hurdle_rule: Literal["quantile", "mean"] = "quantile"
     hurdle_quantile: float = Field(0.5, gt=0, lt=1)
@@ -66,16 +72,33 @@ class CampaignConfig(BaseModel):
     ray_address: str | None = None
     gpus_per_worker: float = Field(0, ge=0)
     corpus: str = "default"
-    vocab_size: int = Field(4096, ge=256)
-    max_train_tokens: int | None = 1_000_000
-    spec: ModelSpec = Field(default_factory=ModelSpec)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(threads=1))
+    vocab_size: int = Field(ge=256)  # these four come from the preset unless given
+    max_train_tokens: int | None = None
+    spec: ModelSpec
+    train: TrainConfig
     max_parameters: int | None = None
     mutation_weights: dict[str, float] | None = None
     eval_timeout_s: float | None = None
     keep_weights: bool = False
     weights_dir: str = "archevo-weights"
     max_retries: int = Field(2, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        try:
+            preset = get_preset(data.get("preset", DEFAULT_PRESET))
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        spec = {**preset.spec.model_dump(), **_given(data.get("spec"))}
+        if "vocab_size" in data:
+            spec["vocab_size"] = data["vocab_size"]
+        train = {**preset.train.model_dump(), "eval_points": 0, "threads": 1, **_given(data.get("train"))}
+        return {**data, "spec": spec, "train": train, "vocab_size": spec["vocab_size"],
+                "budget": data.get("budget", preset.budget),
+                "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens)}
 
     @field_validator("budget")
     @classmethod
@@ -97,12 +120,6 @@ class CampaignConfig(BaseModel):
         if weights and set(weights) - set(MUTATIONS):
             raise ValueError(f"unknown mutation(s) {sorted(set(weights) - set(MUTATIONS))}; known: {', '.join(MUTATIONS)}")
         return weights
-
-    @model_validator(mode="after")
-    def _vocab_matches_spec(self) -> "CampaignConfig":
-        if self.spec.vocab_size != self.vocab_size:
-            self.spec = self.spec.model_copy(update={"vocab_size": self.vocab_size})
-        return self
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "CampaignConfig":
@@ -136,6 +153,13 @@ def fitness_of(result: dict[str, Any]) -> float | None:
     else:
         loss = None
     return loss if loss is not None and math.isfinite(loss) else None
+
+
+def _given(value: Any) -> dict[str, Any]:
+    """The fields a user gave: all of a model instance's, a dict's own."""
+    if value is None:
+        return {}
+    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
 
 
 Event = dict[str, Any]

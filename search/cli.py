@@ -6,12 +6,13 @@ import typer
 
 from .cli_programs import programs
 from .cli_search import export, plot, search, show, status, top
-from .cli_train import train
+from .cli_train import presets, train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(programs, name="programs")
 app.add_typer(search, name="search")
 app.command("train")(train)
+app.command("presets")(presets)
 for command in (status, top, show, export, plot):
     app.command()(command)

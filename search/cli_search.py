@@ -108,6 +108,7 @@ def run_campaign(repo: Repository, config: CampaignConfig) -> None:
 def start(
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of CampaignConfig fields"),
     name: Optional[str] = typer.Option(None, help="campaign name (default: a timestamp)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="protocol (`archevo presets`; default cpu)"),
     seed_program: Optional[list[str]] = typer.Option(None, "--seed-program", help="seed(s) of the population"),
     population: Optional[int] = typer.Option(None, help="P: the population is the P most recently finished"),
     sample: Optional[int] = typer.Option(None, help="S: tournament size"),
@@ -123,7 +124,7 @@ def start(
     keep_weights: Optional[bool] = typer.Option(None, "--keep-weights", help="keep trained weights for export"),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
-    overrides = {"name": name, "seed_programs": seed_program,
+    overrides = {"name": name, "preset": preset, "seed_programs": seed_program,
                  "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
                  "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
                  "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights}

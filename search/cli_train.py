@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import typer
 from pydantic import ValidationError
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 from evaluator.corpora import CorpusError
+from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, TrainResult
 from evaluator.train import train as train_architecture
@@ -72,6 +75,7 @@ def _summary(result: TrainResult, entropy: float | None) -> Table:
     table.add_row("seconds (training)", f"{result.seconds:.1f}")
     table.add_row("seconds (wall)", f"{result.wall_seconds:.1f}")
     table.add_row("tokens / second", f"{result.tokens / result.seconds:,.0f}" if result.seconds else "—")
+    table.add_row("FLOPs per token (training)", f"{result.flops_per_token:.4g}")
     table.add_row("FLOPs", f"{result.flops:.3e}")
     table.add_row("model FLOP/s", f"{result.flops / result.seconds:.3e}" if result.seconds else "—")
     table.add_row("parameters", f"{result.parameters:,}")
@@ -82,12 +86,14 @@ def _summary(result: TrainResult, entropy: float | None) -> Table:
 
 def train(
     reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
-    budget: str = typer.Option("60s", "--budget", help="60s, 5m, 3e12flops or 2e6tokens"),
+    preset_name: str = typer.Option(DEFAULT_PRESET, "--preset", help="protocol: frame, recipe and budget "
+                                    "(`archevo presets` lists them); the options below override it"),
+    budget: str | None = typer.Option(None, "--budget", help="60s, 5m, 3e12flops or 2e6tokens (default: the preset's)"),
     corpus: str = typer.Option("default", "--corpus", help="default, lm1b:PATH or text:GLOB"),
     seed: int = typer.Option(0, "--seed", help="initialisation and data-order seed"),
-    vocab_size: int = typer.Option(4096, "--vocab-size", help="BPE vocabulary size"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr", help="peak learning rate"),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None, "--lr", help="peak learning rate"),
     d_model: int | None = typer.Option(None, "--d-model", help="override ModelSpec.d_model"),
     layers: int | None = typer.Option(None, "--layers", help="override ModelSpec.n_layers"),
     heads: int | None = typer.Option(None, "--heads", help="override ModelSpec.n_heads"),
@@ -98,10 +104,14 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object on stdout"),
 ) -> None:
     """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
+    try:
+        preset = get_preset(preset_name)
+    except KeyError as error:
+        raise _fail(f"--preset: {error.args[0]}") from None
     overrides = {"vocab_size": vocab_size, "d_model": d_model, "n_layers": layers, "n_heads": heads,
                  "seq_len": seq_len}
     try:
-        spec = ModelSpec(**{k: v for k, v in overrides.items() if v is not None})
+        spec = ModelSpec(**{**preset.spec.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as error:
         raise _fail(f"model spec: {_validation_message(error)}") from None
     try:
@@ -109,12 +119,14 @@ def train(
     except (ProgramError, KeyError) as error:
         raise _fail(str(error.args[0] if isinstance(error, KeyError) else error)) from None
     try:
-        parsed_budget = parse_budget(budget)
+        parsed_budget = parse_budget(budget or preset.budget)
     except ValueError as error:
         raise _fail(str(error)) from None
+    recipe = {"batch_size": batch_size, "lr": lr}
     try:
-        config = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device,
-                             hurdles=[float(h) for h in hurdles.split(",") if h.strip()])
+        config = TrainConfig(**{**preset.train.model_dump(), **{k: v for k, v in recipe.items() if v is not None},
+                                "seed": seed, "threads": threads, "device": device,
+                                "hurdles": [float(h) for h in hurdles.split(",") if h.strip()]})
     except ValidationError as error:
         raise _fail(f"training config: {_validation_message(error)}") from None
     except ValueError:
@@ -129,7 +141,8 @@ def train(
             bar.update(task, description=_STAGES.get(stage, stage), info=f"{count:,}")
 
         try:
-            data = load_tokenized(corpus, vocab_size, progress=tokenize_progress)
+            data = load_tokenized(corpus, spec.vocab_size, max_train_tokens=preset.max_train_tokens,
+                                  progress=tokenize_progress)
         except (CorpusError, ValueError, OSError) as error:
             raise _fail(f"corpus {corpus}: {' '.join(str(error).split())}") from None
         bar.update(task, description=f"corpus {corpus}", total=1, completed=1,
@@ -152,3 +165,20 @@ def train(
         Console().print(_summary(result, entropy))
     if result.status != "ok":
         raise typer.Exit(1)
+
+
+def presets(as_json: bool = typer.Option(False, "--json", help="the presets as one JSON object")) -> None:
+    """The named protocols (`--preset NAME`, `preset = "NAME"` in a campaign TOML) and their fields."""
+    if as_json:
+        print(json.dumps({name: p.model_dump(mode="json") for name, p in PRESETS.items()}, indent=2))
+        return
+    console = Console()
+    for name, preset in PRESETS.items():
+        console.print(f"[bold]{name}[/bold]{' (default)' if name == DEFAULT_PRESET else ''}: {preset.description}",
+                      highlight=False)
+        table = Table(show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for field, value in preset.fields().items():
+            table.add_row(field, str(value))
+        console.print(table)
