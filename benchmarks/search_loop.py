@@ -46,8 +46,8 @@ import evaluator.gate as gate_module
 import primitives.graph as graph_module
 import search.campaign as campaign_module
 import search.evolution as evolution_module
-from search.backends import InProcessBackend
 from primitives.program import ModelSpec
+from search.backends import InProcessBackend
 from search.campaign import Campaign, CampaignConfig
 from storage import Repository
 from tests import fakes

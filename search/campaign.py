@@ -33,6 +33,7 @@ from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
+from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
@@ -77,6 +78,13 @@ class CampaignConfig(BaseModel):
     spec: ModelSpec
     train: TrainConfig
     max_parameters: int | None = None
+    # A child's cost relative to its seed's (training FLOPs per token, parameters): outside
+    # these bounds it is recorded as rejected, untrained. The defaults admit every known-good
+    # edit of the calibration panel (within ±10 % of the seed) and rule out deleting a
+    # sublayer (0.51-0.63× at the cpu preset); see experiments/calibration/README.md.
+    max_flops_ratio: float | None = Field(1.25, gt=0)
+    min_flops_ratio: float | None = Field(0.8, gt=0)
+    max_parameters_ratio: float | None = Field(1.25, gt=0)
     mutation_weights: dict[str, float] | None = None
     eval_timeout_s: float | None = None
     keep_weights: bool = False
@@ -155,6 +163,11 @@ def fitness_of(result: dict[str, Any]) -> float | None:
     return loss if loss is not None and math.isfinite(loss) else None
 
 
+def _cost(spec: ModelSpec, architecture: Architecture) -> tuple[float, int]:
+    """(training FLOPs per token, parameters) by the registry's cost model."""
+    return training_flops(spec, architecture), parameter_count(spec, architecture)
+
+
 def _given(value: Any) -> dict[str, Any]:
     """The fields a user gave: all of a model instance's, a dict's own."""
     if value is None:
@@ -217,6 +230,7 @@ class Campaign:
         self.config.train.hurdles = list(self.policy.positions)
         self.recipe = config.recipe()
         self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
+        self._seed_costs = {name: _cost(config.spec, a) for name, a in self.seeds.items()}
         self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
                                         config.mutation_weights, accept=self._passes_gate)
         self.rejections: dict[str, int] = {}
@@ -286,6 +300,8 @@ class Campaign:
                       "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
         elif screened.original is not None:
             result = self._duplicate_result(screened.original)
+        elif proposal.parent_id is not None and (reason := self._out_of_bounds(architecture, proposal.root_seed)):
+            result = {"status": "rejected", "fitness": None, "message": reason}
         else:
             result = None  # to be trained
         individual = self.repo.add_individual(
@@ -315,6 +331,18 @@ class Campaign:
         except GateRejected as error:
             return Screened(arch_hash, rejection=error.message)
         return Screened(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
+
+    def _out_of_bounds(self, architecture: Architecture, root_seed: str) -> str | None:
+        """Why a child's cost is outside the campaign's bounds relative to its seed, or None."""
+        config = self.config
+        (flops, params), (seed_flops, seed_params) = _cost(config.spec, architecture), self._seed_costs[root_seed]
+        checks = [("FLOPs per token", flops / seed_flops, config.min_flops_ratio, config.max_flops_ratio),
+                  ("parameters", params / seed_params, None, config.max_parameters_ratio)]
+        for what, ratio, low, high in checks:
+            if (low is not None and ratio < low) or (high is not None and ratio > high):
+                bounds = f"[{low if low is not None else 0:g}, {high if high is not None else math.inf:g}]"
+                return f"cost out of bounds: {what} {ratio:.3f}× the seed {root_seed}'s, outside {bounds}"
+        return None
 
     def _passes_gate(self, architecture: Architecture) -> bool:
         """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
@@ -350,6 +378,9 @@ class Campaign:
         individual_id, attempt = key
         individual, thresholds = self._in_flight.pop(key)
         passed = result.get("hurdle_passed", [])
+        if result.get("status") == "ok" and fitness_of(result) is None:  # a worker's claim the driver cannot use
+            result = {**result, "status": "error",
+                      "message": f"the worker reported ok with a validation loss of {result.get('val_loss')!r}"}
         result = {**result, "fitness": fitness_of(result)}
         hurdles = result.get("hurdle_losses", [])
         # in the caller's transaction: the hurdles and the result land together, or not at all

@@ -251,13 +251,18 @@ _POPULATION = (
 )
 
 
+#: Results that say nothing about the program's function: a reused fitness, a cost rejection,
+#: a worker's fault (crash, timeout, out of memory). An equal program is evaluated again.
+NOT_EVIDENCE = ("duplicate", "rejected", "error", "timeout")
+
+
 def _evaluated_by(column: Any, *, any_campaign: bool) -> Any:
-    # Finished (it has a finish_order) and not itself a duplicate.
+    # Finished (it has a finish_order) with a result that is evidence about its function.
     where = [
         column == bindparam("key"),
         _I.recipe == bindparam("recipe"),
         _I.finish_order.is_not(None),
-        _I.status != "duplicate",
+        _I.status.not_in(NOT_EVIDENCE),
     ]
     if not any_campaign:
         where.append(_I.campaign_id == bindparam("cid"))

@@ -34,8 +34,9 @@ CAMPAIGN_STATUSES = ("running", "finished")
 #: Not yet dispatched, or dispatched and not yet recorded: in flight if the driver died.
 OPEN_STATUSES = ("pending", "running")
 
-#: Statuses a recorded result may have (``evaluator.train.Status`` plus the FEC/hash reuse).
-FINAL_STATUSES = ("ok", "stopped_at_hurdle", "diverged", "error", "timeout", "duplicate")
+#: Statuses a recorded result may have (``evaluator.train.Status``, the FEC/hash reuse, and a
+#: child whose cost falls outside the campaign's bounds relative to its seed).
+FINAL_STATUSES = ("ok", "stopped_at_hurdle", "diverged", "error", "timeout", "duplicate", "rejected")
 
 INDIVIDUAL_STATUSES = OPEN_STATUSES + FINAL_STATUSES
 

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from evaluator.compile import compile_model
 from evaluator.gate import GateRejected, gate
 from primitives.builder import Builder
-from primitives.cost import parameter_count
+from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, ModelSpec, Program
 from primitives.seeds import seed
@@ -55,8 +55,12 @@ def cache_dir(tmp_path_factory) -> Path:
 def make_config(name: str = "t", **overrides) -> CampaignConfig:
     values = {"name": name, "seed": 1, "backend": "inprocess", "corpus": CORPUS, "vocab_size": 300, "spec": SPEC,
               "budget": "1280tokens", "hurdles": 0, "population": 4, "sample": 2, "max_evals": 10,
-              "max_train_tokens": None}
+              "max_train_tokens": None, **NO_COST_BOUNDS}
     return CampaignConfig(**{**values, **overrides})
+
+
+#: The driver's mechanics are tested without the cost bounds (their own test turns them on).
+NO_COST_BOUNDS = {"max_flops_ratio": None, "min_flops_ratio": None, "max_parameters_ratio": None}
 
 
 def url_of(path: Path) -> str:
@@ -404,6 +408,33 @@ def test_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
             assert "RuntimeError: fake failure" in r.error
     assert repo.get_campaign("f").status == "finished"
     assert repo.top(cid, 100) and all(r.status == "ok" for r in repo.top(cid, 100))
+
+
+def test_children_outside_the_cost_bounds_are_recorded_rejected_untrained(tmp_path):
+    job = fakes.CountingJob()
+    repo, cid = run_campaign(tmp_path / "bounds.db", make_config("bounds", max_evals=12, min_flops_ratio=0.999,
+                                                                 max_flops_ratio=1.001), job=job)
+    rows = check_complete(repo, cid, 12)
+    rejected = [r for r in rows if r.status == "rejected"]
+    assert rejected, "a mutation that changes no FLOPs at all twelve times running is implausible"
+    for r in rejected:
+        assert r.fitness is None and r.error.startswith("cost out of bounds: FLOPs per token")
+        assert r.architecture_json not in job.calls
+        ratio = training_flops(SPEC, r.architecture()) / training_flops(SPEC, seed(r.root_seed, SPEC))
+        assert not 0.999 <= ratio <= 1.001
+    for r in rows:
+        if r.status == "ok" and r.parent_id is not None:
+            ratio = training_flops(SPEC, r.architecture()) / training_flops(SPEC, seed(r.root_seed, SPEC))
+            assert 0.999 <= ratio <= 1.001
+
+
+def test_a_worker_claiming_ok_without_a_finite_loss_is_an_error(tmp_path):
+    def nan_job(job):
+        return {**fakes.fake_job(job), "val_loss": float("nan")}
+
+    repo, cid = run_campaign(tmp_path / "nan.db", make_config("nan", max_evals=3), job=nan_job)
+    rows = individuals(repo, cid)
+    assert rows[0].status == "error" and "validation loss of nan" in rows[0].error
 
 
 def test_seed_rejected_by_the_gate_is_an_error_and_the_campaign_goes_on(tmp_path):
