@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .cli_confirm import confirm_command
 from .cli_programs import programs
 from .cli_search import export, plot, search, show, status, top
 from .cli_train import presets, train
@@ -14,5 +15,6 @@ app.add_typer(programs, name="programs")
 app.add_typer(search, name="search")
 app.command("train")(train)
 app.command("presets")(presets)
+app.command("confirm")(confirm_command)
 for command in (status, top, show, export, plot):
     app.command()(command)

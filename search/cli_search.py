@@ -20,6 +20,7 @@ from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignRecord, IndividualRecord, Repository
 
 from .campaign import Campaign, CampaignConfig
+from .confirm import summarize
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -185,19 +186,34 @@ def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
 
 
 def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool) -> None:
+    """The k best by search loss, with cost next to every loss, and the confirmed columns
+    (``archevo confirm``) when the campaign has confirmation runs."""
     rows = repo.top(campaign.id, k)
+    confirmed = summarize(repo, campaign.id)
     if as_json:
         print(json.dumps([{"rank": rank, "id": r.id, "birth": r.birth, "loss": r.fitness, "status": r.status,
                            "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "parameters": r.parameters,
-                           "hurdles_passed": r.hurdles_passed, "root_seed": r.root_seed,
-                           "diff_from_seed": seed_diff(repo, r)} for rank, r in enumerate(rows, 1)], indent=2))
+                           "flops_per_token": r.flops_per_token, "hurdles_passed": r.hurdles_passed,
+                           "root_seed": r.root_seed, "diff_from_seed": seed_diff(repo, r),
+                           "confirmed": confirmed[r.id].as_dict() if r.id in confirmed else None}
+                          for rank, r in enumerate(rows, 1)], indent=2))
         return
     table = Table(title=f"top {k} of campaign {campaign.name}")
-    for column in ("rank", "id", "loss", "ppl", "bits/byte", "params", "hurdles", "diff from seed"):
+    columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
+    if confirmed:
+        columns += [f"confirmed ({next(iter(confirmed.values())).budget})", "speedup"]
+    for column in columns + ["diff from seed"]:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(rows, 1):
-        table.add_row(str(rank), str(r.id), _number(r.fitness), _number(r.perplexity, 1), _number(r.bits_per_byte, 3),
-                      f"{r.parameters:,}" if r.parameters else "–", str(r.hurdles_passed or 0), seed_diff(repo, r))
+        cells = [str(rank), str(r.id), _number(r.fitness), _number(r.bits_per_byte, 3),
+                 f"{r.parameters:,}" if r.parameters else "–",
+                 f"{r.flops_per_token / 1e6:.2f}M" if r.flops_per_token else "–", str(r.hurdles_passed or 0)]
+        if confirmed:
+            c = confirmed.get(r.id)
+            cells += ["–", "–"] if c is None or c.loss_mean is None else \
+                [f"{c.loss_mean:.4f} ± {c.loss_std:.4f}",
+                 "–" if c.speedup_mean is None else f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f}"]
+        table.add_row(*cells, seed_diff(repo, r))
     Console().print(table)
 
 
@@ -242,6 +258,12 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
               f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}")
     if individual.val_loss is not None:
         print(f"  end of budget: loss {_number(individual.val_loss)}")
+    runs = [r for r in repo.confirmations(individual.campaign_id) if r.individual_id == individual_id]
+    if runs:
+        print("\nconfirmation runs:")
+        for run in runs:
+            print(f"  budget {run.budget}, training seed {run.training_seed}: {run.status}, "
+                  f"loss {_number(run.val_loss)}" + (f" ({run.error})" if run.error else ""))
 
 
 def export(individual_id: int = typer.Argument(..., metavar="ID"),

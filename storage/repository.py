@@ -63,6 +63,7 @@ from .schema import (
     OPEN_STATUSES,
     Base,
     Campaign,
+    ConfirmationRun,
     HurdleEvaluation,
     Individual,
     utcnow,
@@ -156,6 +157,30 @@ class HurdleRecord:
     threshold: float | None
     passed: bool
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRecord:
+    """One confirmation run; ``result`` is the full training record (its ``loss_curve`` too)."""
+
+    id: int
+    campaign_id: int
+    individual_id: int
+    training_seed: int
+    budget: str
+    status: str
+    val_loss: float | None
+    flops_per_token: float | None
+    parameters: int | None
+    tokens: int | None
+    seconds: float | None
+    error: str | None
+    result_json: str
+    created_at: datetime
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.result_json)
 
 
 # --------------------------------------------------------------------------- statements
@@ -297,6 +322,17 @@ def _lineage_statement() -> Any:
 
 
 _LINEAGE = _lineage_statement()
+
+_R = ConfirmationRun.__table__.c
+_CONFIRMATIONS = (
+    select(*(_R[f.name] for f in fields(ConfirmationRecord)))
+    .where(_R.campaign_id == bindparam("cid"))
+    .order_by(_R.individual_id, _R.budget, _R.training_seed)
+)
+_INSERT_CONFIRMATION = insert(ConfirmationRun.__table__)
+_CONFIRMATION_EXISTS = select(_R.id).where(_R.individual_id == bindparam("iid"),
+                                           _R.training_seed == bindparam("seed"), _R.budget == bindparam("budget"))
+_ROOTS = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.parent_id.is_(None)).order_by(_I.birth)
 
 
 # --------------------------------------------------------------------------- result parsing
@@ -796,6 +832,38 @@ class Repository:
     def hurdles(self, individual_id: int) -> list[HurdleRecord]:
         with self._read() as c:
             return [HurdleRecord(*row) for row in c.execute(_HURDLES, {"iid": individual_id})]
+
+    def roots(self, campaign_id: int) -> list[IndividualRecord]:
+        """The individuals without a parent: the seed programs as the campaign recorded them."""
+        return self._individuals(_ROOTS, {"cid": campaign_id})
+
+    # ------------------------------------------------------------------ confirmation runs
+
+    def record_confirmation(self, individual_id: int, training_seed: int, budget: str,
+                            result: Mapping[str, Any] | Any) -> ConfirmationRecord | None:
+        """Store one confirmation run and return it; None (nothing written) if it is recorded."""
+        result = _as_dict(result)
+        if result.get("status") not in FINAL_STATUSES:
+            raise ValueError(f"a result's status must be one of {FINAL_STATUSES}, got {result.get('status')!r}")
+        with self._write() as c:
+            campaign_id = c.execute(_CAMPAIGN_OF, {"id": individual_id}).scalar()
+            if campaign_id is None:
+                raise NotFound(f"no individual with id {individual_id}")
+            values = dict(campaign_id=campaign_id, individual_id=individual_id, training_seed=training_seed,
+                          budget=budget, status=result["status"], val_loss=_finite(result.get("val_loss")),
+                          flops_per_token=_finite(result.get("flops_per_token")), parameters=result.get("parameters"),
+                          tokens=result.get("tokens"), seconds=_finite(result.get("seconds")),
+                          error=result.get("message") or None, result_json=_dumps(result), created_at=utcnow())
+            key = {"iid": individual_id, "seed": training_seed, "budget": budget}
+            if c.execute(_CONFIRMATION_EXISTS, key).first() is not None:  # the write lock is held
+                return None
+            new_id = c.execute(_INSERT_CONFIRMATION, values).inserted_primary_key[0]
+        return ConfirmationRecord(id=new_id, **values)
+
+    def confirmations(self, campaign_id: int) -> list[ConfirmationRecord]:
+        """Every confirmation run of the campaign, by individual, budget and training seed."""
+        with self._read() as c:
+            return [ConfirmationRecord(*row) for row in c.execute(_CONFIRMATIONS, {"cid": campaign_id})]
 
     def status_counts(self, campaign_id: int) -> dict[str, int]:
         """How many individuals have each status, in lifecycle order (absent statuses left out)."""

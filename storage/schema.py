@@ -1,4 +1,4 @@
-"""The tables: campaigns, individuals, hurdle evaluations (SQLAlchemy 2 typed declarative).
+"""The tables: campaigns, individuals, hurdle evaluations, confirmation runs (SQLAlchemy 2).
 
 Tables, not blobs: every field the search or the CLI filters, sorts or aggregates on is a
 column. The program itself is JSON text (``architecture_json``, parsed by
@@ -151,4 +151,31 @@ class HurdleEvaluation(Base):
     loss: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConfirmationRun(Base):
+    """One retraining of an individual at a fresh training seed (``archevo confirm``): what
+    survives these runs, not the search's own best loss, is a discovery."""
+
+    __tablename__ = "confirmation_runs"
+    __table_args__ = (
+        # Idempotent: one run per (individual, training seed, budget); a rerun skips it.
+        UniqueConstraint("individual_id", "training_seed", "budget", name="uq_confirmation_runs_run"),
+        Index("ix_confirmation_runs_campaign", "campaign_id", "individual_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    individual_id: Mapped[int] = mapped_column(ForeignKey("individuals.id", ondelete="CASCADE"))
+    training_seed: Mapped[int] = mapped_column(Integer)
+    budget: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    flops_per_token: Mapped[float | None] = mapped_column(Float)
+    parameters: Mapped[int | None] = mapped_column(Integer)
+    tokens: Mapped[int | None] = mapped_column(Integer)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    result_json: Mapped[str] = mapped_column(Text)  # the full record, the loss curve included
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

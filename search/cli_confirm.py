@@ -1,0 +1,71 @@
+"""``archevo confirm``: retrain a campaign's top k and its seeds at fresh training seeds."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evaluator.budget import parse_budget
+
+from .cli_search import DB_HELP, campaign_config, console, fail, find_campaign, open_repository
+from .confirm import Confirmed, confirm, summarize
+
+
+def _fmt(mean: float | None, std: float | None, digits: int) -> str:
+    return "–" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def confirmed_table(rows: dict[int, Confirmed], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "seed", "loss (mean ± std)", "speedup vs seed", "wins", "runs"):
+        table.add_column(column, overflow="fold")
+    for c in sorted(rows.values(), key=lambda c: (c.loss_mean is None, c.loss_mean or 0.0)):
+        table.add_row(str(c.individual_id), c.root_seed, _fmt(c.loss_mean, c.loss_std, 4),
+                      _fmt(c.speedup_mean, c.speedup_std, 2), f"{c.wins}/{c.paired}",
+                      f"{c.runs}" + (f" ({c.failures} failed)" if c.failures else ""))
+    return table
+
+
+def confirm_command(
+    name: str = typer.Argument(..., help="the campaign"),
+    k: int = typer.Option(5, "-k", help="how many of the best to retrain (the seeds are always retrained)"),
+    seeds: int = typer.Option(3, "--seeds", help="fresh training seeds per program"),
+    budget: Optional[str] = typer.Option(None, "--budget", help="per run (default: the campaign's budget)"),
+    as_json: bool = typer.Option(False, "--json", help="the summary as a JSON list on stdout"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Retrain the top k and the seed programs at fresh training seeds; report loss mean ± std,
+    Primer's speedup against the seed (paired by training seed) and wins. Resumable."""
+    if k <= 0:
+        raise fail(f"-k {k}: retrain at least one individual (k ≥ 1)")
+    if seeds <= 0:
+        raise fail(f"--seeds {seeds}: at least one training seed")
+    with open_repository(db) as repo:
+        campaign = find_campaign(repo, name)
+        config = campaign_config(campaign)
+        budget = budget or config.budget
+        try:
+            parse_budget(budget)
+        except ValueError as error:
+            raise fail(f"--budget: {error}")
+        columns = (TextColumn("confirming {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"{name} at {budget}", total=None, info="")
+
+            def on_run(record, done: int, total: int) -> None:
+                info = "" if record is None else \
+                    f"last: {record.individual_id} seed {record.training_seed} {record.status}"
+                bar.update(task, total=total, completed=done, info=info)
+
+            confirm(repo, config, k, seeds, budget, on_run=on_run)
+        rows = summarize(repo, campaign.id, budget)
+    if as_json:
+        print(json.dumps([c.as_dict() for c in rows.values()], indent=2))
+    else:
+        Console().print(confirmed_table(rows, f"confirmation of {name} at {budget}"))

@@ -1,0 +1,133 @@
+"""Confirmation: retrain a campaign's best programs and its seeds at fresh training seeds.
+
+A search's best loss is one draw, selected from many: it is biased low. A discovery is what
+survives retraining at training seeds the search never used, compared with the seed program
+trained at the same seeds. Each run is recorded (``Repository.record_confirmation``) as it
+finishes, so an interrupted confirmation resumes where it stopped; a failed run is a
+recorded failure. Runs go through the campaign's backend (Ray: in parallel).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from evaluator.budget import parse_budget
+from evaluator.speedup import speedup, validation_curve
+from storage import ConfirmationRecord, IndividualRecord, Repository
+
+from .backends import Backend
+from .campaign import CampaignConfig, make_backend
+from .worker import EvalJob, run_job
+
+#: Confirmation seeds start here, past any training seed a campaign uses, so they are fresh.
+SEED_OFFSET = 1000
+#: Validation evaluations per confirmation run: the curve Primer's speedup is read from.
+EVAL_POINTS = 10
+
+
+def training_seeds(config: CampaignConfig, count: int) -> list[int]:
+    return [config.train.seed + SEED_OFFSET + i for i in range(count)]
+
+
+def candidates(repo: Repository, campaign_id: int, k: int) -> list[IndividualRecord]:
+    """The campaign's top k and its seed individuals (each once, the seeds last)."""
+    chosen = {r.id: r for r in repo.top(campaign_id, k)}
+    for root in repo.roots(campaign_id):
+        chosen.setdefault(root.id, root)
+    return list(chosen.values())
+
+
+def confirm(repo: Repository, config: CampaignConfig, k: int, seeds: int, budget: str,
+            backend: Backend | None = None, on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
+            job: Callable = run_job) -> None:
+    """Run every (candidate, training seed) at ``budget`` not yet recorded. ``on_run(record,
+    done, total)`` is called once before the first run (record None) and after each."""
+    campaign = repo.get_campaign(config.name)
+    parse_budget(budget)
+    recorded = {(r.individual_id, r.training_seed) for r in repo.confirmations(campaign.id) if r.budget == budget}
+    todo = [(individual, s) for s in training_seeds(config, seeds) for individual in candidates(repo, campaign.id, k)
+            if (individual.id, s) not in recorded]
+    train = config.train.model_copy(update={"hurdles": [], "eval_points": max(config.train.eval_points, EVAL_POINTS)})
+    frame = EvalJob(architecture_json="", spec=config.spec, budget=budget, train=train, corpus=config.corpus,
+                    vocab_size=config.vocab_size, max_train_tokens=config.max_train_tokens).model_dump(mode="json")
+    backend = backend or make_backend(config.model_copy(update={"budget": budget}), job)
+    total, done = len(todo), 0
+    on_run(None, done, total)
+    try:
+        while todo or backend.in_flight():
+            while todo and backend.in_flight() < backend.capacity:
+                individual, s = todo.pop(0)
+                backend.submit((individual.id, s), {**frame, "architecture_json": individual.architecture_json,
+                                                    "train": {**frame["train"], "seed": s}})
+            for (individual_id, s), result in backend.wait(timeout=1.0):
+                done += 1
+                on_run(repo.record_confirmation(individual_id, s, budget, result), done, total)
+    finally:
+        backend.shutdown()
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One individual's confirmation at one budget: losses over training seeds, and Primer's
+    speedup against its seed program, each training seed paired with the seed's own run."""
+
+    individual_id: int
+    root_seed: str
+    budget: str
+    runs: int
+    failures: int
+    loss_mean: float | None
+    loss_std: float | None
+    speedup_mean: float | None
+    speedup_std: float | None
+    wins: int  # training seeds on which it ended below the seed program
+    paired: int  # training seeds with a finished run of both
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(repo: Repository, campaign_id: int, budget: str | None = None) -> dict[int, Confirmed]:
+    """Every confirmed individual of the campaign at ``budget`` (default: the budget of the most
+    recent run), keyed by individual id."""
+    runs = repo.confirmations(campaign_id)
+    if not runs:
+        return {}
+    budget = budget or max(runs, key=lambda r: r.id).budget
+    runs = [r for r in runs if r.budget == budget]
+    axis = parse_budget(budget).kind
+    roots = {r.root_seed: r.id for r in repo.roots(campaign_id)}
+    by_individual: dict[int, dict[int, ConfirmationRecord]] = {}
+    for r in runs:
+        by_individual.setdefault(r.individual_id, {})[r.training_seed] = r
+    vocab = CampaignConfig.model_validate(repo.get_campaign(campaign_id).config).vocab_size
+    out = {}
+    for individual_id, mine in by_individual.items():
+        individual = repo.get_individual(individual_id)
+        baseline = by_individual.get(roots.get(individual.root_seed, -1), {})
+        finished = {s: r for s, r in mine.items() if r.val_loss is not None}
+        ups, wins, paired = [], 0, 0
+        for s, r in finished.items():
+            base = baseline.get(s)
+            if base is None or base.val_loss is None:
+                continue
+            paired += 1
+            wins += r.val_loss < base.val_loss
+            value = speedup(validation_curve(base.result.get("loss_curve", []), axis),
+                            validation_curve(r.result.get("loss_curve", []), axis), math.log(vocab))
+            if math.isfinite(value):
+                ups.append(value)
+        loss_mean, loss_std = _mean_std([r.val_loss for r in finished.values()])
+        up_mean, up_std = _mean_std(ups)
+        out[individual_id] = Confirmed(individual_id, individual.root_seed, budget, len(mine),
+                                       len(mine) - len(finished), loss_mean, loss_std, up_mean, up_std, wins, paired)
+    return out

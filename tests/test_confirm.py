@@ -1,0 +1,98 @@
+"""``archevo confirm``: retraining at fresh seeds, recorded, resumable, failures recorded."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+
+import pytest
+from typer.testing import CliRunner
+
+from primitives.program import ModelSpec
+from search.campaign import Campaign, CampaignConfig
+from search.cli import app
+from search.confirm import SEED_OFFSET, candidates, confirm, summarize
+from storage import Repository
+from tests import fakes
+
+SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16)
+CORPUS = f"text:{sysconfig.get_paths()['stdlib']}/json/*.py"
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    """A finished 8-individual campaign (fake evaluations), confirmed by real tiny trainings."""
+    root = tmp_path_factory.mktemp("confirm")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARCHEVO_CACHE_DIR", str(root / "cache"))
+        url = f"sqlite:///{root / 'c.db'}"
+        config = CampaignConfig(name="c", seed=3, backend="inprocess", corpus=CORPUS, vocab_size=300, spec=SPEC,
+                                budget="640tokens", hurdles=0, population=4, sample=2, max_evals=8,
+                                max_train_tokens=20_000, max_flops_ratio=None, min_flops_ratio=None,
+                                max_parameters_ratio=None)
+        repo = Repository(url)
+        Campaign(repo, config, job=fakes.fake_job).run()
+        result = CliRunner().invoke(app, ["confirm", "c", "-k", "2", "--seeds", "2", "--db", url])
+        yield repo, config, url, result
+
+
+def test_confirm_retrains_the_top_and_the_seed_at_fresh_seeds(campaign):
+    repo, config, _, result = campaign
+    assert result.exit_code == 0, result.output
+    cid = repo.get_campaign("c").id
+    runs = repo.confirmations(cid)
+    chosen = candidates(repo, cid, 2)
+    assert len(chosen) == 3  # the top 2 and the transformer seed
+    assert {(r.individual_id, r.training_seed) for r in runs} == \
+        {(c.id, config.train.seed + SEED_OFFSET + i) for c in chosen for i in range(2)}
+    assert all(r.status == "ok" and r.val_loss is not None and r.budget == "640tokens" for r in runs)
+    assert all(r.training_seed != config.train.seed for r in runs)
+    curves = [p for p in runs[0].result["loss_curve"] if p["val_loss"] is not None]
+    assert len(curves) >= 5  # the validation curve the speedup is read from
+    summary = summarize(repo, cid)
+    root = repo.roots(cid)[0].id
+    assert summary[root].speedup_mean == pytest.approx(1.0) and summary[root].wins == 0
+    assert all(s.paired == 2 and s.runs == 2 for s in summary.values())
+
+
+def test_confirm_resumes_skipping_recorded_runs(campaign):
+    repo, config, _, _ = campaign
+    job = fakes.CountingJob()
+    confirm(repo, config, 2, 2, "640tokens", job=job)
+    assert job.calls == []
+    confirm(repo, config, 2, 3, "640tokens", job=fakes.fake_job)  # one more seed: only the new runs
+    runs = repo.confirmations(repo.get_campaign("c").id)
+    assert len(runs) == 9
+
+
+def test_a_failed_retraining_is_recorded_not_raised(campaign):
+    repo, config, _, _ = campaign
+    confirm(repo, config, 1, 1, "1280tokens", job=fakes.raising_job)
+    failed = [r for r in repo.confirmations(repo.get_campaign("c").id) if r.budget == "1280tokens"]
+    assert failed and all(r.status == "error" and r.error for r in failed)
+    assert all(s.failures == s.runs and s.loss_mean is None for s in summarize(repo, failed[0].campaign_id,
+                                                                                "1280tokens").values())
+
+
+def test_top_and_show_report_the_confirmation(campaign):
+    repo, _, url, _ = campaign
+    cid = repo.get_campaign("c").id
+    rows = json.loads(CliRunner().invoke(app, ["top", "c", "--json", "--db", url]).stdout)
+    confirmed = [r for r in rows if r["confirmed"]]
+    assert confirmed and all(r["flops_per_token"] for r in rows)
+    run = repo.confirmations(cid)[0]
+    shown = CliRunner().invoke(app, ["show", str(run.individual_id), "--db", url]).stdout
+    assert "confirmation runs:" in shown and f"training seed {run.training_seed}" in shown
+
+
+@pytest.mark.parametrize("args, message", [
+    (["confirm", "nope"], "no campaign 'nope'"),
+    (["confirm", "c", "-k", "0"], "-k 0"),
+    (["confirm", "c", "--seeds", "0"], "--seeds 0"),
+    (["confirm", "c", "--budget", "ten minutes"], "--budget"),
+])
+def test_confirm_bad_input_is_one_line(campaign, args, message):
+    _, _, url, _ = campaign
+    result = CliRunner().invoke(app, [*args, "--db", url])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
