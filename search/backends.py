@@ -8,6 +8,7 @@ timeout, and bounded retries when the worker process dies (Ray re-executes the t
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
@@ -62,6 +63,23 @@ class InProcessBackend:
         self.queue.clear()
 
 
+class BackendError(RuntimeError):
+    """The backend cannot start: an unreachable cluster, say. The message names the input."""
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if address in ("auto", "local") or not port.isdigit():
+        return  # Ray's own ways of finding a cluster
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise BackendError(f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: "
+                           f"{error.strerror or error}") from None
+
+
 class RayBackend:
     """One Ray task per evaluation on a local cluster (default) or an existing one (address)."""
 
@@ -74,11 +92,13 @@ class RayBackend:
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "configure_logging": False}
             if address:
+                check_reachable(address)
                 options["address"] = address
-            else:
+            else:  # a private cluster on this machine, reachable from nowhere else
                 options["num_cpus"] = max(workers * cpus_per_worker, os.cpu_count() or 1)
                 options["num_gpus"] = gpus_per_worker * workers if gpus_per_worker else None
                 options["dashboard_host"] = "127.0.0.1"
+                options["_node_ip_address"] = "127.0.0.1"
             ray.init(**{k: v for k, v in options.items() if v is not None})
         self.capacity = workers
         self.timeout_s = timeout_s

@@ -15,6 +15,7 @@ import gc
 import hashlib
 import json
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +45,10 @@ from .evolution import AgingEvolution
 from .hurdles import HurdlePolicy, RecordedLosses
 from .mutate import MUTATIONS
 from .worker import EvalJob, run_job
+
+
+#: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class CampaignConfig(BaseModel):
@@ -107,6 +112,14 @@ class CampaignConfig(BaseModel):
         return {**data, "spec": spec, "train": train, "vocab_size": spec["vocab_size"],
                 "budget": data.get("budget", preset.budget),
                 "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens)}
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
+                             "starting with a letter or digit, at most 100 characters")
+        return name
 
     @field_validator("budget")
     @classmethod
@@ -223,13 +236,17 @@ class Campaign:
     def __init__(self, repository: Repository, config: CampaignConfig, backend: Backend | None = None,
                  on_event: Callable[[Event], None] = lambda event: None, job: JobFunction = run_job):
         self.repo, self.config, self.on_event = repository, config, on_event
+        # Everything that can fail is tried before the campaign is written: a failed start
+        # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
+        self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
+        on_event({"kind": "preparing", "message": f"tokenizing corpus {config.corpus!r}"})
+        load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
+        self.backend = backend or make_backend(config, job)
         stored = repository.get_campaign(config.name)
         self.campaign = stored or repository.create_campaign(config.name, config.seed, config.model_dump(mode="json"))
-        self.backend = backend or make_backend(config, job)
         self.policy = config.hurdle_policy()
         self.config.train.hurdles = list(self.policy.positions)
         self.recipe = config.recipe()
-        self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
         self._seed_costs = {name: _cost(config.spec, a) for name, a in self.seeds.items()}
         self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
                                         config.mutation_weights, accept=self._passes_gate)
@@ -249,8 +266,6 @@ class Campaign:
     def run(self) -> None:
         torch.set_num_threads(1)  # the driver's torch work (the gate) is tiny; leave the cores to workers
         cid = self.campaign.id
-        self.on_event({"kind": "preparing", "message": f"tokenizing corpus {self.config.corpus!r}"})
-        load_tokenized(self.config.corpus, self.config.vocab_size, max_train_tokens=self.config.max_train_tokens)
         self._population.extend(self.repo.population(cid, self.config.population))
         self._hurdle_losses = [RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))]
         for individual in self.repo.unfinished(cid):

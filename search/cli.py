@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import typer
 
 from .cli_confirm import confirm_command
@@ -11,6 +13,20 @@ from .cli_train import presets, train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"archevo {version('archevo')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="print the version and exit")) -> None:
+    """Evolutionary architecture search over the primitives of a Transformer layer."""
+
+
 app.add_typer(programs, name="programs")
 app.add_typer(search, name="search")
 app.command("train")(train)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -14,11 +15,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from evaluator.export import export_model
 from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignRecord, IndividualRecord, Repository
 
+from .backends import BackendError
 from .campaign import Campaign, CampaignConfig
 from .confirm import summarize
 
@@ -40,7 +43,9 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
     try:
         return Repository(db, readonly=readonly)
     except Exception as error:  # noqa: BLE001 - a bad URL or unreadable file: one line, no traceback
-        raise fail(f"cannot open database {db or os.environ.get('ARCHEVO_DB') or 'sqlite:///archevo.db'}: {error}")
+        url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
+        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        raise fail(f"cannot open database {shown}: {' '.join(str(error).split())}")
 
 
 def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
@@ -98,10 +103,28 @@ class ProgressView:
         return table
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_campaign(repo: Repository, config: CampaignConfig) -> None:
+    """Run with the live view; a bad corpus or cluster is one line and leaves no campaign, an
+    interrupt (Ctrl-C, SIGTERM) says how to resume."""
     view = ProgressView(repo, config.name, config.max_evals)
-    with view.live:
-        Campaign(repo, config, on_event=view).run()
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        with view.live:
+            try:
+                campaign = Campaign(repo, config, on_event=view)
+            except (ValueError, OSError, BackendError) as error:
+                raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
+            campaign.run()
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: nothing is lost; `archevo search resume {config.name}` continues the campaign",
+                   err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_top(repo, repo.get_campaign(config.name), 10, as_json=False)
 
 
@@ -148,10 +171,33 @@ def start(
 
 
 @search.command("resume")
-def resume(name: str, db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
-    """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost."""
+def resume(name: str,
+           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
+           workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
+           max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
+           eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
+           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost.
+    The overrides change where and how long it runs, never its recipe."""
     with open_repository(db) as repo:
-        run_campaign(repo, campaign_config(find_campaign(repo, name)))
+        campaign = find_campaign(repo, name)
+        stored = campaign_config(campaign)
+        overrides = {"ray_address": ray_address, "workers": workers, "max_evals": max_evals,
+                     "eval_timeout_s": eval_timeout}
+        try:
+            config = CampaignConfig.model_validate({**stored.model_dump(),
+                                                    **{k: v for k, v in overrides.items() if v is not None}})
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+        if config.max_evals < stored.max_evals:
+            raise fail(f"--max-evals {config.max_evals}: the campaign already has {stored.max_evals}; it can "
+                       "only be extended")
+        if config != stored:
+            repo.set_campaign_config(name, config.model_dump(mode="json"))
+            if config.max_evals > stored.max_evals:
+                repo.set_campaign_status(name, "running")
+        run_campaign(repo, config)
 
 
 # --------------------------------------------------------------------------- inspecting

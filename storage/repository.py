@@ -205,6 +205,12 @@ _SET_CAMPAIGN_STATUS = (
     .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
 )
 
+_SET_CAMPAIGN_CONFIG = (
+    update(Campaign.__table__)
+    .where(_C.name == bindparam("b_name"))
+    .values(config_json=bindparam("b_config"), updated_at=bindparam("b_now"))
+)
+
 _INDIVIDUAL_BY_ID = _INDIVIDUAL_SELECT.where(_I.id == bindparam("id"))
 _INDIVIDUAL_BY_BIRTH = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.birth == bindparam("birth"))
 _INSERT_INDIVIDUAL = insert(Individual.__table__)
@@ -586,6 +592,15 @@ class Repository:
     def list_campaigns(self) -> list[CampaignRecord]:
         with self._read() as c:
             return [CampaignRecord(*row) for row in c.execute(_CAMPAIGNS)]
+
+    def set_campaign_config(self, name: str, config: Mapping[str, Any] | Any) -> None:
+        """Replace a campaign's stored config (``search resume`` overrides: workers, cluster,
+        a longer campaign; never the recipe)."""
+        with self._write() as c:
+            done = c.execute(_SET_CAMPAIGN_CONFIG, {"b_name": name, "b_config": json.dumps(_as_dict(config), sort_keys=True, default=str),
+                                                    "b_now": utcnow()})
+            if done.rowcount == 0:
+                raise NotFound(f"no campaign named {name!r}")
 
     def set_campaign_status(self, name: str, status: str) -> None:
         if status not in CAMPAIGN_STATUSES:

@@ -236,6 +236,40 @@ def test_inspection_of_a_missing_database_is_one_line_and_creates_nothing(tmp_pa
     assert not missing.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--corpus", "lm1b:/no/such/folder"], "no LM1B found at /no/such/folder"),
+    (["--ray-address", "127.0.0.1:1", "--backend", "ray", "--corpus", CORPUS],
+     "cannot reach the Ray cluster at 127.0.0.1:1"),
+])
+def test_a_failed_start_leaves_no_campaign(tmp_path, cache_dir, args, message):
+    url = url_of(tmp_path / "failed.db")
+    result = CliRunner().invoke(app, ["search", "start", "--name", "broken", *args, "--db", url])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert Repository(url).get_campaign("broken") is None  # the name is free for a corrected start
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "[bold]x[/bold]", "", "x" * 101])
+def test_campaign_names_are_plain(name):
+    with pytest.raises(ValueError, match="not a plain name"):
+        make_config(name)
+
+
+def test_resume_extends_a_finished_campaign(tmp_path, cache_dir):
+    db = tmp_path / "extend.db"
+    repo, cid = run_campaign(db, make_config("ext", max_evals=6))
+    repo.close()
+    toml_free = CliRunner().invoke(app, ["search", "resume", "ext", "--max-evals", "4", "--db", url_of(db)])
+    assert toml_free.exit_code == 2 and "can only be extended" in toml_free.output
+    stored = Repository(url_of(db)).get_campaign("ext").config
+    assert stored["max_evals"] == 6
+    config = CampaignConfig.model_validate({**stored, "max_evals": 9})
+    repo = Repository(url_of(db))
+    repo.set_campaign_config("ext", config.model_dump(mode="json"))
+    run_campaign_on(repo, config)
+    check_complete(repo, cid, 9)
+    assert repo.get_campaign("ext").config["max_evals"] == 9
+
+
 # --------------------------------------------------------------------------- determinism
 
 

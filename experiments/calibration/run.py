@@ -58,6 +58,8 @@ PROTOCOLS: dict[str, Preset] = {p.name: p for p in (
     _CPU.model_copy(update={"name": "T64-1M", "description": "sequences of 64, batch 16, ~980 steps",
                             "spec": _CPU.spec.model_copy(update={"seq_len": 64}),
                             "train": _CPU.train.model_copy(update={"batch_size": 16})}),
+    _variant("T128-1M-flops", f"{training_flops(_CPU.spec, seed('transformer', _CPU.spec)) * 1e6:.6g}flops",
+             "the cpu preset FLOPs-matched: every arm gets the FLOPs the Transformer spends on 1e6 tokens"),
 )}
 
 
