@@ -160,7 +160,9 @@ def _model_sources(spec: ModelSpec, architecture: Architecture) -> list[str]:
 def generate_source(spec: ModelSpec, architecture: Architecture) -> str:
     """Standalone Python source: the runtime's building blocks, the classes, ``build_model()``."""
     runtime_source = inspect.getsource(runtime).split('"""', 2)[2].lstrip()
-    header = HEADER.format(name=architecture.name, description=architecture.description.replace('"', "'"))
+    # one line, no backslash or quote that could end the docstring early
+    description = " ".join(architecture.description.split()).replace("\\", "/").replace('"', "'")
+    header = HEADER.format(name=architecture.name, description=description)
     return f"{header}\n{runtime_source}\n\n" + "\n\n".join(_model_sources(spec, validate_architecture(architecture)))
 
 

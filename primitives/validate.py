@@ -18,9 +18,20 @@ from .program import Architecture, Instruction, Program, Subprogram
 from .registry import CALL, REGISTRY, OpError
 from .types import MODEL_UNITS, ValueType, seq
 
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-#: Names the generated PyTorch source uses itself.
-RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super"})
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # matched in full: no trailing newline slips through
+#: Names the generated PyTorch source uses itself, and the attributes of torch's nn.Module a
+#: value (compiled to ``self.<name>``) would shadow (tests check this list against torch's).
+RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super", "training", "add_module", "apply", "bfloat16",
+                      "buffers", "call_super_init", "children", "compile", "cpu", "cuda", "double", "dump_patches",
+                      "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter",
+                      "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers",
+                      "named_children", "named_modules", "named_parameters", "parameters", "register_backward_hook",
+                      "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+                      "register_full_backward_hook", "register_full_backward_pre_hook",
+                      "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
+                      "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+                      "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
+                      "to_empty", "train", "type", "xpu", "zero_grad"})
 
 
 class ProgramError(ValueError):
@@ -80,8 +91,11 @@ def validate_program(program: Program, where: str = "program", normal: Collectio
 
 
 def _check_name(name: str, where: str) -> None:
-    if not NAME.match(name) or keyword.iskeyword(name) or name in RESERVED:
-        raise ProgramError(where, f"bad name {name!r}: use lower-case letters, digits and _, starting with a letter, not a Python keyword or one of {sorted(RESERVED)}")
+    if not isinstance(name, str) or not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED:
+        reserved = "a Python keyword" if keyword.iskeyword(name) else "reserved by the generated nn.Module" \
+            if name in RESERVED else "not a plain name"
+        raise ProgramError(where, f"bad name {name!r} ({reserved}): use lower-case letters, digits and _, "
+                                  "starting with a letter, at most 64 characters")
 
 
 def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:

@@ -233,3 +233,32 @@ def test_a_parent_subprogram_known_normal_is_still_type_checked_against_the_chan
     assert validate_program(parent, normal=parent.subprograms) is parent
     with pytest.raises(ProgramError, match="main"):  # main adds the stream (width 8) to a width-16 output
         validate_program(child, "layers[0]", normal=parent.subprograms)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("h\n", "not a plain name"), ("training", "reserved"), ("forward", "reserved"), ("x" * 65, "not a plain name"),
+    ("class", "keyword"),
+])
+def test_value_names_are_matched_in_full_and_never_shadow_the_module(name, why):
+    b = Builder("main")
+    h = b.emit("relu", "x", out=name)
+    with pytest.raises(ProgramError, match=why):
+        validate_program(Program(subprograms=[b.build(h)]))
+
+
+def test_reserved_names_cover_every_public_attribute_of_nn_module():
+    import re
+
+    from torch import nn
+
+    from primitives.validate import RESERVED
+
+    public = {n for n in dir(nn.Module) if re.fullmatch(r"[a-z][a-z0-9_]*", n)}
+    assert public | {"training"} <= RESERVED
+
+
+def test_a_description_cannot_break_the_generated_source():
+    from evaluator.compile import generate_source
+
+    architecture = seed("transformer").model_copy(update={"description": 'ends in a backslash \\\n"""; import os'})
+    compile(generate_source(ModelSpec(), architecture), "<test>", "exec")

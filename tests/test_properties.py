@@ -98,3 +98,22 @@ def test_hash_changes_with_any_op(program, data):
     except ProgramError:
         assume(False)
     assert program_hash(changed) != program_hash(program)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(programs())
+def test_a_program_that_validates_compiles_and_trains_one_step(program):
+    """Validation is complete: nothing it passes may fail later in codegen or in a step."""
+    import torch
+
+    from evaluator.compile import compile_model
+    from primitives.program import Architecture, ModelSpec
+    from primitives.seeds import seed
+
+    spec = ModelSpec(vocab_size=64, d_model=32, n_layers=2, n_heads=2, seq_len=8)
+    architecture = Architecture(name="fuzzed", layers=[program], final=seed("transformer", spec).final)
+    model = compile_model(spec, architecture)
+    tokens = torch.randint(spec.vocab_size, (2, spec.seq_len + 1))
+    _, loss = model(tokens[:, :-1], tokens[:, 1:])
+    loss.backward()
+    torch.optim.AdamW(model.parameters()).step()
