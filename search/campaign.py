@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,11 +39,12 @@ from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
-from storage import IndividualRecord, Repository
+from storage import CampaignBusy, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
 from .hurdles import HurdlePolicy, RecordedLosses
+from .liveness import HEARTBEAT_S, refusal, this_driver
 from .mutate import MUTATIONS
 from .worker import EvalJob, run_job
 
@@ -234,8 +236,9 @@ class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
 
     def __init__(self, repository: Repository, config: CampaignConfig, backend: Backend | None = None,
-                 on_event: Callable[[Event], None] = lambda event: None, job: JobFunction = run_job):
-        self.repo, self.config, self.on_event = repository, config, on_event
+                 on_event: Callable[[Event], None] = lambda event: None, job: JobFunction = run_job,
+                 force: bool = False):
+        self.repo, self.config, self.on_event, self.force = repository, config, on_event, force
         # Everything that can fail is tried before the campaign is written: a failed start
         # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
         self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
@@ -264,8 +267,24 @@ class Campaign:
     # ----------------------------------------------------------------- the loop
 
     def run(self) -> None:
+        """Drive the campaign to its end; CampaignBusy if another live driver holds it."""
         torch.set_num_threads(1)  # the driver's torch work (the gate) is tiny; leave the cores to workers
         cid = self.campaign.id
+        host, pid = this_driver()
+        try:
+            self.repo.claim_driver(cid, host, pid, refusal(self.config.name, self.force))
+        except CampaignBusy:
+            self.backend.shutdown()
+            raise
+        try:
+            self._drive(cid, host, pid)
+        finally:
+            self.repo.release_driver(cid, host, pid)
+        self.repo.set_campaign_status(self.config.name, "finished")
+        self.repo.checkpoint()  # the database file alone now holds the whole campaign
+        self.on_event({"kind": "finished"})
+
+    def _drive(self, cid: int, host: str, pid: int) -> None:
         self._population.extend(self.repo.population(cid, self.config.population))
         self._hurdle_losses = [RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))]
         for individual in self.repo.unfinished(cid):
@@ -274,6 +293,7 @@ class Campaign:
         # Everything alive now (torch, pydantic, the corpus) lives as long as the driver: keep it
         # out of the collector's scans, which otherwise cost ~1 ms per individual.
         gc.freeze()
+        beat = time.monotonic()
         try:
             results: list = []
             while True:
@@ -292,11 +312,13 @@ class Campaign:
                 if self.backend.in_flight() == 0:
                     break
                 results = self.backend.wait(timeout=1.0)
+                if time.monotonic() - beat > HEARTBEAT_S:
+                    if not self.repo.heartbeat(cid, host, pid):
+                        raise CampaignBusy(f"campaign {self.config.name} was taken over by another driver "
+                                           "(search resume --force); this one stops")
+                    beat = time.monotonic()
         finally:
             self.backend.shutdown()
-        self.repo.set_campaign_status(self.config.name, "finished")
-        self.repo.checkpoint()  # the database file alone now holds the whole campaign
-        self.on_event({"kind": "finished"})
 
     def _propose(self, birth: int) -> IndividualRecord | None:
         """Draw, screen and store the individual of ``birth`` (in the caller's transaction: the

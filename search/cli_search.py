@@ -19,11 +19,12 @@ from sqlalchemy.engine import make_url
 
 from evaluator.export import export_model
 from primitives.listing import diff_architectures, list_architecture
-from storage import CampaignRecord, IndividualRecord, Repository
+from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
 from .backends import BackendError
 from .campaign import Campaign, CampaignConfig
 from .confirm import summarize
+from .liveness import alive
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -107,7 +108,7 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_campaign(repo: Repository, config: CampaignConfig) -> None:
+def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) -> None:
     """Run with the live view; a bad corpus or cluster is one line and leaves no campaign, an
     interrupt (Ctrl-C, SIGTERM) says how to resume."""
     view = ProgressView(repo, config.name, config.max_evals)
@@ -115,10 +116,13 @@ def run_campaign(repo: Repository, config: CampaignConfig) -> None:
     try:
         with view.live:
             try:
-                campaign = Campaign(repo, config, on_event=view)
+                campaign = Campaign(repo, config, on_event=view, force=force)
             except (ValueError, OSError, BackendError) as error:
                 raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
-            campaign.run()
+            try:
+                campaign.run()
+            except CampaignBusy as error:
+                raise fail(str(error)) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted: nothing is lost; `archevo search resume {config.name}` continues the campaign",
                    err=True)
@@ -176,6 +180,7 @@ def resume(name: str,
            workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
            max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
            eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
+           force: bool = typer.Option(False, "--force", help="take over from a driver that stopped answering"),
            db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost.
     The overrides change where and how long it runs, never its recipe."""
@@ -197,28 +202,50 @@ def resume(name: str,
             repo.set_campaign_config(name, config.model_dump(mode="json"))
             if config.max_evals > stored.max_evals:
                 repo.set_campaign_status(name, "running")
-        run_campaign(repo, config)
+        run_campaign(repo, config, force)
 
 
 # --------------------------------------------------------------------------- inspecting
 
 
-def status(name: Optional[str] = typer.Argument(None), db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
-    """Every campaign with its progress, or one campaign in detail."""
+def campaign_state(repo: Repository, campaign: CampaignRecord) -> str:
+    """finished, running (a live driver), or stopped (its driver is gone: resume it)."""
+    if campaign.status == "finished":
+        return "finished"
+    holder = repo.driver(campaign.id)
+    if holder is not None and alive(holder):
+        return f"running (pid {holder.pid})"
+    return "stopped: resume"
+
+
+def status(name: Optional[str] = typer.Argument(None),
+           as_json: bool = typer.Option(False, "--json", help="a JSON list, one object per campaign"),
+           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Every campaign with its progress: running (a live driver), stopped (resume it) or finished."""
     repo = open_repository(db, readonly=True)
-    campaigns = [find_campaign(repo, name)] if name else repo.list_campaigns()
-    table = Table(title="campaigns")
-    for column in ("name", "status", "done", "best loss", "duplicates", "failures", "hurdles passed", "created"):
-        table.add_column(column)
-    for campaign in campaigns:
+    rows = []
+    for campaign in [find_campaign(repo, name)] if name else repo.list_campaigns():
         counts = repo.status_counts(campaign.id)
         best = repo.top(campaign.id, 1)
-        done = sum(n for s, n in counts.items() if s not in ("pending", "running"))
-        hurdles = ", ".join(f"h{h} {p}/{r}" for h, r, p in repo.hurdle_pass_counts(campaign.id))
-        failures = sum(counts.get(s, 0) for s in ("diverged", "error", "timeout"))
-        table.add_row(campaign.name, campaign.status, f"{done}/{campaign.config.get('max_evals', '?')}",
-                      f"{best[0].fitness:.4f}" if best else "–", str(counts.get("duplicate", 0)), str(failures),
-                      hurdles or "–", campaign.created_at.strftime("%Y-%m-%d %H:%M"))
+        rows.append({"name": campaign.name, "state": campaign_state(repo, campaign),
+                     "done": sum(n for s, n in counts.items() if s not in ("pending", "running")),
+                     "max_evals": campaign.config.get("max_evals"), "best_loss": best[0].fitness if best else None,
+                     "duplicates": counts.get("duplicate", 0), "rejected": counts.get("rejected", 0),
+                     "failures": sum(counts.get(s, 0) for s in ("diverged", "error", "timeout")),
+                     "hurdles": [{"hurdle": h, "reached": r, "passed": p} for h, r, p in
+                                 repo.hurdle_pass_counts(campaign.id)],
+                     "created": campaign.created_at.isoformat(timespec="seconds")})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="campaigns")
+    for column in ("name", "state", "done", "best", "dup/rej/fail", "hurdles passed", "created (UTC)"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["state"], f"{r['done']}/{r['max_evals']}", _number(r["best_loss"]),
+                      f"{r['duplicates']}/{r['rejected']}/{r['failures']}",
+                      " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
+                      r["created"].replace("T", " ")[:16])
     Console().print(table)
 
 

@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -63,6 +63,7 @@ from .schema import (
     OPEN_STATUSES,
     Base,
     Campaign,
+    CampaignDriver,
     ConfirmationRun,
     HurdleEvaluation,
     Individual,
@@ -157,6 +158,19 @@ class HurdleRecord:
     threshold: float | None
     passed: bool
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DriverRecord:
+    campaign_id: int
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class CampaignBusy(RuntimeError):
+    """Another driver holds the campaign; the message says which and what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +342,17 @@ def _lineage_statement() -> Any:
 
 
 _LINEAGE = _lineage_statement()
+
+_D = CampaignDriver.__table__.c
+_DRIVER = select(*(_D[f.name] for f in fields(DriverRecord))).where(_D.campaign_id == bindparam("cid"))
+_DELETE_DRIVER = CampaignDriver.__table__.delete().where(_D.campaign_id == bindparam("cid"),
+                                                         _D.pid == bindparam("pid"), _D.host == bindparam("host"))
+_INSERT_DRIVER = insert(CampaignDriver.__table__)
+_HEARTBEAT = (
+    update(CampaignDriver.__table__)
+    .where(_D.campaign_id == bindparam("b_cid"), _D.pid == bindparam("b_pid"), _D.host == bindparam("b_host"))
+    .values(heartbeat_at=bindparam("b_now"))
+)
 
 _R = ConfirmationRun.__table__.c
 _CONFIRMATIONS = (
@@ -592,6 +617,41 @@ class Repository:
     def list_campaigns(self) -> list[CampaignRecord]:
         with self._read() as c:
             return [CampaignRecord(*row) for row in c.execute(_CAMPAIGNS)]
+
+    # ------------------------------------------------------------------ drivers
+
+    def driver(self, campaign_id: int) -> DriverRecord | None:
+        """The process that holds the campaign, if any (it may have died: see its heartbeat)."""
+        with self._read() as c:
+            row = c.execute(_DRIVER, {"cid": campaign_id}).first()
+        return DriverRecord(*row) if row else None
+
+    def claim_driver(self, campaign_id: int, host: str, pid: int,
+                     refusal: Callable[[DriverRecord], str | None]) -> DriverRecord:
+        """Make (host, pid) the campaign's driver, in one transaction: if another holds it,
+        ``refusal(holder)`` decides (the search's liveness policy): a message raises
+        CampaignBusy, None takes the campaign over."""
+        now = utcnow()
+        with self._write() as c:
+            row = c.execute(_DRIVER, {"cid": campaign_id}).first()
+            if row is not None:
+                holder = DriverRecord(*row)
+                if (holder.host, holder.pid) != (host, pid) and (reason := refusal(holder)):
+                    raise CampaignBusy(reason)
+                c.execute(CampaignDriver.__table__.delete().where(_D.campaign_id == campaign_id))
+            record = DriverRecord(campaign_id, host, pid, now, now)
+            c.execute(_INSERT_DRIVER, {f.name: getattr(record, f.name) for f in fields(DriverRecord)})
+        return record
+
+    def heartbeat(self, campaign_id: int, host: str, pid: int) -> bool:
+        """Refresh the driver's heartbeat; False if (host, pid) no longer holds the campaign."""
+        with self._write() as c:
+            done = c.execute(_HEARTBEAT, {"b_cid": campaign_id, "b_pid": pid, "b_host": host, "b_now": utcnow()})
+        return done.rowcount == 1
+
+    def release_driver(self, campaign_id: int, host: str, pid: int) -> None:
+        with self._write() as c:
+            c.execute(_DELETE_DRIVER, {"cid": campaign_id, "pid": pid, "host": host})
 
     def set_campaign_config(self, name: str, config: Mapping[str, Any] | Any) -> None:
         """Replace a campaign's stored config (``search resume`` overrides: workers, cluster,

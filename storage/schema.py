@@ -179,3 +179,16 @@ class ConfirmationRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     result_json: Mapped[str] = mapped_column(Text)  # the full record, the loss curve included
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignDriver(Base):
+    """The process driving a campaign now (one row per campaign, kept current by heartbeats):
+    ``status`` tells a live campaign from a crashed one, and a second driver is refused."""
+
+    __tablename__ = "campaign_drivers"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -35,7 +36,7 @@ from primitives.seeds import seed
 from search.campaign import Campaign, CampaignConfig
 from search.cli import app
 from search.hurdles import HurdlePolicy
-from storage import FINAL_STATUSES, IndividualRecord, Repository
+from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
 from tests import fakes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -268,6 +269,42 @@ def test_resume_extends_a_finished_campaign(tmp_path, cache_dir):
     run_campaign_on(repo, config)
     check_complete(repo, cid, 9)
     assert repo.get_campaign("ext").config["max_evals"] == 9
+
+
+def test_a_second_driver_on_a_live_campaign_is_refused(tmp_path, cache_dir):
+    db = tmp_path / "live.db"
+    repo = Repository(url_of(db))
+    config = make_config("live", max_evals=4)
+    campaign = Campaign(repo, config, job=fakes.fake_job)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live process
+    try:
+        repo.claim_driver(campaign.campaign.id, socket.gethostname(), other.pid, lambda holder: None)
+        with pytest.raises(CampaignBusy, match=f"being driven by pid {other.pid}"):
+            campaign.run()
+        assert repo.count(campaign.campaign.id) == 0  # it trained nothing
+        status = json.loads(CliRunner().invoke(app, ["status", "--json", "--db", url_of(db)]).stdout)
+        assert status[0]["state"] == f"running (pid {other.pid})"
+        resumed = CliRunner().invoke(app, ["search", "resume", "live", "--db", url_of(db)])
+        assert resumed.exit_code == 2 and "being driven by" in resumed.output
+    finally:
+        other.kill()
+        other.wait()
+    Campaign(repo, config, job=fakes.fake_job).run()  # its driver is dead now: taken over
+    check_complete(repo, campaign.campaign.id, 4)
+    assert repo.driver(campaign.campaign.id) is None  # released at the end
+
+
+def test_a_silent_remote_driver_is_taken_over_only_with_force(tmp_path, cache_dir):
+    repo = Repository(url_of(tmp_path / "remote.db"))
+    config = make_config("remote", max_evals=3)
+    campaign = Campaign(repo, config, job=fakes.fake_job)
+    repo.claim_driver(campaign.campaign.id, "elsewhere.example", 4242, lambda holder: None)
+    with repo.engine.begin() as c:  # its last heartbeat was ten minutes ago
+        c.exec_driver_sql("UPDATE campaign_drivers SET heartbeat_at = datetime('now', '-600 seconds')")
+    with pytest.raises(CampaignBusy, match="--force"):
+        campaign.run()
+    Campaign(repo, config, job=fakes.fake_job, force=True).run()
+    check_complete(repo, campaign.campaign.id, 3)
 
 
 # --------------------------------------------------------------------------- determinism
