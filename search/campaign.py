@@ -88,7 +88,7 @@ class CampaignConfig(BaseModel):
     # A child's cost relative to its seed's (training FLOPs per token, parameters): outside
     # these bounds it is recorded as rejected, untrained. The defaults admit every known-good
     # edit of the calibration panel (within ±10 % of the seed) and rule out deleting a
-    # sublayer (0.51-0.63× at the cpu preset); see experiments/calibration/README.md.
+    # sublayer (0.50-0.62× at the cpu preset); see experiments/calibration/README.md.
     max_flops_ratio: float | None = Field(1.25, gt=0)
     min_flops_ratio: float | None = Field(0.8, gt=0)
     max_parameters_ratio: float | None = Field(1.25, gt=0)
