@@ -67,15 +67,15 @@ class CampaignConfig(BaseModel):
     preset: str = DEFAULT_PRESET
     seed: int = 0
     seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
-    population: int = Field(16, ge=1)
-    sample: int = Field(4, ge=1)
-    max_evals: int = Field(32, ge=1)
+    population: int = Field(16, ge=1, le=1_000_000)
+    sample: int = Field(4, ge=1, le=1_000_000)
+    max_evals: int = Field(32, ge=1, le=1_000_000_000)
     budget: str
     hurdles: int = Field(2, ge=0, le=8)
     hurdle_rule: Literal["quantile", "mean"] = "quantile"
     hurdle_quantile: float = Field(0.5, gt=0, lt=1)
     hurdle_min_samples: int = Field(4, ge=1)
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, le=4096)
     backend: Literal["ray", "inprocess"] = "ray"
     ray_address: str | None = None
     gpus_per_worker: float = Field(0, ge=0)
@@ -93,7 +93,7 @@ class CampaignConfig(BaseModel):
     min_flops_ratio: float | None = Field(0.8, gt=0)
     max_parameters_ratio: float | None = Field(1.25, gt=0)
     mutation_weights: dict[str, float] | None = None
-    eval_timeout_s: float | None = None
+    eval_timeout_s: float | None = Field(None, gt=0)
     keep_weights: bool = False
     weights_dir: str = "archevo-weights"
     max_retries: int = Field(2, ge=0)
@@ -122,6 +122,12 @@ class CampaignConfig(BaseModel):
             raise ValueError(f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
                              "starting with a letter or digit, at most 100 characters")
         return name
+
+    @model_validator(mode="after")
+    def _sample_fits(self) -> "CampaignConfig":
+        if self.sample > self.population:
+            raise ValueError(f"sample {self.sample} is larger than the population {self.population}")
+        return self
 
     @field_validator("budget")
     @classmethod
@@ -159,11 +165,14 @@ class CampaignConfig(BaseModel):
         keys = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
         return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()).hexdigest()[:16]
 
-    def timeout(self) -> float | None:
+    def timeout(self) -> float:
+        """Seconds before an evaluation is cancelled: ``eval_timeout_s``, else derived from the
+        budget (a FLOPs or tokens budget assumes a slow machine: 200 tokens/s, 1 GFLOP/s)."""
         if self.eval_timeout_s is not None:
             return self.eval_timeout_s
         budget = parse_budget(self.budget)
-        return 3 * budget.amount + 120 if budget.kind == "seconds" else None
+        seconds = {"seconds": 3 * budget.amount, "tokens": budget.amount / 200, "flops": budget.amount / 1e9}
+        return seconds[budget.kind] + 120
 
 
 def fitness_of(result: dict[str, Any]) -> float | None:

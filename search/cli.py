@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 import typer
+from sqlalchemy.exc import DatabaseError
 
 from .cli_confirm import confirm_command
 from .cli_programs import programs
@@ -34,3 +35,13 @@ app.command("presets")(presets)
 app.command("confirm")(confirm_command)
 for command in (status, top, show, export, plot):
     app.command()(command)
+
+
+def run() -> None:
+    """The console script: a database damaged in a way the opening check missed is one line
+    and exit status 2, never a traceback."""
+    try:
+        app()
+    except DatabaseError as error:
+        typer.echo(f"error: the database cannot be read: {' '.join(str(error.orig).split())[:300]}", err=True)
+        raise SystemExit(2) from None

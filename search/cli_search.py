@@ -42,11 +42,15 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
     and a missing file is an error naming it. Use it in a ``with`` block: closing checkpoints
     SQLite's log into the file, so the file alone holds every row."""
     try:
-        return Repository(db, readonly=readonly)
+        repo = Repository(db, readonly=readonly)
+        problem = repo.quick_check()
     except Exception as error:  # noqa: BLE001 - a bad URL or unreadable file: one line, no traceback
+        problem = " ".join(str(getattr(error, "orig", None) or error).split())
+    if problem is not None:
         url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
         shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
-        raise fail(f"cannot open database {shown}: {' '.join(str(error).split())}")
+        raise fail(f"cannot open database {shown}: {problem[:300]}")
+    return repo
 
 
 def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
@@ -295,6 +299,8 @@ def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the 
         as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """The k best individuals of a campaign."""
+    if k <= 0:
+        raise fail(f"-k {k}: show at least one individual (k ≥ 1)")
     repo = open_repository(db, readonly=True)
     print_top(repo, find_campaign(repo, name), k, as_json)
 

@@ -511,6 +511,15 @@ class Repository:
     def engine(self) -> Engine:
         return self._engine
 
+    def quick_check(self) -> str | None:
+        """SQLite's ``PRAGMA quick_check`` (linear in the file's size; a second for a few
+        hundred MB): None if the file is sound, else its first complaint. None elsewhere."""
+        if self._engine.dialect.name != "sqlite" or self._memory:
+            return None
+        with self._engine.connect() as connection:
+            verdict = connection.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+        return None if verdict == "ok" else str(verdict)
+
     def checkpoint(self) -> None:
         """Fold SQLite's write-ahead log into the database file and empty it, so that
         ``archevo.db`` alone holds every committed row (a copy or backup of just that file is

@@ -227,6 +227,43 @@ budget = "640tokens"\nhurdles = 0\nmax_evals = 3\npopulation = 2\nsample = 1\nma
     assert copied.count(copied.get_campaign("cli").id) == 3  # the TOML's name is the campaign's
 
 
+def _damage(data: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return data[: len(data) // 3]
+    if how == "zeroed pages":
+        return data[:4096] + bytes(len(data) - 4096)
+    flipped = bytearray(data)
+    for i in range(100, len(flipped), 61):
+        flipped[i] ^= 0xFF
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped bytes", "zeroed pages"])
+def test_a_damaged_database_is_one_line_on_every_command(small_campaign, tmp_path, how):
+    _, _, _, _, db = small_campaign
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(_damage(db.read_bytes(), how))
+    for command in (["status"], ["top", "small"], ["show", "3"], ["confirm", "small"],
+                    ["search", "resume", "small"]):
+        result = CliRunner().invoke(app, [*command, "--db", url_of(broken)])
+        assert result.exit_code == 2, (command, result.output)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, command
+
+
+def test_the_console_script_turns_a_late_database_error_into_one_line(monkeypatch, capsys):
+    from sqlalchemy.exc import DatabaseError
+
+    from search import cli
+
+    def broken_app():
+        raise DatabaseError("SELECT 1", {}, Exception("database disk image is malformed"))
+
+    monkeypatch.setattr(cli, "app", broken_app)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run()
+    assert exit_info.value.code == 2 and "malformed" in capsys.readouterr().err
+
+
 def test_inspection_of_a_missing_database_is_one_line_and_creates_nothing(tmp_path):
     missing = tmp_path / "typo.db"
     for command in (["status"], ["top"], ["show", "1"], ["plot"]):
