@@ -359,6 +359,11 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
         weights_file = result.get("weights")
         if not weights_file or not Path(weights_file).exists():
             raise fail(f"individual {individual_id} has no kept weights (start the campaign with --keep-weights)")
+        stored = Path(weights_file).resolve()  # never copy an arbitrary path the database names
+        expected = Path(Path(config.weights_dir).name) / config.name / f"{individual.id}.safetensors"
+        if stored.parts[-3:] != expected.parts:
+            raise fail(f"individual {individual_id}'s weights {weights_file} are not the campaign's own "
+                       f"(…/{expected}); not copied")
     metadata = {"campaign": config.name, "individual": individual.id, "root_seed": individual.root_seed,
                 "validation_loss": individual.val_loss, "perplexity": individual.perplexity,
                 "bits_per_byte": individual.bits_per_byte, "budget": config.budget, "corpus": config.corpus}

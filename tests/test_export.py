@@ -118,3 +118,13 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     tokens = torch.randint(300, (2, SPEC.seq_len))
     with torch.no_grad():
         torch.testing.assert_close(exported_outputs(out, tokens, tmp_path), engine(tokens), rtol=0, atol=0)
+    # a weights path the database names outside the campaign's own folder is never copied
+    secret = tmp_path / "secret.safetensors"
+    secret.write_bytes((out / WEIGHTS).read_bytes())
+    with Repository(db).engine.begin() as connection:
+        stored = json.loads(connection.exec_driver_sql("SELECT result_json FROM individuals WHERE id = ?",
+                                                       (best["id"],)).scalar())
+        connection.exec_driver_sql("UPDATE individuals SET result_json = ? WHERE id = ?",
+                                   (json.dumps({**stored, "weights": str(secret)}), best["id"]))
+    refused = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(tmp_path / "x"), "--weights", "--db", db])
+    assert refused.exit_code == 2 and "not the campaign's own" in refused.output
