@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
@@ -74,38 +75,66 @@ def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
 
 
 class ProgressView:
-    """The live view: evaluations done and in flight, best loss, hurdle pass rates, failures."""
+    """The live view, redrawn four times a second: a progress bar, elapsed time and ETA,
+    what each worker is training and for how long, best loss, hurdles, duplicates, failures.
+    The database is read on events only; the clock ticks between them."""
 
     def __init__(self, repo: Repository, campaign_name: str, max_evals: int):
         self.repo, self.name, self.max_evals = repo, campaign_name, max_evals
         self.start = time.monotonic()
         self.note = "starting"
-        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+        self.training: dict[int, tuple[int, float]] = {}  # id → (birth, dispatched at)
+        self.done_at_start: int | None = None
+        self._refresh_counts()
+        self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["kind"] == "preparing":
             self.note = event["message"]
+        elif event["kind"] == "dispatched":
+            self.training[event["id"]] = (event["birth"], time.monotonic())
         elif event["kind"] == "recorded":
-            self.note = f"#{event['birth']} {event['status']}" + (f" {event['fitness']:.4f}" if event.get("fitness") else "") \
-                + (f"  ({event['mutation']})" if event.get("mutation") else "")
-        self.live.update(self.render())
+            self.training.pop(event["id"], None)
+            self.note = f"#{event['birth']} {event['status']}" + \
+                (f" {event['fitness']:.4f}" if event.get("fitness") else "") + \
+                (f"  ({event['mutation']})" if event.get("mutation") else "")
+        self._refresh_counts()
 
-    def render(self) -> Table:
+    def _refresh_counts(self) -> None:
         campaign = self.repo.get_campaign(self.name)
-        counts = self.repo.status_counts(campaign.id) if campaign else {}
-        done = sum(n for status, n in counts.items() if status not in ("pending", "running"))
-        best = self.repo.top(campaign.id, 1) if campaign else []
-        table = Table(title=f"campaign {self.name}", show_header=False, min_width=60)
-        table.add_row("evaluations", f"{done}/{self.max_evals} done, {counts.get('running', 0)} in flight, "
-                                     f"{time.monotonic() - self.start:.0f} s")
-        table.add_row("best loss", f"{best[0].fitness:.4f} (individual {best[0].id})" if best else "–")
-        hurdles = self.repo.hurdle_pass_counts(campaign.id) if campaign else []
-        table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in hurdles) or "–")
-        table.add_row("duplicates", str(counts.get("duplicate", 0)))
-        failures = {s: counts[s] for s in ("diverged", "error", "timeout") if counts.get(s)}
+        self.counts = self.repo.status_counts(campaign.id) if campaign else {}
+        self.best = self.repo.top(campaign.id, 1) if campaign else []
+        self.hurdles = self.repo.hurdle_pass_counts(campaign.id) if campaign else []
+        self.done = sum(n for status, n in self.counts.items() if status not in ("pending", "running"))
+        if campaign and self.done_at_start is None:
+            self.done_at_start = self.done  # a resumed campaign's ETA counts only this run's pace
+
+    def __rich__(self) -> Table:
+        elapsed = time.monotonic() - self.start
+        new = self.done - (self.done_at_start or 0)
+        eta = f", ETA {_duration(elapsed / new * (self.max_evals - self.done))}" if new and self.done < self.max_evals \
+            else ""
+        table = Table(title=f"campaign {self.name}", show_header=False, width=min(console.width, 80))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        table.add_row("progress", ProgressBar(total=self.max_evals, completed=self.done, width=40))
+        table.add_row("evaluations", f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, "
+                                     f"{_duration(elapsed)}{eta}")
+        now = time.monotonic()
+        table.add_row("training", ", ".join(f"#{birth} {now - since:.0f} s" for birth, since in
+                                            sorted(self.training.values())) or "–")
+        table.add_row("best loss", f"{self.best[0].fitness:.4f} (individual {self.best[0].id})" if self.best else "–")
+        table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in self.hurdles) or "–")
+        table.add_row("dup / rejected", f"{self.counts.get('duplicate', 0)} / {self.counts.get('rejected', 0)}")
+        failures = {s: self.counts[s] for s in ("diverged", "error", "timeout") if self.counts.get(s)}
         table.add_row("failures", ", ".join(f"{s} {n}" for s, n in failures.items()) or "0")
-        table.add_row("latest", self.note[:120])
+        table.add_row("latest", self.note[:200])
         return table
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
 
 
 def _interrupted(signum: int, frame: Any) -> None:
@@ -279,19 +308,23 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
     if confirmed:
         columns += [f"confirmed ({next(iter(confirmed.values())).budget})", "speedup"]
-    for column in columns + ["diff from seed"]:
+    for column in columns:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(rows, 1):
         cells = [str(rank), str(r.id), _number(r.fitness), _number(r.bits_per_byte, 3),
                  f"{r.parameters:,}" if r.parameters else "–",
-                 f"{r.flops_per_token / 1e6:.2f}M" if r.flops_per_token else "–", str(r.hurdles_passed or 0)]
+                 f"{r.flops_per_token:.3g}" if r.flops_per_token else "–", str(r.hurdles_passed or 0)]
         if confirmed:
             c = confirmed.get(r.id)
             cells += ["–", "–"] if c is None or c.loss_mean is None else \
                 [f"{c.loss_mean:.4f} ± {c.loss_std:.4f}",
                  "–" if c.speedup_mean is None else f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f}"]
-        table.add_row(*cells, seed_diff(repo, r))
-    Console().print(table)
+        table.add_row(*cells)
+    out = Console()
+    out.print(table)
+    out.print("diff from the seed, by rank:", style="bold")
+    for rank, r in enumerate(rows, 1):  # on their own lines: a diff is too long for a table cell
+        out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {seed_diff(repo, r)}", highlight=False, markup=False)
 
 
 def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),

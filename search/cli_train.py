@@ -132,7 +132,7 @@ def train(
     except ValueError:
         raise _fail(f"--hurdles {hurdles!r}: expected comma-separated fractions such as 0.25,0.5") from None
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=16),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(f"corpus {corpus}", total=None, info="")
@@ -148,11 +148,11 @@ def train(
         bar.update(task, description=f"corpus {corpus}", total=1, completed=1,
                    info=f"{len(data.train):,} train / {len(data.validation):,} validation tokens")
         spec = spec.model_copy(update={"vocab_size": data.vocab_size})
-        training = bar.add_task(f"training {architecture.name} for {parsed_budget}", total=1000, info="compiling")
+        training = bar.add_task(f"{architecture.name} {parsed_budget}", total=1000, info="compiling")
 
         def train_progress(step: int, fraction: float, loss: float, tokens_per_second: float) -> None:
             bar.update(training, completed=1000 * fraction,
-                       info=f"step {step:,}  loss {loss:.3f}  {tokens_per_second:,.0f} tok/s")
+                       info=f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s")
 
         result = train_architecture(spec, architecture, data, parsed_budget, config, progress=train_progress)
         bar.update(training, completed=1000)
