@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
-    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -132,7 +131,7 @@ def train(
     except ValueError:
         raise _fail(f"--hurdles {hurdles!r}: expected comma-separated fractions such as 0.25,0.5") from None
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=16),
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=16),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(f"corpus {corpus}", total=None, info="")
@@ -145,10 +144,10 @@ def train(
                                   progress=tokenize_progress)
         except (CorpusError, ValueError, OSError) as error:
             raise _fail(f"corpus {corpus}: {' '.join(str(error).split())}") from None
-        bar.update(task, description=f"corpus {corpus}", total=1, completed=1,
-                   info=f"{len(data.train):,} train / {len(data.validation):,} validation tokens")
+        bar.update(task, description="corpus", total=1, completed=1,
+                   info=f"{len(data.train) / 1e6:.1f}M train / {len(data.validation) / 1e3:.0f}k val tokens")
         spec = spec.model_copy(update={"vocab_size": data.vocab_size})
-        training = bar.add_task(f"{architecture.name} {parsed_budget}", total=1000, info="compiling")
+        training = bar.add_task(architecture.name, total=1000, info="compiling")
 
         def train_progress(step: int, fraction: float, loss: float, tokens_per_second: float) -> None:
             bar.update(training, completed=1000 * fraction,
