@@ -4,6 +4,7 @@ Pareto front, and the lineage of the best individual."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -35,8 +36,12 @@ def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) 
     best = np.fmin.accumulate(np.where(np.isnan(losses), np.inf, losses))
     median = [np.nanmedian(losses[max(0, k - window + 1): k + 1]) if np.isfinite(losses[max(0, k - window + 1): k + 1]).any()
               else np.nan for k in range(len(losses))]
+    stopped = np.array([i.status == "stopped_at_hurdle" for i in individuals], dtype=bool)
+    order = np.arange(len(losses))
     figure, axes = plt.subplots(figsize=(7, 4))
-    axes.scatter(range(len(losses)), losses, s=8, alpha=0.4, label="individual")
+    axes.scatter(order[~stopped], losses[~stopped], s=8, alpha=0.4, label="full budget")
+    axes.scatter(order[stopped], losses[stopped], s=10, alpha=0.5, marker="x", color="C7",
+                 label="stopped at a hurdle (loss at that hurdle)")
     axes.plot(np.where(np.isinf(best), np.nan, best), label="best so far")
     axes.plot(median, label=f"median of the last {window}")
     axes.set(xlabel="evaluations (in finishing order)", ylabel="validation loss (nats/token)", title="search progress")
@@ -73,15 +78,21 @@ def plot_pareto(individuals: list[IndividualRecord], path: Path) -> None:
 
 
 def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
+    """The best individual's ancestry: loss per generation, and each generation's mutation
+    listed in full beside the plot (annotations on the points overlap and get cut)."""
     chain = lineage[::-1]  # seed first
-    figure, axes = plt.subplots(figsize=(8, 4 + 0.15 * len(chain)))
+    labels = [f"{x}: {member.mutation or f'seed {member.root_seed}'}" for x, member in enumerate(chain)]
+    figure, (axes, text) = plt.subplots(1, 2, figsize=(13, 4 + 0.18 * len(chain)),
+                                        gridspec_kw={"width_ratios": [1, 1.3]})
     axes.plot(range(len(chain)), [_loss(i) for i in chain], marker="o")
     for x, member in enumerate(chain):
-        label = (member.mutation or f"seed {member.root_seed}").split(";")[0][:48]
-        axes.annotate(label, (x, _loss(member)), fontsize=7, rotation=30, xytext=(3, 6), textcoords="offset points")
+        axes.annotate(str(x), (x, _loss(member)), fontsize=8, xytext=(3, 4), textcoords="offset points")
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes.set(xlabel="generation", ylabel="validation loss (nats/token)",
              title=f"lineage of individual {lineage[0].id}")
+    text.axis("off")
+    wrapped = "\n".join(textwrap.fill(label, 90, subsequent_indent="    ") for label in labels)
+    text.text(0, 1, wrapped, va="top", ha="left", fontsize=7, family="monospace", transform=text.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
