@@ -88,7 +88,8 @@ class CampaignConfig(BaseModel):
     # A child's cost relative to its seed's (training FLOPs per token, parameters): outside
     # these bounds it is recorded as rejected, untrained. The defaults admit every known-good
     # edit of the calibration panel (within ±10 % of the seed) and rule out deleting a
-    # sublayer (0.50-0.62× at the cpu preset); see experiments/calibration/README.md.
+    # sublayer (0.50-0.62× at the cpu preset); see experiments/calibration/README.md. None
+    # (false in TOML) turns a bound off.
     max_flops_ratio: float | None = Field(1.25, gt=0)
     min_flops_ratio: float | None = Field(0.8, gt=0)
     max_parameters_ratio: float | None = Field(1.25, gt=0)
@@ -114,6 +115,11 @@ class CampaignConfig(BaseModel):
         return {**data, "spec": spec, "train": train, "vocab_size": spec["vocab_size"],
                 "budget": data.get("budget", preset.budget),
                 "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens)}
+
+    @field_validator("max_flops_ratio", "min_flops_ratio", "max_parameters_ratio", mode="before")
+    @classmethod
+    def _false_is_off(cls, bound: Any) -> Any:
+        return None if bound is False else bound  # TOML has no null: `max_flops_ratio = false`
 
     @field_validator("name")
     @classmethod

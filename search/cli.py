@@ -7,6 +7,7 @@ from importlib.metadata import version
 import typer
 from sqlalchemy.exc import DatabaseError
 
+from .cli_config import config
 from .cli_confirm import confirm_command
 from .cli_programs import programs
 from .cli_search import export, plot, search, show, status, top
@@ -30,6 +31,7 @@ def main(show_version: bool = typer.Option(False, "--version", callback=_version
 
 app.add_typer(programs, name="programs")
 app.add_typer(search, name="search")
+app.add_typer(config, name="config")
 app.command("train")(train)
 app.command("presets")(presets)
 app.command("confirm")(confirm_command)

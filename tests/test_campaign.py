@@ -787,3 +787,19 @@ def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_refere
     for r in rows:
         was_running = r.birth in before and before[r.birth].status == "running"
         assert r.attempt == (0 if r.status == "duplicate" else 2 if was_running else 1)
+
+
+def test_config_show_prints_every_field_as_toml_that_round_trips(tmp_path):
+    result = invoke("config", "show")
+    path = tmp_path / "defaults.toml"
+    path.write_text(result.stdout)
+    assert CampaignConfig.from_toml(path) == CampaignConfig()
+    assert set(CampaignConfig.model_fields) <= {line.lstrip("# ").split(" ")[0] for line in result.stdout.splitlines()
+                                                 if " = " in line} | {"spec", "train"}
+
+
+def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('max_flops_ratio = false\nmin_flops_ratio = 0.5\n')
+    config = CampaignConfig.from_toml(path)
+    assert config.max_flops_ratio is None and config.min_flops_ratio == 0.5
