@@ -38,6 +38,7 @@ from search.cli import app
 from search.hurdles import HurdlePolicy
 from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
 from tests import fakes
+from tests.databases import sqlite_only, url_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16)
@@ -62,10 +63,6 @@ def make_config(name: str = "t", **overrides) -> CampaignConfig:
 
 #: The driver's mechanics are tested without the cost bounds (their own test turns them on).
 NO_COST_BOUNDS = {"max_flops_ratio": None, "min_flops_ratio": None, "max_parameters_ratio": None}
-
-
-def url_of(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def run_campaign_on(repo: Repository, config: CampaignConfig, job=None, patch=None) -> int:
@@ -204,6 +201,7 @@ def test_cli_show_unknown_individual_fails_cleanly(small_campaign):
     assert result.exit_code == 2 and "no individual 999999" in result.output and "Traceback" not in result.output
 
 
+@sqlite_only
 def test_a_finished_campaign_lives_in_the_database_file_alone(small_campaign, tmp_path):
     """Copying or backing up just archevo.db (not its -wal) must give the whole campaign."""
     repo, cid, _, _, db = small_campaign
@@ -212,6 +210,7 @@ def test_a_finished_campaign_lives_in_the_database_file_alone(small_campaign, tm
     assert Repository(url_of(copy), readonly=True).count(cid) == 12
 
 
+@sqlite_only
 def test_cli_start_leaves_no_rows_in_the_log(tmp_path, cache_dir):
     db = tmp_path / "cli.db"
     toml = tmp_path / "campaign.toml"
@@ -238,6 +237,7 @@ def _damage(data: bytes, how: str) -> bytes:
     return bytes(flipped)
 
 
+@sqlite_only
 @pytest.mark.parametrize("how", ["truncated", "flipped bytes", "zeroed pages"])
 def test_a_damaged_database_is_one_line_on_every_command(small_campaign, tmp_path, how):
     _, _, _, _, db = small_campaign
@@ -264,6 +264,7 @@ def test_the_console_script_turns_a_late_database_error_into_one_line(monkeypatc
     assert exit_info.value.code == 2 and "malformed" in capsys.readouterr().err
 
 
+@sqlite_only
 def test_inspection_of_a_missing_database_is_one_line_and_creates_nothing(tmp_path):
     missing = tmp_path / "typo.db"
     for command in (["status"], ["top"], ["show", "1"], ["plot"]):
@@ -331,6 +332,7 @@ def test_a_second_driver_on_a_live_campaign_is_refused(tmp_path, cache_dir):
     assert repo.driver(campaign.campaign.id) is None  # released at the end
 
 
+@sqlite_only
 def test_a_silent_remote_driver_is_taken_over_only_with_force(tmp_path, cache_dir):
     repo = Repository(url_of(tmp_path / "remote.db"))
     config = make_config("remote", max_evals=3)

@@ -14,6 +14,7 @@ from search.cli import app
 from search.confirm import SEED_OFFSET, candidates, confirm, summarize
 from storage import Repository
 from tests import fakes
+from tests.databases import url_of
 
 SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16)
 CORPUS = f"text:{sysconfig.get_paths()['stdlib']}/json/*.py"
@@ -25,7 +26,7 @@ def campaign(tmp_path_factory):
     root = tmp_path_factory.mktemp("confirm")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARCHEVO_CACHE_DIR", str(root / "cache"))
-        url = f"sqlite:///{root / 'c.db'}"
+        url = url_of(root / "c.db")
         config = CampaignConfig(name="c", seed=3, backend="inprocess", corpus=CORPUS, vocab_size=300, spec=SPEC,
                                 budget="640tokens", hurdles=0, population=4, sample=2, max_evals=8,
                                 max_train_tokens=20_000, max_flops_ratio=None, min_flops_ratio=None,

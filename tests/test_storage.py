@@ -25,6 +25,7 @@ from storage import (
     NotFound,
     Repository,
 )
+from tests.databases import sqlite_only, url_of
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = json.dumps({"layers": [{"op": "matmul", "inputs": ["x", "w"], "attrs": {"width": 8}}] * 25})  # ~2 KB
@@ -32,7 +33,7 @@ ARCH = json.dumps({"layers": [{"op": "matmul", "inputs": ["x", "w"], "attrs": {"
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/t.db"
+    return url_of(tmp_path / "t.db")
 
 
 @pytest.fixture
@@ -335,6 +336,7 @@ def test_unfinished_after_a_crash(url: str) -> None:
 # --------------------------------------------------------------------------- SQLite settings and concurrency
 
 
+@sqlite_only
 def test_wal_mode_and_pragmas(url: str, repo: Repository, tmp_path: Path) -> None:
     assert repo.journal_mode() == "wal"
     raw = sqlite3.connect(tmp_path / "t.db")
@@ -346,6 +348,7 @@ def test_wal_mode_and_pragmas(url: str, repo: Repository, tmp_path: Path) -> Non
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
+@sqlite_only
 def test_default_url_and_readonly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ARCHEVO_DB", raising=False)
@@ -497,7 +500,7 @@ def test_throughput_sanity(repo: Repository, campaign: CampaignRecord, capsys: p
         repo.record_result(ind.id, repo.mark_running(ind.id), {"status": "ok", "fitness": float(birth)})
     rate = n / (time.perf_counter() - start)
     with capsys.disabled():
-        print(f"\n[storage] {rate:.0f} add_individual+mark_running+record_result cycles/s on SQLite")
+        print(f"\n[storage] {rate:.0f} add_individual+mark_running+record_result cycles/s on {repo.engine.dialect.name}")
     assert [p.finish_order for p in repo.population(campaign.id, n)] == list(range(n))
     assert repo.unfinished(campaign.id) == [] and repo.next_birth(campaign.id) == n
 
