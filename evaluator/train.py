@@ -85,8 +85,12 @@ class TrainConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if torch.device(device).type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be cpu or cuda, got {device!r}")
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:  # not a device string at all
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda (cuda:N), got {device!r}")
         return device
 
 

@@ -112,3 +112,16 @@ def forward_flops(spec: ModelSpec, architecture: Architecture) -> Flops:
 def training_flops(spec: ModelSpec, architecture: Architecture) -> float:
     """Training (forward + backward) FLOPs per token: the budget's and the reports' unit."""
     return TRAINING_MULTIPLIER * forward_flops(spec, architecture).total
+
+
+def training_memory_bytes(spec: ModelSpec, architecture: Architecture, batch_size: int) -> float:
+    """A rough upper estimate of one AdamW step's memory (fp32), to refuse an absurd request
+    (a million layers, sequences of 10⁶) before anything is allocated: parameters, gradients
+    and two moments, plus the activations autograd keeps, every instruction's output counted
+    (attention maps at heads × seq_len per token) and the logits three times."""
+    def outputs(program: Program, spec: ModelSpec) -> int:
+        return sum(d_out for _, _, d_out, _ in _instructions(program, 0, [seq(MODEL_UNITS)], spec))
+
+    layers, final = _stacked(spec, architecture, outputs)
+    per_token = sum(layers) + final + 3 * spec.vocab_size + 2 * spec.d_model
+    return 4.0 * (4 * parameter_count(spec, architecture) + batch_size * spec.seq_len * per_token)

@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .types import MODEL_UNITS
 
 
+#: Bounds that keep validation, codegen and the call depth (a call runs a later subprogram)
+#: small and quick for any input; Primer's DNA used a handful of subprograms of ~10 lines.
+MAX_SUBPROGRAMS = 64
+MAX_INSTRUCTIONS = 1024
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -30,14 +36,14 @@ class Instruction(_Strict):
 class Subprogram(_Strict):
     name: str
     params: list[str] = Field(default_factory=lambda: ["x"])
-    body: list[Instruction] = Field(default_factory=list)
+    body: list[Instruction] = Field(default_factory=list, max_length=MAX_INSTRUCTIONS)
     output: str
 
 
 class Program(_Strict):
     """One layer. ``subprograms[0]`` is main and takes exactly the residual stream."""
 
-    subprograms: list[Subprogram] = Field(min_length=1)
+    subprograms: list[Subprogram] = Field(min_length=1, max_length=MAX_SUBPROGRAMS)
 
     @property
     def main(self) -> Subprogram:

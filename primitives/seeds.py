@@ -277,9 +277,11 @@ def resolve(reference: str, spec: ModelSpec | None = None) -> Architecture:
         return seed(reference, spec)
     if path.suffix == ".json" or path.exists():
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ProgramError(reference, f"cannot read: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise ProgramError(reference, f"not UTF-8 text (byte {error.start}): an architecture is JSON") from None
         try:
             return parse_architecture(text)
         except ProgramError as error:

@@ -48,6 +48,8 @@ def parse_architecture(text: str) -> Architecture:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ProgramError("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise ProgramError("", "not an architecture: the JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ProgramError("", f"expected a JSON object describing an architecture, got {type(data).__name__}")
     try:

@@ -27,6 +27,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+import psutil
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,7 +36,7 @@ from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
-from primitives.cost import parameter_count, training_flops
+from primitives.cost import parameter_count, training_flops, training_memory_bytes
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
@@ -193,6 +194,16 @@ def fitness_of(result: dict[str, Any]) -> float | None:
     return loss if loss is not None and math.isfinite(loss) else None
 
 
+def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> None:
+    """Refuse a campaign whose seeds cannot train here, before anything is allocated."""
+    free = psutil.virtual_memory().available
+    for name, architecture in seeds.items():
+        need = config.workers * training_memory_bytes(config.spec, architecture, config.train.batch_size)
+        if need > free:
+            raise ValueError(f"{config.workers} workers training {name} need about {need / 2**30:.1f} GiB, "
+                             f"{free / 2**30:.1f} GiB is free: check spec (layers, seq_len, d_model), batch_size, workers")
+
+
 def _cost(spec: ModelSpec, architecture: Architecture) -> tuple[float, int]:
     """(training FLOPs per token, parameters) by the registry's cost model."""
     return training_flops(spec, architecture), parameter_count(spec, architecture)
@@ -257,6 +268,8 @@ class Campaign:
         # Everything that can fail is tried before the campaign is written: a failed start
         # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
         self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
+        if config.ray_address is None:  # the workers share this machine's memory
+            _check_memory(config, self.seeds)
         on_event({"kind": "preparing", "message": f"tokenizing corpus {config.corpus!r}"})
         load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
         self.backend = backend or make_backend(config, job)

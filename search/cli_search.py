@@ -400,8 +400,11 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
     metadata = {"campaign": config.name, "individual": individual.id, "root_seed": individual.root_seed,
                 "validation_loss": individual.val_loss, "perplexity": individual.perplexity,
                 "bits_per_byte": individual.bits_per_byte, "budget": config.budget, "corpus": config.corpus}
-    directory = export_model(out, config.spec, individual.architecture(), Path(weights_file) if weights_file else None,
-                             metadata)
+    try:
+        directory = export_model(out, config.spec, individual.architecture(),
+                                 Path(weights_file) if weights_file else None, metadata)
+    except OSError as error:
+        raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import psutil
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -23,6 +24,7 @@ from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, TrainResult
 from evaluator.train import train as train_architecture
+from primitives.cost import training_memory_bytes
 from primitives.program import ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
@@ -121,6 +123,11 @@ def train(
         parsed_budget = parse_budget(budget or preset.budget)
     except ValueError as error:
         raise _fail(str(error)) from None
+    need, free = training_memory_bytes(spec, architecture, batch_size or preset.train.batch_size), \
+        psutil.virtual_memory().available
+    if need > free:
+        raise _fail(f"the model is too large for this machine: one training step needs about {need / 2**30:.1f} GiB, "
+                    f"{free / 2**30:.1f} GiB is free (check --layers, --seq-len, --d-model, --batch-size)")
     recipe = {"batch_size": batch_size, "lr": lr}
     try:
         config = TrainConfig(**{**preset.train.model_dump(), **{k: v for k, v in recipe.items() if v is not None},

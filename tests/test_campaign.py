@@ -805,3 +805,24 @@ def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
     path.write_text('max_flops_ratio = false\nmin_flops_ratio = 0.5\n')
     config = CampaignConfig.from_toml(path)
     assert config.max_flops_ratio is None and config.min_flops_ratio == 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "transformer", "--layers", "100000"], "too large for this machine"),
+    (["train", "transformer", "--device", "tpu"], "device must be cpu or cuda"),
+    (["top", "-k", "0"], "-k 0"),
+    (["search", "start", "--workers", "100000"], "workers"),
+    (["search", "start", "--population", "4", "--sample", "9"], "larger than the population"),
+    (["programs", "validate", "{binary}"], "not UTF-8"),
+    (["programs", "validate", "{deep}"], "nested too deeply"),
+])
+def test_bad_cli_input_is_one_line(tmp_path, args, message):
+    binary, deep = tmp_path / "binary.json", tmp_path / "deep.json"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    deep.write_text("[" * 100_000)
+    args = [a.format(binary=binary, deep=deep) for a in args]
+    result = CliRunner().invoke(app, [*args, "--db", url_of(tmp_path / "x.db")] if args[0] in ("top", "search")
+                                else args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
