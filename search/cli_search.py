@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -182,13 +183,13 @@ def start(
     backend: Optional[str] = typer.Option(None, help="ray (default) or inprocess"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
-    keep_weights: Optional[bool] = typer.Option(None, "--keep-weights", help="keep trained weights for export"),
+    keep_weights: bool = typer.Option(False, "--keep-weights", help="keep trained weights for export"),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
     overrides = {"name": name, "preset": preset, "seed_programs": seed_program,
                  "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
                  "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
-                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights}
+                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights or None}
     try:
         if config_file is not None:
             config = CampaignConfig.from_toml(config_file, **overrides)
@@ -346,11 +347,28 @@ def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
 
 
 def show(individual_id: int = typer.Argument(..., metavar="ID"),
+         as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
          db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
-    """An individual: its program, its diff against its seed and its parent, lineage, hurdle curve."""
+    """An individual: its program, its diff against its seed and its parent, lineage, hurdle
+    curve and confirmation runs."""
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     lineage = repo.lineage(individual_id)
+    runs = [r for r in repo.confirmations(individual.campaign_id) if r.individual_id == individual_id]
+    if as_json:
+        parent = lineage[1] if len(lineage) > 1 else None
+        print(json.dumps({
+            **{k: v for k, v in dataclasses.asdict(individual).items() if k != "architecture_json"},
+            "architecture": json.loads(individual.architecture_json),
+            "diff_from_seed": seed_diff(repo, individual),
+            "diff_from_parent": diff_architectures(parent.architecture(), individual.architecture()) if parent else None,
+            "lineage": [{"id": m.id, "fitness": m.fitness, "mutation": m.mutation} for m in lineage],
+            "hurdles": [{"hurdle": h.hurdle, "fraction": h.fraction, "loss": h.loss, "threshold": h.threshold,
+                         "passed": h.passed} for h in repo.hurdles(individual_id)],
+            "confirmation_runs": [{"budget": r.budget, "training_seed": r.training_seed, "status": r.status,
+                                   "val_loss": r.val_loss, "error": r.error} for r in runs],
+        }, indent=2, default=str))
+        return
     print(f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
           f"loss {_number(individual.fitness)}, seed {individual.root_seed}")
     if individual.error:
@@ -370,7 +388,6 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
               f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}")
     if individual.val_loss is not None:
         print(f"  end of budget: loss {_number(individual.val_loss)}")
-    runs = [r for r in repo.confirmations(individual.campaign_id) if r.individual_id == individual_id]
     if runs:
         print("\nconfirmation runs:")
         for run in runs:

@@ -463,6 +463,34 @@ def test_functionally_equal_child_is_a_duplicate_and_not_evaluated(tmp_path, kin
     assert dup.id not in [r.id for r in repo.top(cid, 100)]
 
 
+@pytest.mark.parametrize("failure", ["error", "timeout"])
+def test_a_twin_of_a_failed_individual_is_evaluated_not_reused(tmp_path, failure):
+    """A worker's fault (crash, timeout, out of memory) says nothing about the program: a
+    functionally equal child must be trained, not banned as the failure's duplicate."""
+    base = with_final(seed("transformer", SPEC), doubled_by_add)
+    twin = with_final(seed("transformer", SPEC), doubled_by_cmul)
+    calls: list[str] = []
+
+    def first_fails(job):
+        calls.append(job["architecture_json"])
+        return {"status": failure, "message": "worker fault"} if len(calls) == 1 else fakes.fake_job(job)
+
+    config = make_config("fault", seed_programs=["transformer", "gelu"], max_evals=3)
+    repo, cid = run_campaign(tmp_path / "fault.db", config, first_fails, replace_seeds(base, twin))
+    rows = check_complete(repo, cid, 3)
+    assert rows[0].status == failure and rows[1].status == "ok" and rows[1].duplicate_of is None
+    assert rows[0].fingerprint == rows[1].fingerprint
+
+
+def test_show_json_and_version(small_campaign):
+    repo, cid, _, _, db = small_campaign
+    last = individuals(repo, cid)[-1]
+    shown = json.loads(invoke("show", str(last.id), "--json", "--db", url_of(db)).stdout)
+    assert shown["id"] == last.id and shown["lineage"][0]["id"] == last.id
+    assert shown["architecture"]["layers"] and shown["diff_from_parent"] is not None
+    assert invoke("--version").stdout.startswith("archevo ")
+
+
 # --------------------------------------------------------------------------- hurdles
 
 
