@@ -159,8 +159,9 @@ def report() -> None:
             ups = [s for s in speedups(mine, baseline, axis, start_loss) if math.isfinite(s)]
             wins = sum(r["val_loss"] is not None and r["seed"] in baseline and baseline[r["seed"]]["val_loss"] is not None
                        and r["val_loss"] < baseline[r["seed"]]["val_loss"] for r in mine)
+            rate = statistics.mean(r["tokens"] / r["seconds"] for r in mine if r["seconds"])
             stats.append((arm, losses, ups, wins, len(mine), training_flops(protocol.spec, seed(arm, protocol.spec)),
-                          parameter_count(protocol.spec, seed(arm, protocol.spec))))
+                          parameter_count(protocol.spec, seed(arm, protocol.spec)), rate))
         stats.sort(key=lambda s: statistics.mean(s[1]) if s[1] else math.inf)
         ranked = [s[0] for s in stats if s[1]]
         rho = spearman([PAPER_RANK[a] for a in ranked], list(range(1, len(ranked) + 1))) if len(ranked) > 2 else math.nan
@@ -169,12 +170,13 @@ def report() -> None:
                   f"lr {protocol.train.lr:g}. Spearman ρ against the papers' ordering: **{rho:.2f}** "
                   f"({len(ranked)} arms).", "",
                   "| rank | arm | paper rank | val loss (mean ± std) | speedup vs transformer (mean ± std) | "
-                  "beats transformer | runs | training FLOPs/token (cost model) | params |", "|---|---|---|---|---|---|---|---|---|"]
-        for rank, (arm, losses, ups, wins, n, flops, params) in enumerate(stats, 1):
+                  "beats transformer | runs | training FLOPs/token (cost model) | params | tokens/s (one core) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for rank, (arm, losses, ups, wins, n, flops, params, rate) in enumerate(stats, 1):
             up = f"{statistics.mean(ups):.2f} ± {statistics.stdev(ups):.2f}" if len(ups) > 1 else \
                 (f"{ups[0]:.2f}" if ups else "–")
             lines.append(f"| {rank} | {arm} | {PAPER_RANK[arm]:g} | {mean_std(losses)} | {up} | {wins}/{n} | {n} | "
-                         f"{flops / 1e6:.3f}M | {params:,} |")
+                         f"{flops / 1e6:.3f}M | {params:,} | {rate:,.0f} |")
         lines.append("")
         plot(name, runs, axis)
         lines += [f"![loss curves, {name}](loss_{name}.png)", ""]
