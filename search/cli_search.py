@@ -369,8 +369,10 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
                                    "val_loss": r.val_loss, "error": r.error} for r in runs],
         }, indent=2, default=str))
         return
+    cost = (f", {individual.parameters:,} parameters" if individual.parameters else "") + \
+        (f", {individual.flops_per_token:.3g} training FLOPs/token" if individual.flops_per_token else "")
     print(f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
-          f"loss {_number(individual.fitness)}, seed {individual.root_seed}")
+          f"loss {_number(individual.fitness)}{cost}, seed {individual.root_seed}")
     if individual.error:
         print(f"message: {individual.error}")
     print("\n" + list_architecture(individual.architecture()))
