@@ -7,6 +7,8 @@ from importlib.metadata import version
 import typer
 from sqlalchemy.exc import DatabaseError
 
+from storage import CorruptRecord
+
 from .cli_config import config
 from .cli_confirm import confirm_command
 from .cli_programs import programs
@@ -46,4 +48,7 @@ def run() -> None:
         app()
     except DatabaseError as error:
         typer.echo(f"error: the database cannot be read: {' '.join(str(error.orig).split())[:300]}", err=True)
+        raise SystemExit(2) from None
+    except CorruptRecord as error:
+        typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None

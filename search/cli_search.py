@@ -69,7 +69,12 @@ def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
 
 
 def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
-    return CampaignConfig.model_validate(campaign.config)
+    try:
+        return CampaignConfig.model_validate(campaign.config)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise fail(f"campaign {campaign.name}'s stored config is invalid at {'.'.join(map(str, first['loc']))}: "
+                   f"{first['msg']}") from None
 
 
 # --------------------------------------------------------------------------- running
@@ -297,13 +302,14 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     (``archevo confirm``) when the campaign has confirmation runs."""
     rows = repo.top(campaign.id, k)
     confirmed = summarize(repo, campaign.id)
+    diffs = [seed_diff(repo, r) for r in rows]  # before printing anything: a bad row fails it all
     if as_json:
         print(json.dumps([{"rank": rank, "id": r.id, "birth": r.birth, "loss": r.fitness, "status": r.status,
                            "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "parameters": r.parameters,
                            "flops_per_token": r.flops_per_token, "hurdles_passed": r.hurdles_passed,
-                           "root_seed": r.root_seed, "diff_from_seed": seed_diff(repo, r),
+                           "root_seed": r.root_seed, "diff_from_seed": diff,
                            "confirmed": confirmed[r.id].as_dict() if r.id in confirmed else None}
-                          for rank, r in enumerate(rows, 1)], indent=2))
+                          for rank, (r, diff) in enumerate(zip(rows, diffs), 1)], indent=2))
         return
     table = Table(title=f"top {k} of campaign {campaign.name}")
     columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
@@ -324,8 +330,8 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     out = Console()
     out.print(table)
     out.print("diff from the seed, by rank:", style="bold")
-    for rank, r in enumerate(rows, 1):  # on their own lines: a diff is too long for a table cell
-        out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {seed_diff(repo, r)}", highlight=False, markup=False)
+    for rank, (r, diff) in enumerate(zip(rows, diffs), 1):  # own lines: a diff is too long for a cell
+        out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {diff}", highlight=False, markup=False)
 
 
 def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
@@ -355,13 +361,16 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
     individual = get_individual(repo, individual_id)
     lineage = repo.lineage(individual_id)
     runs = [r for r in repo.confirmations(individual.campaign_id) if r.individual_id == individual_id]
+    # everything that parses stored programs comes first: a damaged row fails before any output
+    architecture, from_seed = individual.architecture(), seed_diff(repo, individual)
+    parent = lineage[1] if len(lineage) > 1 else None
+    from_parent = diff_architectures(parent.architecture(), architecture) if parent else None
     if as_json:
-        parent = lineage[1] if len(lineage) > 1 else None
         print(json.dumps({
             **{k: v for k, v in dataclasses.asdict(individual).items() if k != "architecture_json"},
-            "architecture": json.loads(individual.architecture_json),
-            "diff_from_seed": seed_diff(repo, individual),
-            "diff_from_parent": diff_architectures(parent.architecture(), individual.architecture()) if parent else None,
+            "architecture": architecture.model_dump(mode="json"),
+            "diff_from_seed": from_seed,
+            "diff_from_parent": from_parent,
             "lineage": [{"id": m.id, "fitness": m.fitness, "mutation": m.mutation} for m in lineage],
             "hurdles": [{"hurdle": h.hurdle, "fraction": h.fraction, "loss": h.loss, "threshold": h.threshold,
                          "passed": h.passed} for h in repo.hurdles(individual_id)],
@@ -375,12 +384,10 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
           f"loss {_number(individual.fitness)}{cost}, seed {individual.root_seed}")
     if individual.error:
         print(f"message: {individual.error}")
-    print("\n" + list_architecture(individual.architecture()))
-    print(f"\ndiff against seed {individual.root_seed}: {seed_diff(repo, individual)}")
-    if len(lineage) > 1:
-        parent = lineage[1]
-        print(f"diff against parent {parent.id}: " +
-              ("; ".join(diff_architectures(parent.architecture(), individual.architecture())) or "none"))
+    print("\n" + list_architecture(architecture))
+    print(f"\ndiff against seed {individual.root_seed}: {from_seed}")
+    if parent is not None:
+        print(f"diff against parent {parent.id}: " + ("; ".join(from_parent) or "none"))
     print("\nlineage:")
     for member in lineage:
         print(f"  {member.id:>5}  loss {_number(member.fitness)}  {member.mutation or '(seed)'}")

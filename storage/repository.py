@@ -84,6 +84,18 @@ class NotFound(LookupError):
     """A campaign or individual that the call names does not exist."""
 
 
+class CorruptRecord(ValueError):
+    """A stored JSON field that does not decode: the database was damaged or edited by hand."""
+
+
+def _decode(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise CorruptRecord(f"{what} in the database is not valid JSON ({type(error).__name__}): the database "
+                            "was damaged or edited") from None
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -99,7 +111,7 @@ class CampaignRecord:
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self.config_json)
+        return _decode(self.config_json, f"campaign {self.name}'s config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +156,12 @@ class IndividualRecord:
         """The program, parsed (and validated by pydantic) from ``architecture_json``."""
         from primitives.program import Architecture
 
-        return Architecture.model_validate_json(self.architecture_json)
+        try:
+            return Architecture.model_validate_json(self.architecture_json)
+        except ValueError as error:  # pydantic's ValidationError is one
+            reason = error.errors()[0]["msg"] if hasattr(error, "errors") else str(error)
+            raise CorruptRecord(f"individual {self.id}'s stored program does not parse ({reason}): the database "
+                                "was damaged or edited") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +211,7 @@ class ConfirmationRecord:
 
     @property
     def result(self) -> dict[str, Any]:
-        return json.loads(self.result_json)
+        return _decode(self.result_json, f"confirmation run {self.id}'s result")
 
 
 # --------------------------------------------------------------------------- statements
@@ -854,7 +871,7 @@ class Repository:
         """The full result record as recorded (None before it finished)."""
         with self._read() as c:
             text = c.execute(_RESULT_JSON, {"id": individual_id}).scalar()
-        return json.loads(text) if text else None
+        return _decode(text, f"individual {individual_id}'s result") if text else None
 
     def population(self, campaign_id: int, size: int) -> list[IndividualRecord]:
         """Aging evolution's population: the ``size`` most recently *finished* individuals

@@ -854,3 +854,19 @@ def test_bad_cli_input_is_one_line(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@sqlite_only
+def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_path):
+    _, cid, _, _, db = small_campaign
+    edited = tmp_path / "edited.db"
+    shutil.copyfile(db, edited)
+    with Repository(url_of(edited)).engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE individuals SET architecture_json = '{bad' WHERE birth = 3")
+    last = max(r.id for r in individuals(Repository(url_of(edited), readonly=True), cid) if r.birth == 3)
+    for command in (["show", str(last)], ["top", "small", "-k", "100"]):
+        result = subprocess.run([sys.executable, "-c", "from search.cli import run; run()", *command,
+                                 "--db", url_of(edited)], capture_output=True, text=True, cwd=REPO_ROOT)
+        assert result.returncode == 2, result.stderr
+        assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""  # nothing half-printed
