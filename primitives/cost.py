@@ -14,6 +14,7 @@ convention of Kaplan et al. and of Primer's FLOPs comparisons.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -67,46 +68,53 @@ def _instructions(program: Program, index: int, inputs: list[ValueType],
             yield REGISTRY[ins.op], [_elements(a, spec) for a in args], _elements(types[ins.out], spec), ins.attrs
 
 
-def subprogram_parameters(program: Program, index: int, inputs: list[ValueType], spec: ModelSpec) -> int:
-    return sum(math.prod(shape)
-               for op, d_in, d_out, attrs in _instructions(program, index, inputs, spec)
-               for shape in op.params(d_in, d_out, attrs, spec.n_heads).values())
+def _runs(spec: ModelSpec, architecture: Architecture) -> Counter[str]:
+    """How many times each program (by place) runs in the model: once per layer it serves, and
+    the final program once."""
+    places = Counter(architecture.layer_place(i) for i in range(spec.n_layers))
+    places["final"] += 1
+    return places
 
 
-def program_parameters(program: Program, spec: ModelSpec) -> int:
-    return subprogram_parameters(program, 0, [seq(MODEL_UNITS)], spec)
+def program_cost(program: Program, spec: ModelSpec) -> tuple[Flops, int]:
+    """Forward FLOPs per token and parameters of one program (a layer or the final program),
+    in one walk over its instructions."""
+    matmul = other = 0.0
+    parameters = 0
+    for op, d_in, d_out, attrs in _instructions(program, 0, [seq(MODEL_UNITS)], spec):
+        m, o = op.flops(d_in, d_out, attrs, spec.n_heads, spec.seq_len)
+        matmul, other = matmul + m, other + o
+        parameters += sum(math.prod(shape) for shape in op.params(d_in, d_out, attrs, spec.n_heads).values())
+    return Flops(matmul, other), parameters
 
 
 def program_flops(program: Program, spec: ModelSpec) -> Flops:
-    """Forward FLOPs per token of one program (one layer, or the final program)."""
-    total = Flops()
-    for op, d_in, d_out, attrs in _instructions(program, 0, [seq(MODEL_UNITS)], spec):
-        total += Flops(*op.flops(d_in, d_out, attrs, spec.n_heads, spec.seq_len))
-    return total
+    return program_cost(program, spec)[0]
 
 
-def _stacked(spec: ModelSpec, architecture: Architecture, measure) -> tuple:
-    """``measure`` of each layer of the stack (a list), and of the final program."""
-    per_place = {place: measure(p, spec) for place, p in architecture.programs().items()}
-    layers = [per_place[architecture.layer_place(i)] for i in range(spec.n_layers)]
-    return layers, per_place["final"]
+def model_cost(spec: ModelSpec, architecture: Architecture) -> tuple[Flops, int]:
+    """The whole model's forward FLOPs per token and trainable parameters: the layers, the final
+    program and the frame (embeddings and positions; adding positions, the unembedding's
+    product, the loss's log-softmax)."""
+    per_place = {place: program_cost(p, spec) for place, p in architecture.programs().items()}
+    places = _runs(spec, architecture)
+    flops = Flops(matmul=2.0 * spec.vocab_size * spec.d_model,
+                  other=LOSS_FLOPS_PER_ENTRY * spec.vocab_size + (spec.d_model if spec.positions != "none" else 0))
+    parameters = spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2) + \
+        (spec.seq_len * spec.d_model if spec.positions == "learned" else 0)
+    for place, count in places.items():
+        flops += per_place[place][0] * count
+        parameters += per_place[place][1] * count
+    return flops, parameters
 
 
 def parameter_count(spec: ModelSpec, architecture: Architecture) -> int:
     """Every trainable parameter of the model: embeddings, layers, final program, head."""
-    layers, final = _stacked(spec, architecture, program_parameters)
-    embeddings = spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2)
-    positions = spec.seq_len * spec.d_model if spec.positions == "learned" else 0
-    return embeddings + positions + sum(layers) + final
+    return model_cost(spec, architecture)[1]
 
 
 def forward_flops(spec: ModelSpec, architecture: Architecture) -> Flops:
-    """Forward FLOPs per token of the whole model: the layers, the final program, and the
-    frame (adding positions, the unembedding's product, the loss's log-softmax)."""
-    layers, final = _stacked(spec, architecture, program_flops)
-    frame = Flops(matmul=2.0 * spec.vocab_size * spec.d_model,
-                  other=LOSS_FLOPS_PER_ENTRY * spec.vocab_size + (spec.d_model if spec.positions != "none" else 0))
-    return sum(layers, Flops()) + final + frame
+    return model_cost(spec, architecture)[0]
 
 
 def training_flops(spec: ModelSpec, architecture: Architecture) -> float:
@@ -119,9 +127,8 @@ def training_memory_bytes(spec: ModelSpec, architecture: Architecture, batch_siz
     (a million layers, sequences of 10⁶) before anything is allocated: parameters, gradients
     and two moments, plus the activations autograd keeps, every instruction's output counted
     (attention maps at heads × seq_len per token) and the logits three times."""
-    def outputs(program: Program, spec: ModelSpec) -> int:
-        return sum(d_out for _, _, d_out, _ in _instructions(program, 0, [seq(MODEL_UNITS)], spec))
-
-    layers, final = _stacked(spec, architecture, outputs)
-    per_token = sum(layers) + final + 3 * spec.vocab_size + 2 * spec.d_model
+    places, programs = _runs(spec, architecture), architecture.programs()
+    kept = sum(count * sum(d_out for _, _, d_out, _ in _instructions(programs[place], 0, [seq(MODEL_UNITS)], spec))
+               for place, count in places.items())
+    per_token = kept + 3 * spec.vocab_size + 2 * spec.d_model
     return 4.0 * (4 * parameter_count(spec, architecture) + batch_size * spec.seq_len * per_token)

@@ -36,7 +36,7 @@ from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
-from primitives.cost import parameter_count, training_flops, training_memory_bytes
+from primitives.cost import TRAINING_MULTIPLIER, model_cost, training_memory_bytes
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
@@ -205,8 +205,9 @@ def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> Non
 
 
 def _cost(spec: ModelSpec, architecture: Architecture) -> tuple[float, int]:
-    """(training FLOPs per token, parameters) by the registry's cost model."""
-    return training_flops(spec, architecture), parameter_count(spec, architecture)
+    """(training FLOPs per token, parameters) by the registry's cost model, in one walk."""
+    flops, parameters = model_cost(spec, architecture)
+    return TRAINING_MULTIPLIER * flops.total, parameters
 
 
 def _given(value: Any) -> dict[str, Any]:

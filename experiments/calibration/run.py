@@ -217,15 +217,17 @@ def plot(name: str, runs: list[dict], axis: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colours = plt.get_cmap("tab20")
+    colours = [*plt.get_cmap("tab10").colors, "black", "magenta"]  # twelve distinct hues, one per arm
     for i, arm in enumerate(a for a in PANEL if any(r["arm"] == a for r in runs)):
         for j, r in enumerate(r for r in runs if r["arm"] == arm):
             curve = validation_curve(r["loss_curve"], axis)
             if curve:
-                ax.plot(*zip(*curve), color=colours(i), alpha=0.8, label=arm if j == 0 else None)
+                ax.plot(*zip(*curve), color=colours[PANEL.index(arm)], alpha=0.8, label=arm if j == 0 else None,
+                        linestyle="-" if PANEL.index(arm) < 6 else "--")
     ax.set_xlabel(axis)
     ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title(f"calibration protocol {name}: validation loss, every training seed")
+    ax.set_title(f"calibration protocol {name}: validation loss, every training seed\n"
+                 "(arms above the top of the axis: see the table)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     lows = [min(p[1] for p in validation_curve(r["loss_curve"], axis)) for r in runs if r["val_loss"] is not None]
     if lows:
