@@ -401,6 +401,8 @@ class Campaign:
     def _out_of_bounds(self, architecture: Architecture, root_seed: str) -> str | None:
         """Why a child's cost is outside the campaign's bounds relative to its seed, or None."""
         config = self.config
+        if config.min_flops_ratio is config.max_flops_ratio is config.max_parameters_ratio is None:
+            return None
         (flops, params), (seed_flops, seed_params) = _cost(config.spec, architecture), self._seed_costs[root_seed]
         checks = [("FLOPs per token", flops / seed_flops, config.min_flops_ratio, config.max_flops_ratio),
                   ("parameters", params / seed_params, None, config.max_parameters_ratio)]
