@@ -63,6 +63,23 @@ class InProcessBackend:
         self.queue.clear()
 
 
+QUIET: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+
+
+def start_local_ray(num_cpus: float, num_gpus: float | None = None) -> None:
+    """A private Ray cluster on this machine, bound to loopback: reachable from nowhere else.
+
+    Ray turns a requested 127.0.0.1 into the machine's reachable address (for clusters); its
+    single-machine mode, the one it runs on macOS and Windows, keeps loopback. That mode is a
+    module constant Ray reads when it picks the address, set here for this process's cluster."""
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard_host": "127.0.0.1", **QUIET}
+    ray.init(**{k: v for k, v in options.items() if v is not None})
+
+
 class BackendError(RuntimeError):
     """The backend cannot start: an unreachable cluster, say. The message names the input."""
 
@@ -89,17 +106,12 @@ class RayBackend:
 
         self.ray = ray
         if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "configure_logging": False}
             if address:
                 check_reachable(address)
-                options["address"] = address
-            else:  # a private cluster on this machine, reachable from nowhere else
-                options["num_cpus"] = max(workers * cpus_per_worker, os.cpu_count() or 1)
-                options["num_gpus"] = gpus_per_worker * workers if gpus_per_worker else None
-                options["dashboard_host"] = "127.0.0.1"
-                options["_node_ip_address"] = "127.0.0.1"
-            ray.init(**{k: v for k, v in options.items() if v is not None})
+                ray.init(address=address, **QUIET)
+            else:
+                start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1),
+                                gpus_per_worker * workers if gpus_per_worker else None)
         self.capacity = workers
         self.timeout_s = timeout_s
         self.remote = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=max_retries,

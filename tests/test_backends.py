@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from search.backends import InProcessBackend, RayBackend
+from search.backends import InProcessBackend, RayBackend, start_local_ray
 from tests import fakes
 
 
@@ -63,7 +63,7 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 
@@ -166,3 +166,8 @@ def test_campaign_on_ray_records_exactly_max_evals(ray_cluster, tmp_path, monkey
             in_flight.discard(event["id"])
         most = max(most, len(in_flight))
     assert most == 2
+
+
+def test_the_private_cluster_listens_on_loopback_only(ray_cluster):
+    """Ray binds to 127.0.0.1 unless the user joins a cluster: nothing is reachable from outside."""
+    assert {node["NodeManagerAddress"] for node in ray_cluster.nodes()} == {"127.0.0.1"}
