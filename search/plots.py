@@ -32,6 +32,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) -> None:
+    figure = progress_figure(individuals, window)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def progress_figure(individuals: list[IndividualRecord], window: int) -> plt.Figure:
+    """Every individual's loss in finishing order, hurdle-stopped ones marked apart (their loss
+    is the hurdle's, not the budget's), with the best so far and a running median."""
     losses = np.array([_loss(i) for i in individuals])
     best = np.fmin.accumulate(np.where(np.isnan(losses), np.inf, losses))
     median = [np.nanmedian(losses[max(0, k - window + 1): k + 1]) if np.isfinite(losses[max(0, k - window + 1): k + 1]).any()
@@ -47,8 +55,7 @@ def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) 
     axes.set(xlabel="evaluations (in finishing order)", ylabel="validation loss (nats/token)", title="search progress")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
 
 
 def plot_hurdles(counts: list[tuple[int, int, int]], total: int, path: Path) -> None:

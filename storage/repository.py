@@ -530,8 +530,13 @@ class Repository:
 
     def quick_check(self) -> str | None:
         """SQLite's ``PRAGMA quick_check`` (linear in the file's size; a second for a few
-        hundred MB): None if the file is sound, else its first complaint. None elsewhere."""
-        if self._engine.dialect.name != "sqlite" or self._memory:
+        hundred MB): None if the file is sound, else its first complaint. Elsewhere one round
+        trip, so an unreachable server fails here (raising) rather than in the first query."""
+        if self._engine.dialect.name != "sqlite":
+            with self._engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return None
+        if self._memory:
             return None
         with self._engine.connect() as connection:
             verdict = connection.exec_driver_sql("PRAGMA quick_check(1)").scalar()

@@ -870,3 +870,26 @@ def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_pa
         assert result.returncode == 2, result.stderr
         assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""  # nothing half-printed
+
+
+def test_a_database_password_is_never_printed():
+    result = CliRunner().invoke(app, ["status", "--db", "postgresql+psycopg://archevo:s3cr3t@127.0.0.1:1/x"])
+    assert result.exit_code == 2 and "s3cr3t" not in result.output and "***" in result.output
+
+
+def test_the_live_view_and_top_fit_80_columns(small_campaign):
+    from rich.console import Console
+
+    from search.cli_search import ProgressView
+
+    repo, _, _, _, db = small_campaign
+    view = ProgressView(repo, "small", 12)
+    view({"kind": "dispatched", "id": 99, "birth": 11})
+    screen = Console(width=80, record=True, file=open(os.devnull, "w"))
+    screen.print(view)
+    text = screen.export_text()
+    assert "ETA" not in text or "done" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "12/12 done" in text and "#11" in text  # what each worker trains
+    top = CliRunner().invoke(app, ["top", "small", "--db", url_of(db)], env={"COLUMNS": "80"})
+    assert top.exit_code == 0 and all(len(line) <= 80 for line in top.stdout.splitlines())

@@ -34,3 +34,23 @@ def test_plot_writes_every_figure(tmp_path, monkeypatch):
         with Image.open(tmp_path / "plots" / f"{name}.png") as image:
             assert image.width >= 600 and image.height >= 400
             assert len(image.convert("L").getcolors(maxcolors=4096)) > 20  # something was drawn
+
+
+def test_progress_marks_hurdle_stopped_losses_apart(tmp_path, monkeypatch):
+    from search.plots import progress_figure
+
+    monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
+    repo = Repository(f"sqlite:///{tmp_path / 's.db'}")
+    config = CampaignConfig(name="s", backend="inprocess", max_evals=24, hurdles=2, hurdle_min_samples=2,
+                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
+                            max_train_tokens=5_000, spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2,
+                                                                    seq_len=16))
+    Campaign(repo, config, job=fake_job).run()
+    individuals = repo.finished_individuals(repo.get_campaign("s").id)
+    stopped = sum(i.status == "stopped_at_hurdle" for i in individuals)
+    assert stopped, "the fake's hurdles stop some individuals"
+    figure = progress_figure(individuals, window=8)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "full budget" in labels and "stopped at a hurdle (loss at that hurdle)" in labels
+    marked = [c for c in figure.axes[0].collections if c.get_label().startswith("stopped")][0]
+    assert len(marked.get_offsets()) == stopped
