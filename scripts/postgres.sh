@@ -18,6 +18,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
 id postgres >/dev/null 2>&1 || { echo "no postgres user to run the server as" >&2; exit 1; }
+while (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done  # a free port
 mkdir -p "$dir"
 [ "$(id -u)" = 0 ] && chown postgres "$dir"
 if [ ! -f "$dir/PG_VERSION" ]; then

@@ -167,8 +167,9 @@ def report() -> None:
         rho = spearman([PAPER_RANK[a] for a in ranked], list(range(1, len(ranked) + 1))) if len(ranked) > 2 else math.nan
         lines += [f"## {name}: {protocol.description}", "",
                   f"Budget {protocol.budget}; spec {protocol.spec.model_dump()}; batch {protocol.train.batch_size}; "
-                  f"lr {protocol.train.lr:g}. Spearman ρ against the papers' ordering: **{rho:.2f}** "
-                  f"({len(ranked)} arms).", "",
+                  f"lr {protocol.train.lr:g}. Spearman ρ against the papers' ordering: "
+                  f"**{rho:.2f}** ({len(ranked)} arms)." if math.isfinite(rho) else
+                  f"lr {protocol.train.lr:g}. ({len(ranked)} arms: too few for a rank correlation.)", "",
                   "| rank | arm | paper rank | val loss (mean ± std) | speedup vs transformer (mean ± std) | "
                   "beats transformer | runs | training FLOPs/token (cost model) | params | tokens/s (one core) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
