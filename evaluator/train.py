@@ -66,8 +66,8 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(8, ge=1)
     hurdles: list[float] = Field(default_factory=list)
     eval_points: int = Field(0, ge=0, le=1000)  # also evaluate at 1/n, 2/n, ... of the budget (loss curves)
-    seed: int = 0
-    threads: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, lt=2**63)
+    threads: int | None = Field(None, ge=1, le=1024)
     max_memory_mb: float | None = Field(None, gt=0)
     max_seconds: float | None = Field(None, gt=0)
     device: str = "cpu"

@@ -66,7 +66,7 @@ class CampaignConfig(BaseModel):
 
     name: str = "demo"
     preset: str = DEFAULT_PRESET
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # stored in a 64-bit column
     seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
     population: int = Field(16, ge=1, le=1_000_000)
     sample: int = Field(4, ge=1, le=1_000_000)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 
-from .cli_search import DB_HELP, campaign_config, console, fail, find_campaign, open_repository
+from .cli_search import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
 from .confirm import Confirmed, confirm, summarize
 
 
@@ -41,10 +41,10 @@ def confirm_command(
 ) -> None:
     """Retrain the top k and the seed programs at fresh training seeds; report loss mean ± std,
     Primer's speedup against the seed (paired by training seed) and wins. Resumable."""
-    if k <= 0:
-        raise fail(f"-k {k}: retrain at least one individual (k ≥ 1)")
-    if seeds <= 0:
-        raise fail(f"--seeds {seeds}: at least one training seed")
+    if not 1 <= k <= MAX_K:
+        raise fail(f"-k {k}: retrain between 1 and {MAX_K:,} individuals")
+    if not 1 <= seeds <= 1000:
+        raise fail(f"--seeds {seeds}: between 1 and 1,000 training seeds")
     with open_repository(db) as repo:
         campaign = find_campaign(repo, name)
         config = campaign_config(campaign)

@@ -31,6 +31,7 @@ from .liveness import alive
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
 console = Console(stderr=True)
 
+MAX_K = 1_000_000  # -k: more rows than any campaign has, still a 64-bit integer
 DB_HELP = "SQLAlchemy URL of the results database (default: $ARCHEVO_DB or sqlite:///archevo.db)"
 
 
@@ -339,8 +340,8 @@ def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the 
         as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """The k best individuals of a campaign."""
-    if k <= 0:
-        raise fail(f"-k {k}: show at least one individual (k ≥ 1)")
+    if not 1 <= k <= MAX_K:
+        raise fail(f"-k {k}: show between 1 and {MAX_K:,} individuals")
     repo = open_repository(db, readonly=True)
     print_top(repo, find_campaign(repo, name), k, as_json)
 
