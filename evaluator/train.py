@@ -456,10 +456,8 @@ class _Run:
             if evaluate_now and not crossed:  # a hurdle evaluated this step already
                 if pending and not check():
                     break
-                loss_value = evaluate(model, self.windows, config.batch_size)
-                if not math.isfinite(loss_value):
-                    result.status, result.diverged_step = "diverged", step
-                    result.message = f"the validation loss became {loss_value} at {fraction:.2f} of the budget"
+                loss_value = self._validate(step, f"at {fraction:.2f} of the budget")
+                if loss_value is None:
                     break
                 record(loss_value)
             if config.max_seconds is not None and time.perf_counter() - self.start > config.max_seconds:
@@ -477,13 +475,20 @@ class _Run:
         if last is not None and last.val_loss is not None and last.tokens == step * batch_tokens:
             self._finish(last.val_loss)  # the last hurdle was at the final step
             return
-        loss_value = evaluate(model, self.windows, config.batch_size)
-        if not math.isfinite(loss_value):
-            result.status, result.diverged_step = "diverged", step
-            result.message = f"the final validation loss is {loss_value}"
+        loss_value = self._validate(step, "at the end of the budget")
+        if loss_value is None:
             return
         record(loss_value)
         self._finish(loss_value)
+
+    def _validate(self, step: int, where: str) -> float | None:
+        """The validation loss now; None (the run marked diverged) if it is not finite."""
+        loss = evaluate(self.model, self.windows, self.config.batch_size)
+        if math.isfinite(loss):
+            return loss
+        self.result.status, self.result.diverged_step = "diverged", step
+        self.result.message = f"the validation loss became {loss} {where}"
+        return None
 
     def _account(self, steps: int, batch_tokens: int, flops_per_step: float, seconds: float) -> None:
         self.result.steps, self.result.tokens = steps, steps * batch_tokens
