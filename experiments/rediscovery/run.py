@@ -17,7 +17,7 @@ Finally ``table.md`` and the plots are written:
     nice -n 19 .venv/bin/python experiments/rediscovery/run.py
     .venv/bin/python experiments/rediscovery/run.py --summarize-only
 
-Speedup is Primer's metric as computed by ``experiments/seed_table/run.py`` (imported, not
+Speedup is Primer's metric as computed by ``experiments/seed_table/history/run.py`` (imported, not
 copied), on the FLOPs axis, each training seed against the Transformer of the same seed.
 """
 
@@ -49,7 +49,7 @@ from storage import IndividualRecord, Repository
 
 def _seed_table():
     """experiments/seed_table/run.py as a module (its name would clash with this file's)."""
-    spec = importlib.util.spec_from_file_location("seed_table_run", ROOT / "experiments" / "seed_table" / "run.py")
+    spec = importlib.util.spec_from_file_location("seed_table_run", ROOT / "experiments" / "seed_table" / "history" / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
