@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from .builder import Builder
 from .program import Architecture, ModelSpec, Program, Subprogram
@@ -259,6 +259,16 @@ _seed("rezero_rms", "ReZero + RMSNorm: y = x + a·F(RMSNorm x), final RMSNorm",
       lambda spec: [rezero("rmsnorm", attention(), ffn("relu"))], RMS_FINAL)
 _seed("fixup", "Fixup: y = x + s·F(x + b), depth-scaled He init, zero output layers, no norms",
       lambda spec: [fixup_layer(spec.n_layers, spec.d_model)], final("shift"))
+
+
+def ablated(sublayer: Literal["attention", "ffn"], spec: ModelSpec | None = None) -> Architecture:
+    """The Transformer with one sublayer deleted from every layer (not a seed): what short
+    budgets reward, and what the cost bounds and the task screen must rule out."""
+    kept = {"attention": ffn("relu"), "ffn": attention()}[sublayer]
+    b = Builder("main")
+    y = b.add("x", b.call(kept.name, b.layernorm("x", eps=T5_EPS, out="norm"), out="branch"), out="y")
+    return validate_architecture(Architecture(name=f"no_{sublayer}", description=f"the Transformer without {sublayer}",
+                                              layers=[Program(subprograms=[b.build(y), kept])], final=T5_FINAL))
 
 
 def seed(name: str, spec: ModelSpec | None = None) -> Architecture:

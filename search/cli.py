@@ -13,6 +13,7 @@ from .cli_config import config
 from .cli_confirm import confirm_command
 from .cli_programs import programs
 from .cli_search import export, plot, search, show, status, top
+from .cli_tasks import tasks_command
 from .cli_train import presets, train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
@@ -37,6 +38,7 @@ app.add_typer(config, name="config")
 app.command("train")(train)
 app.command("presets")(presets)
 app.command("confirm")(confirm_command)
+app.command("tasks")(tasks_command)
 for command in (status, top, show, export, plot):
     app.command()(command)
 

@@ -28,10 +28,7 @@ from evaluator.budget import parse_budget
 from evaluator.presets import PRESETS, Preset
 from evaluator.speedup import speedup, validation_curve
 from primitives.cost import parameter_count, training_flops
-from primitives.builder import Builder
-from primitives.program import Architecture, Program
-from primitives.seeds import T5_EPS, attention, ffn, seed
-from primitives.validate import validate_architecture
+from primitives.seeds import ablated, seed
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.jsonl"
@@ -194,22 +191,12 @@ def report() -> None:
     print("\n".join(lines))
 
 
-def _without(sublayer: str) -> Architecture:
-    """The Transformer with one sublayer deleted from every layer (what short budgets reward)."""
-    kept = {"attention": ffn("relu"), "ffn": attention()}[sublayer]
-    b = Builder("main")
-    y = b.add("x", b.call(kept.name, b.layernorm("x", eps=T5_EPS, out="norm"), out="branch"), out="y")
-    base = seed("transformer", _CPU.spec)
-    return validate_architecture(base.model_copy(update={"name": f"no_{sublayer}",
-                                                         "layers": [Program(subprograms=[b.build(y), kept])]}))
-
-
 def cost_ratios() -> list[str]:
     """Training FLOPs and parameters of each panel arm (and of two deletions) relative to the
     Transformer at the cpu preset: where the campaigns' default cost bounds come from."""
     spec = _CPU.spec
     base = seed("transformer", spec)
-    arms = [(a, seed(a, spec)) for a in PANEL] + [(f"transformer without {s}", _without(s)) for s in ("attention", "ffn")]
+    arms = [(a, seed(a, spec)) for a in PANEL] + [(f"transformer without {s}", ablated(s, spec)) for s in ("attention", "ffn")]
     lines = ["## Cost relative to the Transformer (cpu preset, registry cost model)", "",
              "| program | training FLOPs/token | × transformer | parameters | × transformer |", "|---|---|---|---|---|"]
     for name, architecture in arms:

@@ -1,0 +1,99 @@
+"""``archevo tasks``: score one program on the synthetic task suite (evaluator.tasks)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evaluator.tasks import DEFAULT_SUITE, TASKS, TaskError, TaskRecipe, get_task, score_task
+from primitives.program import ModelSpec
+from primitives.seeds import resolve
+from primitives.validate import ProgramError
+
+from .cli_train import _fail
+
+err = Console(stderr=True)
+
+
+def parse_settings(assignments: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``[TASK.]KEY=VALUE`` → per-task overrides (no task: every selected task that has KEY)."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"--set {assignment!r}: expected [TASK.]KEY=VALUE, e.g. seq_len=64")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        task, _, field = key.strip().rpartition(".")
+        targets = [task] if task else [n for n in names if field in type(TASKS[n].settings).model_fields]
+        if task and task not in out:
+            raise TaskError(f"--set {assignment!r}: task {task!r} is not selected (--tasks {','.join(names)})")
+        if not targets:
+            raise TaskError(f"--set {assignment!r}: no selected task has a setting {field!r}")
+        for target in targets:
+            out[target][field] = value
+    return out
+
+
+def tasks_command(
+    reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
+    tasks: str = typer.Option(",".join(DEFAULT_SUITE), "--tasks", help="comma-separated task names"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="data and initialisation seed"),
+    settings: list[str] = typer.Option([], "--set", metavar="[TASK.]KEY=VALUE",
+                                       help="a harder setting, e.g. seq_len=128 or in_context_recall.vocab_size=64"),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="training steps per task (default: the task's)"),
+    threads: int = typer.Option(1, "--threads", min=1, max=1024, help="torch CPU threads"),
+    as_json: bool = typer.Option(False, "--json", help="print the scores as one JSON object on stdout"),
+) -> None:
+    """Train a program on each synthetic task and print its accuracy on held-out instances."""
+    names = [n.strip() for n in tasks.split(",") if n.strip()]
+    recipe = TaskRecipe(steps=steps)
+    try:
+        if not names:
+            raise TaskError("--tasks is empty")
+        for name in names:
+            get_task(name)
+        overrides = parse_settings(settings, names)
+        for name in names:
+            get_task(name).configure(overrides[name])
+        architecture = resolve(reference, ModelSpec(d_model=recipe.d_model, n_layers=recipe.n_layers,
+                                                    n_heads=recipe.n_heads))
+    except TaskError as error:
+        raise _fail(str(error)) from None
+    except (ProgramError, KeyError) as error:
+        raise _fail(str(error.args[0] if isinstance(error, KeyError) else error)) from None
+    torch.set_num_threads(threads)
+    scores = []
+    columns = (TextColumn("{task.description:26s}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=as_json) as bar:
+        for name in names:
+            task = bar.add_task(name, total=recipe.steps or get_task(name).steps)
+            try:
+                scores.append(score_task(architecture, name, seed, overrides[name], recipe,
+                                         progress=lambda done, total, task=task: bar.update(task, completed=done,
+                                                                                             total=total)))
+            except TaskError as error:
+                raise _fail(str(error)) from None
+    mean = statistics.mean(s.accuracy for s in scores)
+    if as_json:
+        print(json.dumps({"program": architecture.name, "seed": seed, "mean_accuracy": mean,
+                          "scores": [s.model_dump() for s in scores]}))
+        return
+    table = Table(title=f"{architecture.name} on the task suite (seed {seed})")
+    for column, justify in (("task", "left"), ("accuracy", "right"), ("chance", "right"), ("steps", "right"),
+                            ("seconds", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)
+    for s in scores:
+        table.add_row(s.task, f"{s.accuracy:.3f}", f"{s.chance:.3f}", str(s.steps), f"{s.seconds:.1f}", s.status)
+    table.add_row("[bold]mean[/bold]", f"[bold]{mean:.3f}[/bold]", "", "", f"{sum(s.seconds for s in scores):.1f}", "")
+    Console().print(table)
