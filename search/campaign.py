@@ -18,7 +18,7 @@ import math
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from evaluator.budget import parse_budget
 from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
+from evaluator.tasks import TASKS
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig
 from primitives.cost import TRAINING_MULTIPLIER, model_cost, training_memory_bytes
@@ -47,6 +48,7 @@ from .evolution import AgingEvolution
 from .hurdles import HurdlePolicy, RecordedLosses
 from .liveness import HEARTBEAT_S, refusal, this_driver
 from .mutate import MUTATIONS
+from .screen import bars, run_screen
 from .worker import EvalJob, run_job
 
 
@@ -95,6 +97,11 @@ class CampaignConfig(BaseModel):
     min_flops_ratio: float | None = Field(0.8, gt=0)
     max_parameters_ratio: float | None = Field(1.25, gt=0)
     mutation_weights: dict[str, float] | None = None
+    # The task screen (evaluator.tasks): before training, a child scores these tasks; below
+    # its seed's accuracy minus screen_margin on any of them it is recorded screened_out.
+    screen: list[str] = Field(default_factory=list)
+    screen_margin: float = Field(0.1, ge=0, le=1)
+    screen_steps: int | None = Field(None, ge=1, le=1_000_000)  # training steps per task (default: the task's)
     eval_timeout_s: float | None = Field(None, gt=0)
     keep_weights: bool = False
     weights_dir: str = "archevo-weights"
@@ -150,6 +157,16 @@ class CampaignConfig(BaseModel):
             raise ValueError(f"unknown seed program(s) {unknown}; the library has {', '.join(SEEDS)}")
         return names
 
+    @field_validator("screen")
+    @classmethod
+    def _known_tasks(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a task is named twice in {names}")
+        return names
+
     @field_validator("mutation_weights")
     @classmethod
     def _known_mutations(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
@@ -170,6 +187,8 @@ class CampaignConfig(BaseModel):
     def recipe(self) -> str:
         """What makes two evaluations comparable: fitness is reused only under the same recipe."""
         keys = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
+        if self.screen:  # a screened-out result is reused only under the same screen
+            keys += ("screen", "screen_margin", "screen_steps", "seed")
         return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()).hexdigest()[:16]
 
     def timeout(self) -> float:
@@ -221,7 +240,7 @@ Event = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Screened:
+class Vetted:
     """What the driver learnt of a candidate before training it."""
 
     arch_hash: str
@@ -283,7 +302,7 @@ class Campaign:
         self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
                                         config.mutation_weights, accept=self._passes_gate)
         self.rejections: dict[str, int] = {}
-        self._accepted: tuple[Architecture, Screened] | None = None  # the child the gate passed last
+        self._accepted: tuple[Architecture, Vetted] | None = None  # the child the gate passed last
         # (id, attempt) of each submitted job → the individual and the thresholds it was sent
         self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
         self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
@@ -291,7 +310,9 @@ class Campaign:
         # What every job of the campaign shares, validated and serialised once.
         self._job_frame = EvalJob(architecture_json="", spec=config.spec, budget=config.budget, train=config.train,
                                   corpus=config.corpus, vocab_size=config.vocab_size,
-                                  max_train_tokens=config.max_train_tokens).model_dump(mode="json")
+                                  max_train_tokens=config.max_train_tokens, screen=config.screen,
+                                  screen_seed=config.seed, screen_steps=config.screen_steps).model_dump(mode="json")
+        self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
 
     # ----------------------------------------------------------------- the loop
 
@@ -315,6 +336,9 @@ class Campaign:
 
     def _drive(self, cid: int, host: str, pid: int) -> None:
         self._population.extend(self.repo.population(cid, self.config.population))
+        for root in self.repo.roots(cid):  # the seeds' screen scores, recorded with them
+            if scores := self.repo.screen_of(root.id):
+                self._screen_bars[root.root_seed] = bars(scores, self.config.screen_margin)
         self._hurdle_losses = [RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))]
         for individual in self.repo.unfinished(cid):
             self._submit(individual, self.repo.mark_running(individual.id))
@@ -360,43 +384,66 @@ class Campaign:
         proposal = self.evolution.propose(birth, population, self._member)
         accepted, self._accepted = self._accepted, None
         architecture = proposal.architecture
-        screened = accepted[1] if accepted and accepted[0] is architecture else self._screen(architecture)
-        if screened.rejection:  # only a seed gets here: children are redrawn instead
+        vetted = accepted[1] if accepted and accepted[0] is architecture else self._vet(architecture)
+        seed_scores, failure = self._screen_seed(proposal.root_seed, architecture) \
+            if proposal.parent_id is None and self.config.screen and not vetted.rejection else ([], None)
+        if vetted.rejection:  # only a seed gets here: children are redrawn instead
             result = {"status": "error", "fitness": None,
-                      "message": f"seed {proposal.root_seed} rejected by the gate: {screened.rejection}"}
-        elif screened.original is not None:
-            result = self._duplicate_result(screened.original)
+                      "message": f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}"}
+        elif failure:
+            result = {"status": "error", "fitness": None, "message": failure}
+        elif vetted.original is not None:
+            result = self._duplicate_result(vetted.original)
         elif proposal.parent_id is not None and (reason := self._out_of_bounds(architecture, proposal.root_seed)):
             result = {"status": "rejected", "fitness": None, "message": reason}
         else:
             result = None  # to be trained
         individual = self.repo.add_individual(
-            cid, birth, architecture.to_json(indent=None), screened.arch_hash, proposal.root_seed,
-            self.recipe, proposal.parent_id, proposal.mutation, fingerprint=screened.fingerprint,
+            cid, birth, architecture.to_json(indent=None), vetted.arch_hash, proposal.root_seed,
+            self.recipe, proposal.parent_id, proposal.mutation, fingerprint=vetted.fingerprint,
             dispatched=result is None)
+        if seed_scores:
+            self.repo.record_screen(individual.id, seed_scores)
+            self._screen_bars[proposal.root_seed] = bars(seed_scores, self.config.screen_margin)
         if result is None:
             return individual
-        self._finished(individual, result, self.repo.record_result(individual.id, 0, result))
+        self._finished(individual, result, self._store(individual.id, 0, result))
         return None
+
+    def _screen_seed(self, name: str, architecture: Architecture) -> tuple[list[dict[str, Any]], str | None]:
+        """(the seed's screen scores, or why the screen could not run it). The driver's own
+        work, once per seed: the bar its children face."""
+        self.on_event({"kind": "preparing", "message": f"scoring seed {name} on the screen ({', '.join(self.config.screen)})"})
+        try:
+            return run_screen(architecture, self.config.screen, self.config.seed, self.config.screen_steps), None
+        except Exception as error:  # noqa: BLE001 - recorded as the seed's failure; the campaign goes on
+            return [], f"seed {name} could not be scored on the screen: {type(error).__name__}: {' '.join(str(error).split())}"
+
+    def _store(self, individual_id: int, attempt: int, result: dict[str, Any]) -> bool:
+        """Record a result and its screen scores (in the caller's transaction); False if stale."""
+        recorded = self.repo.record_result(individual_id, attempt, result)
+        if recorded:
+            self.repo.record_screen(individual_id, result.get("screen") or [])
+        return recorded
 
     def _member(self, individual_id: int) -> "Parent":
         """A tournament winner: a member of the population window (the seeds before it fills)."""
         found = next((m for m in self._population if m.id == individual_id), None)
         return Parent(found or self.repo.get_individual(individual_id))
 
-    def _screen(self, architecture: Architecture) -> "Screened":
+    def _vet(self, architecture: Architecture) -> "Vetted":
         """Before any training: an already evaluated structure (hash), the gate, then an already
         evaluated function (fingerprint). A hash duplicate skips the gate: its original passed."""
         cid = self.campaign.id
         arch_hash = architecture_hash(architecture)
         original = self.repo.find_by_hash(cid, arch_hash, self.recipe)
         if original is not None:
-            return Screened(arch_hash, original=original)
+            return Vetted(arch_hash, original=original)
         try:
             report = gate(self.config.spec, architecture, self.config.max_parameters)
         except GateRejected as error:
-            return Screened(arch_hash, rejection=error.message)
-        return Screened(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
+            return Vetted(arch_hash, rejection=error.message)
+        return Vetted(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
 
     def _out_of_bounds(self, architecture: Architecture, root_seed: str) -> str | None:
         """Why a child's cost is outside the campaign's bounds relative to its seed, or None."""
@@ -414,18 +461,19 @@ class Campaign:
 
     def _passes_gate(self, architecture: Architecture) -> bool:
         """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
-        screened = self._screen(architecture)
-        if screened.rejection:
-            reason = screened.rejection.split(":")[0]  # "not causal", "does not run", ...
+        vetted = self._vet(architecture)
+        if vetted.rejection:
+            reason = vetted.rejection.split(":")[0]  # "not causal", "does not run", ...
             self.rejections[reason] = self.rejections.get(reason, 0) + 1
             return False
-        self._accepted = (architecture, screened)
+        self._accepted = (architecture, vetted)
         return True
 
-    @staticmethod
-    def _duplicate_result(original: IndividualRecord) -> dict[str, Any]:
-        """FEC: reuse the fitness of a functionally equal individual; no training."""
-        return {"status": "duplicate", "message": f"functionally equal to individual {original.id}",
+    def _duplicate_result(self, original: IndividualRecord) -> dict[str, Any]:
+        """FEC: reuse the fitness (and the screen scores) of a functionally equal individual; no training."""
+        screen = [asdict(s) for s in self.repo.screen_of(original.id)]
+        return {"status": "duplicate", "message": f"functionally equal to individual {original.id}"
+                f"{' (screened out)' if original.status == 'screened_out' else ''}", "screen": screen,
                 "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
                 "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
                 "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
@@ -434,7 +482,9 @@ class Campaign:
         """Send a stored, running individual to the backend with the current thresholds."""
         thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
         self._in_flight[(individual.id, attempt)] = individual, thresholds
-        job = {**self._job_frame, "architecture_json": individual.architecture_json, "thresholds": thresholds,
+        screen = {"screen": [], "screen_bars": {}} if individual.parent_id is None else \
+            {"screen_bars": self._screen_bars.get(individual.root_seed, {})}  # a seed's scores are recorded already
+        job = {**self._job_frame, **screen, "architecture_json": individual.architecture_json, "thresholds": thresholds,
                "weights_path": self._weights_path(individual) if self.config.keep_weights else None}
         self.backend.submit((individual.id, attempt), job)
         self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
@@ -452,7 +502,7 @@ class Campaign:
         result = {**result, "fitness": fitness_of(result)}
         hurdles = result.get("hurdle_losses", [])
         # in the caller's transaction: the hurdles and the result land together, or not at all
-        recorded = self.repo.record_result(individual_id, attempt, result)
+        recorded = self._store(individual_id, attempt, result)
         for index, hurdle in enumerate(hurdles if recorded else []):
             self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
                                     thresholds[index] if index < len(thresholds) else None,

@@ -132,7 +132,9 @@ class ProgressView:
                                             sorted(self.training.values())) or "–")
         table.add_row("best loss", f"{self.best[0].fitness:.4f} (individual {self.best[0].id})" if self.best else "–")
         table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in self.hurdles) or "–")
-        table.add_row("dup / rejected", f"{self.counts.get('duplicate', 0)} / {self.counts.get('rejected', 0)}")
+        table.add_row("dup / rejected", f"{self.counts.get('duplicate', 0)} / {self.counts.get('rejected', 0)}"
+                                        + (f", screened out {self.counts['screened_out']}"
+                                           if self.counts.get("screened_out") else ""))
         failures = {s: self.counts[s] for s in ("diverged", "error", "timeout") if self.counts.get(s)}
         table.add_row("failures", ", ".join(f"{s} {n}" for s, n in failures.items()) or "0")
         table.add_row("latest", self.note[:200])
@@ -190,12 +192,18 @@ def start(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
     keep_weights: bool = typer.Option(False, "--keep-weights", help="keep trained weights for export"),
+    screen: Optional[str] = typer.Option(None, "--screen", help="comma-separated tasks a child must pass before "
+                                         "training (`archevo tasks`), e.g. pair_recall"),
+    screen_margin: Optional[float] = typer.Option(None, "--screen-margin", help="how far below its seed's accuracy "
+                                                  "a child may score (default 0.1)"),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
     overrides = {"name": name, "preset": preset, "seed_programs": seed_program,
                  "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
                  "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
-                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights or None}
+                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights or None,
+                 "screen": None if screen is None else [t.strip() for t in screen.split(",") if t.strip()],
+                 "screen_margin": screen_margin}
     try:
         if config_file is not None:
             config = CampaignConfig.from_toml(config_file, **overrides)
@@ -271,7 +279,9 @@ def status(name: Optional[str] = typer.Argument(None),
                      "done": sum(n for s, n in counts.items() if s not in ("pending", "running")),
                      "max_evals": campaign.config.get("max_evals"), "best_loss": best[0].fitness if best else None,
                      "duplicates": counts.get("duplicate", 0), "rejected": counts.get("rejected", 0),
+                     "screened_out": counts.get("screened_out", 0),
                      "failures": sum(counts.get(s, 0) for s in ("diverged", "error", "timeout")),
+                     "compute_flops": dict(zip(("training", "screen"), repo.compute(campaign.id))),
                      "hurdles": [{"hurdle": h, "reached": r, "passed": p} for h, r, p in
                                  repo.hurdle_pass_counts(campaign.id)],
                      "created": campaign.created_at.isoformat(timespec="seconds")})
@@ -279,12 +289,16 @@ def status(name: Optional[str] = typer.Argument(None),
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="campaigns")
-    for column in ("name", "state", "done", "best", "dup/rej/fail", "hurdles passed", "created (UTC)"):
+    for column in ("name", "state", "done", "best", "dup/rej/scr/fail", "hurdles passed", "FLOPs (screen)",
+                   "created (UTC)"):
         table.add_column(column, overflow="fold")
     for r in rows:
+        spent = r["compute_flops"]
+        total = spent["training"] + spent["screen"]
         table.add_row(r["name"], r["state"], f"{r['done']}/{r['max_evals']}", _number(r["best_loss"]),
-                      f"{r['duplicates']}/{r['rejected']}/{r['failures']}",
+                      f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
                       " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
+                      f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
                       r["created"].replace("T", " ")[:16])
     Console().print(table)
 
@@ -303,17 +317,21 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     (``archevo confirm``) when the campaign has confirmation runs."""
     rows = repo.top(campaign.id, k)
     confirmed = summarize(repo, campaign.id)
+    screens = repo.screens(campaign.id)
     diffs = [seed_diff(repo, r) for r in rows]  # before printing anything: a bad row fails it all
     if as_json:
         print(json.dumps([{"rank": rank, "id": r.id, "birth": r.birth, "loss": r.fitness, "status": r.status,
                            "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "parameters": r.parameters,
                            "flops_per_token": r.flops_per_token, "hurdles_passed": r.hurdles_passed,
                            "root_seed": r.root_seed, "diff_from_seed": diff,
+                           "screen": {s.task: s.accuracy for s in screens.get(r.id, [])} or None,
                            "confirmed": confirmed[r.id].as_dict() if r.id in confirmed else None}
                           for rank, (r, diff) in enumerate(zip(rows, diffs), 1)], indent=2))
         return
     table = Table(title=f"top {k} of campaign {campaign.name}")
     columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
+    if screens:
+        columns.append("screen acc")
     if confirmed:
         columns += [f"confirmed ({next(iter(confirmed.values())).budget})", "speedup"]
     for column in columns:
@@ -322,6 +340,8 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
         cells = [str(rank), str(r.id), _number(r.fitness), _number(r.bits_per_byte, 3),
                  f"{r.parameters:,}" if r.parameters else "–",
                  f"{r.flops_per_token:.3g}" if r.flops_per_token else "–", str(r.hurdles_passed or 0)]
+        if screens:
+            cells.append(" ".join(f"{s.accuracy:.2f}" for s in screens.get(r.id, [])) or "–")
         if confirmed:
             c = confirmed.get(r.id)
             cells += ["–", "–"] if c is None or c.loss_mean is None else \
@@ -330,6 +350,9 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
         table.add_row(*cells)
     out = Console()
     out.print(table)
+    if screens:
+        tasks = next(iter(screens.values()))
+        out.print(f"screen acc: accuracy on {', '.join(s.task for s in tasks)} (archevo tasks)", highlight=False)
     out.print("diff from the seed, by rank:", style="bold")
     for rank, (r, diff) in enumerate(zip(rows, diffs), 1):  # own lines: a diff is too long for a cell
         out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {diff}", highlight=False, markup=False)
@@ -357,11 +380,12 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
          db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """An individual: its program, its diff against its seed and its parent, lineage, hurdle
-    curve and confirmation runs."""
+    curve, task-screen scores and confirmation runs."""
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     lineage = repo.lineage(individual_id)
     runs = [r for r in repo.confirmations(individual.campaign_id) if r.individual_id == individual_id]
+    screen = repo.screen_of(individual_id)
     # everything that parses stored programs comes first: a damaged row fails before any output
     architecture, from_seed = individual.architecture(), seed_diff(repo, individual)
     parent = lineage[1] if len(lineage) > 1 else None
@@ -375,6 +399,8 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
             "lineage": [{"id": m.id, "fitness": m.fitness, "mutation": m.mutation} for m in lineage],
             "hurdles": [{"hurdle": h.hurdle, "fraction": h.fraction, "loss": h.loss, "threshold": h.threshold,
                          "passed": h.passed} for h in repo.hurdles(individual_id)],
+            "screen": [{"task": s.task, "accuracy": s.accuracy, "chance": s.chance, "seconds": s.seconds,
+                        "flops": s.flops} for s in screen],
             "confirmation_runs": [{"budget": r.budget, "training_seed": r.training_seed, "status": r.status,
                                    "val_loss": r.val_loss, "error": r.error} for r in runs],
         }, indent=2, default=str))
@@ -398,6 +424,11 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
               f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}")
     if individual.val_loss is not None:
         print(f"  end of budget: loss {_number(individual.val_loss)}")
+    if screen:
+        print("\ntask screen:")
+        for score in screen:
+            print(f"  {score.task}: accuracy {score.accuracy:.3f} (chance {score.chance:.3f}), {score.seconds:.1f} s, "
+                  f"{score.flops:.3g} training FLOPs")
     if runs:
         print("\nconfirmation runs:")
         for run in runs:

@@ -1,5 +1,5 @@
 """Campaign plots (PNG via matplotlib): progress, hurdle survival, parameters vs loss with the
-Pareto front, and the lineage of the best individual."""
+Pareto front, the lineage of the best individual, and the task screen's scores."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from storage import IndividualRecord, Repository  # noqa: E402
+from storage import IndividualRecord, Repository, ScreenRecord  # noqa: E402
 
 
 def _loss(individual: IndividualRecord) -> float:
@@ -39,7 +39,8 @@ def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) 
 
 def progress_figure(individuals: list[IndividualRecord], window: int) -> plt.Figure:
     """Every individual's loss in finishing order, hurdle-stopped ones marked apart (their loss
-    is the hurdle's, not the budget's), with the best so far and a running median."""
+    is the hurdle's, not the budget's), screened-out ones (no loss: never trained) as ticks
+    along the bottom, with the best so far and a running median."""
     losses = np.array([_loss(i) for i in individuals])
     best = np.fmin.accumulate(np.where(np.isnan(losses), np.inf, losses))
     median = [np.nanmedian(losses[max(0, k - window + 1): k + 1]) if np.isfinite(losses[max(0, k - window + 1): k + 1]).any()
@@ -52,6 +53,10 @@ def progress_figure(individuals: list[IndividualRecord], window: int) -> plt.Fig
                  label="stopped at a hurdle (loss at that hurdle)")
     axes.plot(np.where(np.isinf(best), np.nan, best), label="best so far")
     axes.plot(median, label=f"median of the last {window}")
+    screened = order[[i.status == "screened_out" for i in individuals]] if individuals else order
+    if screened.size:
+        axes.plot(screened, np.full(screened.size, axes.get_ylim()[0]), "|", color="C3", markersize=12,
+                  label="screened out by the task screen (not trained)")
     axes.set(xlabel="evaluations (in finishing order)", ylabel="validation loss (nats/token)", title="search progress")
     axes.legend()
     figure.tight_layout()
@@ -105,15 +110,43 @@ def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_screen(individuals: list[IndividualRecord], screens: dict[int, list[ScreenRecord]], path: Path) -> None:
+    """Each screened individual's accuracy per task in finishing order, the screened-out ones
+    in red, and the seeds' scores (the bars are those minus the margin) as lines."""
+    tasks = list(dict.fromkeys(s.task for scores in screens.values() for s in scores))
+    figure, panels = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for axes, task in zip(panels[0], tasks):
+        points = [(k, i, next(s for s in screens[i.id] if s.task == task)) for k, i in enumerate(individuals)
+                  if any(s.task == task for s in screens.get(i.id, []))]
+        out = [(k, s.accuracy) for k, i, s in points if i.status == "screened_out"]
+        kept = [(k, s.accuracy) for k, i, s in points if i.status != "screened_out"]
+        for group, colour, label in ((kept, "C0", "passed"), (out, "C3", "screened out")):
+            if group:
+                axes.scatter(*zip(*group), s=10, color=colour, alpha=0.6, label=label)
+        for k, i, s in points:
+            if i.parent_id is None:
+                axes.axhline(s.accuracy, color="C2", linewidth=1, label=f"seed {i.root_seed}")
+        axes.axhline(points[0][2].chance if points else 0, color="C7", linestyle=":", label="chance")
+        axes.set(xlabel="evaluations (in finishing order)", ylabel="accuracy on held-out instances",
+                 title=f"task screen: {task}", ylim=(-0.02, 1.02))
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot_campaign(repo: Repository, campaign_id: int, directory: Path, window: int = 16) -> list[Path]:
-    """Write progress.png, hurdles.png, pareto.png and lineage.png; return their paths."""
+    """Write progress.png, hurdles.png, pareto.png, lineage.png and (a campaign with a task
+    screen) screen.png; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     individuals = repo.finished_individuals(campaign_id)
-    paths = [directory / name for name in ("progress.png", "hurdles.png", "pareto.png", "lineage.png")]
+    paths = [directory / name for name in ("progress.png", "hurdles.png", "pareto.png", "lineage.png", "screen.png")]
     plot_progress(individuals, paths[0], window)
     plot_hurdles(repo.hurdle_pass_counts(campaign_id), len(individuals), paths[1])
     plot_pareto(individuals, paths[2])
     best = repo.top(campaign_id, 1)
     if best:
         plot_lineage(repo.lineage(best[0].id), paths[3])
+    if screens := repo.screens(campaign_id):
+        plot_screen(individuals, screens, paths[4])
     return [p for p in paths if p.exists()]

@@ -1,8 +1,9 @@
-"""What a worker runs for one candidate: load the cached corpus, train, report.
+"""What a worker runs for one candidate: the task screen, then (if it passes) load the cached
+corpus, train, report.
 
 A job is plain data (it crosses process boundaries as JSON-able dicts); the result is the
-trainer's record plus which hurdles were passed. Nothing here writes to the database: the
-driver is the only writer.
+trainer's record plus which hurdles were passed and the screen's scores. Nothing here writes
+to the database: the driver is the only writer.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from evaluator.budget import parse_budget
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, train
-from primitives.program import ModelSpec
+from primitives.program import Architecture, ModelSpec
 from primitives.validate import parse_architecture
 
 from .hurdles import HurdlePolicy
+from .screen import run_screen, shortfall
 
 
 class EvalJob(BaseModel):
@@ -34,11 +36,29 @@ class EvalJob(BaseModel):
     max_train_tokens: int | None = None
     thresholds: list[float | None] = []
     weights_path: str | None = None
+    screen: list[str] = []  # task names; empty: no screen
+    screen_bars: dict[str, float] = {}  # the accuracy each task needs (the seed's minus the margin)
+    screen_seed: int = 0
+    screen_steps: int | None = None
+
+
+def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(the screen's scores, the screened-out result if the child fails a bar, else None)."""
+    scores = run_screen(architecture, job.screen, job.screen_seed, job.screen_steps) if job.screen else []
+    reason = shortfall(scores, job.screen_bars)
+    return scores, None if reason is None else {"status": "screened_out", "message": reason, "screen": scores}
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one candidate; every failure comes back as a result, never as an exception."""
     job = EvalJob.model_validate(job)
+    architecture = parse_architecture(job.architecture_json)
+    try:
+        scores, screened_out = screen_step(job, architecture)
+    except Exception as error:  # noqa: BLE001 - a program the task frame cannot run fails as a candidate
+        return {"status": "error", "message": f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500]}
+    if screened_out is not None:
+        return screened_out
     data = load_tokenized(job.corpus, job.vocab_size, max_train_tokens=job.max_train_tokens)
     passed: list[bool] = []
 
@@ -46,9 +66,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         passed.append(HurdlePolicy.passes(loss, job.thresholds[index] if index < len(job.thresholds) else None))
         return passed[-1]
 
-    result = train(job.spec, parse_architecture(job.architecture_json), data, parse_budget(job.budget),
+    result = train(job.spec, architecture, data, parse_budget(job.budget),
                    job.train, on_hurdle=on_hurdle, save_weights=job.weights_path)
     record = result.model_dump(mode="json")
     record["hurdles_passed"] = sum(passed)
     record["hurdle_passed"] = passed
+    record["screen"] = scores
     return record

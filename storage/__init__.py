@@ -15,6 +15,7 @@ from .repository import (
     IndividualRecord,
     NotFound,
     Repository,
+    ScreenRecord,
 )
 from .schema import (
     CAMPAIGN_STATUSES,
@@ -39,4 +40,5 @@ __all__ = [
     "IndividualRecord",
     "NotFound",
     "Repository",
+    "ScreenRecord",
 ]

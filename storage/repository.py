@@ -67,6 +67,7 @@ from .schema import (
     ConfirmationRun,
     HurdleEvaluation,
     Individual,
+    ScreenScore,
     utcnow,
 )
 
@@ -184,6 +185,16 @@ class DriverRecord:
     pid: int
     started_at: datetime
     heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenRecord:
+    individual_id: int
+    task: str
+    accuracy: float
+    chance: float
+    seconds: float
+    flops: float
 
 
 class CampaignBusy(RuntimeError):
@@ -315,6 +326,7 @@ _POPULATION = (
 
 #: Results that say nothing about the program's function: a reused fitness, a cost rejection,
 #: a worker's fault (crash, timeout, out of memory). An equal program is evaluated again.
+#: (A ``screened_out`` result is evidence: the screen is deterministic, so a twin reuses it.)
 NOT_EVIDENCE = ("duplicate", "rejected", "error", "timeout")
 
 
@@ -380,6 +392,14 @@ _CONFIRMATIONS = (
 _INSERT_CONFIRMATION = insert(ConfirmationRun.__table__)
 _CONFIRMATION_EXISTS = select(_R.id).where(_R.individual_id == bindparam("iid"),
                                            _R.training_seed == bindparam("seed"), _R.budget == bindparam("budget"))
+_S = ScreenScore.__table__.c
+_SCREEN_SELECT = select(*(_S[f.name] for f in fields(ScreenRecord)))
+_SCREEN_OF = _SCREEN_SELECT.where(_S.individual_id == bindparam("iid")).order_by(_S.id)
+_SCREENS = _SCREEN_SELECT.where(_S.campaign_id == bindparam("cid")).order_by(_S.individual_id, _S.id)
+_SCREEN_TASKS = select(_S.task).where(_S.individual_id == bindparam("iid"))
+_SCREEN_FLOPS = select(func.coalesce(func.sum(_S.flops), 0.0)).where(_S.campaign_id == bindparam("cid"))
+_TRAINING_FLOPS = select(func.coalesce(func.sum(_I.flops), 0.0)).where(_I.campaign_id == bindparam("cid"))
+_INSERT_SCREEN = insert(ScreenScore.__table__)
 _ROOTS = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.parent_id.is_(None)).order_by(_I.birth)
 
 
@@ -942,6 +962,45 @@ class Repository:
     def roots(self, campaign_id: int) -> list[IndividualRecord]:
         """The individuals without a parent: the seed programs as the campaign recorded them."""
         return self._individuals(_ROOTS, {"cid": campaign_id})
+
+    # ------------------------------------------------------------------ screen scores
+
+    def record_screen(self, individual_id: int, scores: Iterable[Mapping[str, Any]]) -> None:
+        """Store an individual's screen scores (dicts with task, accuracy, chance, seconds,
+        flops). Idempotent: a task already recorded for the individual is kept as it is."""
+        scores = list(scores)
+        if not scores:
+            return
+        with self._write() as c:
+            campaign_id = c.execute(_CAMPAIGN_OF, {"id": individual_id}).scalar()
+            if campaign_id is None:
+                raise NotFound(f"no individual with id {individual_id}")
+            known = set(c.execute(_SCREEN_TASKS, {"iid": individual_id}).scalars())  # the write lock is held
+            rows = [dict(individual_id=individual_id, campaign_id=campaign_id, task=str(score["task"]),
+                         accuracy=float(score["accuracy"]), chance=float(score["chance"]),
+                         seconds=float(score["seconds"]), flops=float(score["flops"]), created_at=utcnow())
+                    for score in scores if score["task"] not in known]
+            if rows:
+                c.execute(_INSERT_SCREEN, rows)
+
+    def screen_of(self, individual_id: int) -> list[ScreenRecord]:
+        """The individual's screen scores, in the screen's order."""
+        with self._read() as c:
+            return [ScreenRecord(*row) for row in c.execute(_SCREEN_OF, {"iid": individual_id})]
+
+    def screens(self, campaign_id: int) -> dict[int, list[ScreenRecord]]:
+        """Every screened individual's scores, by individual id."""
+        out: dict[int, list[ScreenRecord]] = {}
+        with self._read() as c:
+            for row in c.execute(_SCREENS, {"cid": campaign_id}):
+                out.setdefault(row.individual_id, []).append(ScreenRecord(*row))
+        return out
+
+    def compute(self, campaign_id: int) -> tuple[float, float]:
+        """(language-model training FLOPs, screen training FLOPs) the campaign has spent."""
+        with self._read() as c:
+            return (float(c.execute(_TRAINING_FLOPS, {"cid": campaign_id}).scalar()),
+                    float(c.execute(_SCREEN_FLOPS, {"cid": campaign_id}).scalar()))
 
     # ------------------------------------------------------------------ confirmation runs
 

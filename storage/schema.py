@@ -1,4 +1,5 @@
-"""The tables: campaigns, individuals, hurdle evaluations, confirmation runs (SQLAlchemy 2).
+"""The tables: campaigns, individuals, hurdle evaluations, screen scores, confirmation runs
+(SQLAlchemy 2).
 
 Tables, not blobs: every field the search or the CLI filters, sorts or aggregates on is a
 column. The program itself is JSON text (``architecture_json``, parsed by
@@ -34,9 +35,10 @@ CAMPAIGN_STATUSES = ("running", "finished")
 #: Not yet dispatched, or dispatched and not yet recorded: in flight if the driver died.
 OPEN_STATUSES = ("pending", "running")
 
-#: Statuses a recorded result may have (``evaluator.train.Status``, the FEC/hash reuse, and a
-#: child whose cost falls outside the campaign's bounds relative to its seed).
-FINAL_STATUSES = ("ok", "stopped_at_hurdle", "diverged", "error", "timeout", "duplicate", "rejected")
+#: Statuses a recorded result may have (``evaluator.train.Status``, the FEC/hash reuse, a child
+#: whose cost falls outside the campaign's bounds relative to its seed, and one that scored
+#: below its seed's bar on the task screen).
+FINAL_STATUSES = ("ok", "stopped_at_hurdle", "diverged", "error", "timeout", "duplicate", "rejected", "screened_out")
 
 INDIVIDUAL_STATUSES = OPEN_STATUSES + FINAL_STATUSES
 
@@ -151,6 +153,27 @@ class HurdleEvaluation(Base):
     loss: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScreenScore(Base):
+    """An individual's accuracy on one task of the campaign's screen (evaluator.tasks), with
+    the compute the screen spent: one row per (individual, task)."""
+
+    __tablename__ = "screen_scores"
+    __table_args__ = (
+        UniqueConstraint("individual_id", "task", name="uq_screen_scores_individual_task"),
+        Index("ix_screen_scores_campaign", "campaign_id", "individual_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    individual_id: Mapped[int] = mapped_column(ForeignKey("individuals.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(64))
+    accuracy: Mapped[float] = mapped_column(Float)
+    chance: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    flops: Mapped[float] = mapped_column(Float)  # training FLOPs of the task run (registry cost model)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

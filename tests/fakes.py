@@ -120,6 +120,38 @@ class CountingJob:
         return fake_result(job)
 
 
+class ScreenedJob(CountingJob):
+    """The worker's real task screen (``search.worker.screen_step``), then the instant fake in
+    place of training: ``calls`` lists every program dispatched, ``screened`` those the worker
+    scored on the screen (not the seeds: the driver scores them), ``trained`` those trained."""
+
+    def __init__(self, sleep: float = 0.0):
+        super().__init__()
+        self.screened: list[str] = []
+        self.trained: list[str] = []
+        self.sleep = sleep
+
+    def __call__(self, job: dict[str, Any]) -> dict[str, Any]:
+        from primitives.validate import parse_architecture
+        from search.worker import EvalJob, screen_step
+
+        self.calls.append(job["architecture_json"])
+        parsed = EvalJob.model_validate(job)
+        if parsed.screen:
+            self.screened.append(job["architecture_json"])
+        scores, screened_out = screen_step(parsed, parse_architecture(parsed.architecture_json))
+        if screened_out is not None:
+            return screened_out
+        time.sleep(self.sleep)
+        self.trained.append(job["architecture_json"])
+        return {**fake_result(job), "screen": scores}
+
+
+def screened_slow_job(job: dict[str, Any]) -> dict[str, Any]:
+    """ScreenedJob for a driver subprocess: each training takes ARCHEVO_FAKE_SLEEP seconds."""
+    return ScreenedJob(SLOW_SECONDS)(job)
+
+
 # --------------------------------------------------------------------------- Ray jobs
 # Jobs for tests/test_backends.py: plain dicts, not EvalJobs.
 

@@ -753,7 +753,7 @@ from tests import fakes
 
 repo = Repository(sys.argv[1])
 config = CampaignConfig.model_validate_json(sys.argv[2])
-Campaign(repo, config, job=fakes.slow_job).run()
+Campaign(repo, config, job=getattr(fakes, sys.argv[3])).run()
 """
 
 KILL_CONFIG = {"hurdles": 1, "hurdle_min_samples": 2, "max_evals": 40, "seed": 11,
@@ -766,14 +766,35 @@ def kill_reference(tmp_path_factory, cache_dir):
     return individuals(repo, cid)
 
 
-def wait_for_first_result(url: str, process: subprocess.Popen, limit_s: float = 60) -> None:
+def start_driver(tmp_path: Path, url: str, config: CampaignConfig, job: str, cache_dir: Path) -> subprocess.Popen:
+    """A campaign driver in a subprocess (in-process backend, the fake ``job`` of tests/fakes.py)."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(root=str(REPO_ROOT)))
+    env = {**os.environ, "ARCHEVO_CACHE_DIR": str(cache_dir), "ARCHEVO_FAKE_SLEEP": "0.2"}
+    return subprocess.Popen([sys.executable, str(script), url, config.model_dump_json(), job], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill(process: subprocess.Popen) -> None:
+    try:
+        assert process.poll() is None, "the driver finished before the kill: the test proves nothing"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def wait_for_results(url: str, process: subprocess.Popen, count: int = 1, limit_s: float = 60) -> None:
     stop = time.monotonic() + limit_s
     while time.monotonic() < stop:
         assert process.poll() is None, process.stderr.read()
         try:
             repo = Repository(url, readonly=True)
             campaign = repo.get_campaign("k")
-            done = campaign is not None and repo.count(campaign.id, FINAL_STATUSES) > 0
+            done = campaign is not None and repo.count(campaign.id, FINAL_STATUSES) >= count
             repo.close()
             if done:
                 return
@@ -787,23 +808,10 @@ def wait_for_first_result(url: str, process: subprocess.Popen, limit_s: float = 
 @pytest.mark.parametrize("kill_seed", [0, 1, 2])
 def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_reference, kill_seed):
     url = url_of(tmp_path / "k.db")
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(root=str(REPO_ROOT)))
-    config = make_config("k", **KILL_CONFIG)
-    env = {**os.environ, "ARCHEVO_CACHE_DIR": str(cache_dir), "ARCHEVO_FAKE_SLEEP": "0.2"}
-    process = subprocess.Popen([sys.executable, str(script), url, config.model_dump_json()], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_first_result(url, process)
-        time.sleep(random.Random(kill_seed).uniform(0.2, 3.0))
-        assert process.poll() is None, "the driver finished before the kill: the test proves nothing"
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    process = start_driver(tmp_path, url, make_config("k", **KILL_CONFIG), "slow_job", cache_dir)
+    wait_for_results(url, process)
+    time.sleep(random.Random(kill_seed).uniform(0.2, 3.0))
+    kill(process)
 
     repo = Repository(url)
     cid = repo.get_campaign("k").id
@@ -817,6 +825,82 @@ def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_refere
     for r in rows:
         was_running = r.birth in before and before[r.birth].status == "running"
         assert r.attempt == (0 if r.status == "duplicate" else 2 if was_running else 1)
+
+
+# --------------------------------------------------------------------------- the task screen
+
+#: A screen cheap enough for tests: 10 steps of pair recall (scores near chance, so with no
+#: margin about half the children fall below their seed and are screened out).
+SCREEN = {"screen": ["pair_recall"], "screen_steps": 10, "screen_margin": 0.0}
+
+
+def check_screen(repo: Repository, cid: int, rows: list[IndividualRecord], trained: list[str]) -> None:
+    """Screened-out children are recorded, untrained, with the task and score; everything
+    screened or reused has its scores stored; children that trained reached their seed's bar."""
+    screens = repo.screens(cid)
+    roots = {r.root_seed: screens[r.id][0].accuracy for r in rows if r.parent_id is None}
+    for r in rows:
+        if r.status == "screened_out":
+            assert r.fitness is None and r.error.startswith("screened out: pair_recall accuracy")
+            assert r.architecture_json not in trained
+        if r.status in ("ok", "stopped_at_hurdle", "screened_out") or (r.status == "duplicate" and r.duplicate_of
+                                                                       in screens):
+            assert [s.task for s in screens[r.id]] == ["pair_recall"], r
+        if r.status in ("ok", "stopped_at_hurdle") and r.parent_id is not None:
+            assert screens[r.id][0].accuracy >= roots[r.root_seed]
+        if r.status == "duplicate" and r.duplicate_of in screens:
+            assert [s.accuracy for s in screens[r.id]] == [s.accuracy for s in screens[r.duplicate_of]]
+    lm, screen = repo.compute(cid)
+    assert screen == pytest.approx(sum(s.flops for scores in screens.values() for s in scores)) and screen > 0
+
+
+def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
+    job = fakes.ScreenedJob()
+    events: list[dict] = []
+    repo = Repository(url_of(tmp_path / "screen.db"))
+    config = make_config("screen", max_evals=12, **SCREEN)
+    Campaign(repo, config, job=job, on_event=events.append).run()
+    cid = repo.get_campaign("screen").id
+    rows = check_complete(repo, cid, 12)
+    assert any(r.status == "screened_out" for r in rows) and any(r.status == "ok" and r.parent_id for r in rows)
+    check_screen(repo, cid, rows, job.trained)
+    assert rows[0].architecture_json not in job.screened  # the driver scored the seed itself
+    assert any("scoring seed transformer on the screen" in e.get("message", "") for e in events)
+    out = CliRunner().invoke(app, ["status", "screen", "--json", "--db", url_of(tmp_path / "screen.db")])
+    state = json.loads(out.stdout)[0]
+    assert state["screened_out"] == sum(r.status == "screened_out" for r in rows)
+    assert state["compute_flops"]["screen"] == repo.compute(cid)[1] > 0
+    best = repo.top(cid, 1)[0]
+    for command in (["top", "screen"], ["show", str(best.id)]):
+        out = CliRunner().invoke(app, [*command, "--db", url_of(tmp_path / "screen.db")])
+        assert out.exit_code == 0 and "pair_recall" in out.output, out.output
+    out = CliRunner().invoke(app, ["plot", "screen", "-o", str(tmp_path / "plots"), "--db", url_of(tmp_path / "screen.db")])
+    assert out.exit_code == 0 and (tmp_path / "plots" / "screen.png").stat().st_size > 10_000, out.output
+
+
+@pytest.mark.integration
+def test_resume_after_sigkill_keeps_the_screen(tmp_path, cache_dir):
+    """No screen is re-run for a recorded individual (the seed's included) after a SIGKILL."""
+    url = url_of(tmp_path / "k.db")
+    config = make_config("k", max_evals=16, seed=4, **SCREEN)
+    process = start_driver(tmp_path, url, config, "screened_slow_job", cache_dir)
+    wait_for_results(url, process, count=4)
+    kill(process)
+    repo = Repository(url)
+    cid = repo.get_campaign("k").id
+    before = {r.id: r for r in individuals(repo, cid) if r.finished}
+    scores_before = repo.screens(cid)
+    resumed = fakes.ScreenedJob()
+    Campaign(repo, CampaignConfig.model_validate(repo.get_campaign("k").config), job=resumed).run()
+    rows = check_complete(repo, cid, 16)
+    check_screen(repo, cid, rows, resumed.trained)
+    after = repo.screens(cid)
+    for individual_id in before:
+        assert after.get(individual_id) == scores_before.get(individual_id)
+        program = before[individual_id].architecture_json
+        assert program not in resumed.screened or any(r.architecture_json == program and r.id not in before
+                                                      for r in rows)  # only a later twin
+    assert len(after[rows[0].id]) == 1  # the seed was scored once, before the kill
 
 
 def test_config_show_prints_every_field_as_toml_that_round_trips(tmp_path):
