@@ -282,6 +282,7 @@ def status(name: Optional[str] = typer.Argument(None),
                      "screened_out": counts.get("screened_out", 0),
                      "failures": sum(counts.get(s, 0) for s in ("diverged", "error", "timeout")),
                      "compute_flops": dict(zip(("training", "screen"), repo.compute(campaign.id))),
+                     "screen": _seed_screens(repo, campaign),
                      "hurdles": [{"hurdle": h, "reached": r, "passed": p} for h, r, p in
                                  repo.hurdle_pass_counts(campaign.id)],
                      "created": campaign.created_at.isoformat(timespec="seconds")})
@@ -300,7 +301,22 @@ def status(name: Optional[str] = typer.Argument(None),
                       " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
                       f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
                       r["created"].replace("T", " ")[:16])
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    for r in rows:
+        if r["screen"]:
+            out.print(f"screen of {r['name']} (margin {r['screen']['margin']:g}): " + "; ".join(
+                f"seed {name} " + ", ".join(f"{task} {accuracy:.3f}" for task, accuracy in scores.items())
+                for name, scores in r["screen"]["seeds"].items()), highlight=False, markup=False)
+
+
+def _seed_screens(repo: Repository, campaign: CampaignRecord) -> dict[str, Any] | None:
+    """The campaign's screen: its margin and each seed's scores (the bars its children face)."""
+    tasks = campaign.config.get("screen") or []
+    if not tasks:
+        return None
+    seeds = {root.root_seed: {s.task: s.accuracy for s in repo.screen_of(root.id)} for root in repo.roots(campaign.id)}
+    return {"tasks": tasks, "margin": campaign.config.get("screen_margin"), "seeds": seeds}
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -870,6 +870,7 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
     state = json.loads(out.stdout)[0]
     assert state["screened_out"] == sum(r.status == "screened_out" for r in rows)
     assert state["compute_flops"]["screen"] == repo.compute(cid)[1] > 0
+    assert state["screen"]["seeds"]["transformer"] == {"pair_recall": repo.screen_of(rows[0].id)[0].accuracy}
     best = repo.top(cid, 1)[0]
     for command in (["top", "screen"], ["show", str(best.id)]):
         out = CliRunner().invoke(app, [*command, "--db", url_of(tmp_path / "screen.db")])

@@ -233,7 +233,7 @@ class MemorizationSettings(Settings):
     """Key, insert-token pairs; one key → value map for every instance, drawn from ``map_seed``
     (not from the task's seed: the map is what the weights must learn)."""
 
-    vocab_size: int = 64
+    vocab_size: int = 256
     seq_len: int = 32
     map_seed: int = Field(12345, ge=0)
 
@@ -265,7 +265,7 @@ class CompressionSettings(Settings):
     """``seq_len − 1`` random tokens, then the compression token (the top of the vocabulary)."""
 
     vocab_size: int = 16
-    seq_len: int = 8
+    seq_len: int = 12
 
 
 def compression(rng: np.random.Generator, n: int, s: CompressionSettings, test: bool = False

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from primitives.cost import training_flops
 from primitives.program import Architecture, ModelSpec
 
 from ..compile import check_causality, compile_model
@@ -105,7 +106,7 @@ _register(Task("selective_copying", "copy the non-blank tokens, in order, after 
                instances.selective_copying, instances.CopySettings(), chance=lambda s: 1 / (s.vocab_size - 2)))
 _register(Task("memorization", "a fixed key → value map shared by every instance (what the weights store)",
                instances.memorization, instances.MemorizationSettings(),
-               chance=lambda s: 1 / ((s.vocab_size - 1) // 2), steps=800))
+               chance=lambda s: 1 / ((s.vocab_size - 1) // 2)))
 _register(Task("compression", "every earlier token read back by a linear probe from the state at the last "
                "position (MAD's encoder-decoder bottleneck, decoder-only)", instances.compression,
                instances.CompressionSettings(), chance=lambda s: 1 / (s.vocab_size - 1), readout="probe"))
@@ -122,6 +123,8 @@ class TaskScore(BaseModel):
     status: Literal["ok", "diverged"] = "ok"
     final_loss: float | None = None
     steps: int
+    tokens: int  # trained on: steps × batch × sequence length
+    flops: float  # training FLOPs of those tokens (registry cost model, as for language modelling)
     seconds: float
     settings: dict[str, Any]
 
@@ -190,6 +193,7 @@ def score_task(architecture: Architecture, name: str, seed: int = 0, overrides: 
     warmup = max(1, int(recipe.warmup_fraction * steps))
     loss = torch.tensor(math.nan)
     status = "ok"
+    tokens = recipe.batch_size * spec.seq_len  # per step
     for step in range(steps):
         for group in optimizer.param_groups:  # linear warmup, cosine decay to a tenth
             group["lr"] = recipe.lr * (min(1.0, (step + 1) / warmup) if step < warmup else
@@ -209,6 +213,7 @@ def score_task(architecture: Architecture, name: str, seed: int = 0, overrides: 
     accuracy = _accuracy(model, test_x, test_y) if status == "ok" else 0.0
     return TaskScore(task=name, accuracy=accuracy, chance=task.chance(settings), status=status,
                      final_loss=loss.item() if torch.isfinite(loss) else None, steps=step + 1,
+                     tokens=tokens * (step + 1), flops=training_flops(spec, architecture) * tokens * (step + 1),
                      seconds=time.perf_counter() - start, settings=settings.model_dump())
 
 
