@@ -26,6 +26,7 @@ from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 from .backends import BackendError
 from .campaign import Campaign, CampaignConfig
 from .confirm import summarize
+from .cli_train import validation_message
 from .liveness import alive
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
@@ -73,9 +74,7 @@ def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
     try:
         return CampaignConfig.model_validate(campaign.config)
     except ValidationError as error:
-        first = error.errors()[0]
-        raise fail(f"campaign {campaign.name}'s stored config is invalid at {'.'.join(map(str, first['loc']))}: "
-                   f"{first['msg']}") from None
+        raise fail(f"campaign {campaign.name}'s stored config is invalid: {validation_message(error)}") from None
 
 
 # --------------------------------------------------------------------------- running
@@ -210,8 +209,7 @@ def start(
         else:
             config = CampaignConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
-        first = error.errors()[0]
-        raise fail(f"{'.'.join(map(str, first['loc'])) or 'config'}: {first['msg']}")
+        raise fail(validation_message(error))
     except (OSError, ValueError) as error:
         raise fail(f"{config_file}: {error}")
     if name is None and "name" not in config.model_fields_set:  # neither --name nor the TOML's name
@@ -241,8 +239,7 @@ def resume(name: str,
             config = CampaignConfig.model_validate({**stored.model_dump(),
                                                     **{k: v for k, v in overrides.items() if v is not None}})
         except ValidationError as error:
-            first = error.errors()[0]
-            raise fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+            raise fail(validation_message(error))
         if config.max_evals < stored.max_evals:
             raise fail(f"--max-evals {config.max_evals}: the campaign already has {stored.max_evals}; it can "
                        "only be extended")

@@ -41,10 +41,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _validation_message(error: ValidationError) -> str:
+def validation_message(error: ValidationError) -> str:
+    """A pydantic error as one line: where, then what (without pydantic's "Value error, ")."""
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
@@ -114,7 +116,7 @@ def train(
     try:
         spec = ModelSpec(**{**preset.spec.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as error:
-        raise _fail(f"model spec: {_validation_message(error)}") from None
+        raise _fail(f"model spec: {validation_message(error)}") from None
     try:
         architecture = resolve(reference, spec)
     except (ProgramError, KeyError) as error:
@@ -134,7 +136,7 @@ def train(
                                 "seed": seed, "threads": threads, "device": device,
                                 "hurdles": [float(h) for h in hurdles.split(",") if h.strip()]})
     except ValidationError as error:
-        raise _fail(f"training config: {_validation_message(error)}") from None
+        raise _fail(f"training config: {validation_message(error)}") from None
     except ValueError:
         raise _fail(f"--hurdles {hurdles!r}: expected comma-separated fractions such as 0.25,0.5") from None
 
