@@ -152,20 +152,14 @@ class CampaignConfig(BaseModel):
     @field_validator("seed_programs")
     @classmethod
     def _seeds_exist(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in SEEDS]
-        if unknown:
-            raise ValueError(f"unknown seed program(s) {unknown}; the library has {', '.join(SEEDS)}")
-        return names
+        return _known(names, SEEDS, "seed program")
 
     @field_validator("screen")
     @classmethod
     def _known_tasks(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
         if len(set(names)) != len(names):
             raise ValueError(f"a task is named twice in {names}")
-        return names
+        return _known(names, TASKS, "task")
 
     @field_validator("mutation_weights")
     @classmethod
@@ -199,6 +193,13 @@ class CampaignConfig(BaseModel):
         budget = parse_budget(self.budget)
         seconds = {"seconds": 3 * budget.amount, "tokens": budget.amount / 200, "flops": budget.amount / 1e9}
         return seconds[budget.kind] + 120
+
+
+def _known(names: list[str], registry: dict[str, Any], what: str) -> list[str]:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {', '.join(registry)}")
+    return names
 
 
 def fitness_of(result: dict[str, Any]) -> float | None:

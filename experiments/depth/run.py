@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluator.provenance import read_jsonl
 from evaluator.budget import parse_budget
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, train, validation_windows
@@ -53,7 +54,7 @@ def spec_at(depth: int, args: argparse.Namespace) -> ModelSpec:
 
 def run(args: argparse.Namespace) -> None:
     data = load_tokenized("default", 4096)
-    done = {key(r) for r in load(args.results)}
+    done = {key(r) for r in read_jsonl(args.results)}
     for repeat in range(args.seeds):
         for lr in args.lrs:
             for depth in args.depths:
@@ -79,10 +80,6 @@ def key(r: dict) -> tuple:
     return r["arm"], r["n_layers"], r["lr"], r["repeat"], r["budget"], r["d_model"], r["batch_size"]
 
 
-def load(results: Path) -> list[dict]:
-    return [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
-
-
 def unigram_loss(seq_len: int, batch_size: int) -> float:
     """Cross-entropy (nats/token) of the train split's token frequencies (add-one) on the
     validation windows ``train`` scores: the loss of a model that learned no context."""
@@ -94,7 +91,7 @@ def unigram_loss(seq_len: int, batch_size: int) -> float:
 
 
 def summarize(results: Path) -> str:
-    records = load(results)
+    records = read_jsonl(results)
     if not records:
         return "no results yet"
     first = records[0]
@@ -135,7 +132,7 @@ def plot(results: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = load(results)
+    records = read_jsonl(results)
     lrs = sorted({r["lr"] for r in records})
     depths = sorted({r["n_layers"] for r in records})
     floor = unigram_loss(records[0]["seq_len"], records[0]["batch_size"])

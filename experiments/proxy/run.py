@@ -14,17 +14,16 @@ of each seed on the cpu preset (the seed table's FLOPs-matched runs, else the ca
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
-import subprocess
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
+from evaluator.provenance import append_jsonl, code_version, read_jsonl
 from evaluator.tasks import DEFAULT_SUITE, TaskRecipe
 from primitives.builder import Builder
 from primitives.program import Architecture, ModelSpec, Program
@@ -78,18 +77,6 @@ def program(name: str) -> Architecture:
 # --------------------------------------------------------------------------- runs
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=HERE, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def load(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def score_one(name: str, task: str, task_seed: int) -> dict:
     """One score in a worker process, on one torch thread."""
     import torch
@@ -98,18 +85,17 @@ def score_one(name: str, task: str, task_seed: int) -> dict:
 
     torch.set_num_threads(1)
     score = score_task(program(name), task, task_seed)
-    return {**score.model_dump(), "program": name, "seed": task_seed, "commit": commit(), "cpu": platform.processor()}
+    return {**score.model_dump(), "program": name, "seed": task_seed, "commit": code_version(HERE), "cpu": platform.processor()}
 
 
 def run(names: list[str], tasks: list[str], seeds: list[int], jobs: int) -> None:
-    done = {(r["program"], r["task"], r["seed"]) for r in load(RESULTS)}
+    done = {(r["program"], r["task"], r["seed"]) for r in read_jsonl(RESULTS)}
     todo = [(n, t, s) for s in seeds for n in names for t in tasks if (n, t, s) not in done]
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(score_one, *key) for key in todo]
         for future in as_completed(futures):
             record = future.result()
-            with RESULTS.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_jsonl(RESULTS, record)
             print(f"{record['program']:18s} {record['task']:24s} seed {record['seed']} "
                   f"accuracy {record['accuracy']:.3f} ({record['seconds']:.1f} s)", flush=True)
 
@@ -123,7 +109,7 @@ def lm_losses() -> dict[str, tuple[float, int, str]]:
     out: dict[str, tuple[float, int, str]] = {}
     for source, protocol in zip(LM_SOURCES, LM_PROTOCOLS):
         runs: dict[str, list[float]] = {}
-        for r in load(source):
+        for r in read_jsonl(source):
             if r["protocol"] == protocol and r["val_loss"] is not None:
                 runs.setdefault(r["arm"], []).append(r["val_loss"])
         for arm, losses in runs.items():
@@ -145,7 +131,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def report() -> None:
-    rows = load(RESULTS)
+    rows = read_jsonl(RESULTS)
     lm = lm_losses()
     scores: dict[tuple[str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}
@@ -171,7 +157,7 @@ def report() -> None:
         overall = [mean[(name, t)] for t in tasks if (name, t) in mean]
         lines.append(f"| {name} | {loss} | " + " | ".join(cells) + f" | {statistics.mean(overall):.3f} |")
     chance = {r["task"]: r["chance"] for r in rows}
-    lines += ["", f"Chance per task: " + ", ".join(f"{t} {chance[t]:.3f}" for t in tasks) + ".", "",
+    lines += ["", "Chance per task: " + ", ".join(f"{t} {chance[t]:.3f}" for t in tasks) + ".", "",
               "## Per task: agreement with the LM loss, separation, runtime", "",
               "ρ is Spearman's rank correlation, over the library seeds with an LM loss, between the task's "
               "mean accuracy and minus the LM loss (positive: the task ranks the seeds as language modelling "

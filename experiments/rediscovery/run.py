@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from evaluator.provenance import read_jsonl
 from evaluator.budget import parse_budget
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, train
@@ -103,10 +104,6 @@ def run_arm(repo: Repository, arm: str, config_file: Path) -> None:
 # --------------------------------------------------------------------------- retraining
 
 
-def load(results: Path) -> list[dict]:
-    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
-
-
 def candidates(repo: Repository, top: int, config_file: Path) -> list[dict]:
     """What is retrained: the seed, primer_ez, and the best ``top`` of each arm."""
     config = arm_config("evolution", config_file)
@@ -142,7 +139,7 @@ def retrain(repo: Repository, budget: str, repeats: int, top: int, results: Path
                           max_train_tokens=config.max_train_tokens if search_budget else None)
     programs = candidates(repo, top, config_file)
     # (the records' "budget" is the trainer's spelling, "1.4e+12flops": compare parsed budgets)
-    done = {(r["hash"], parse_budget(r["budget"]), r["repeat"]) for r in load(results)}
+    done = {(r["hash"], parse_budget(r["budget"]), r["repeat"]) for r in read_jsonl(results)}
     for repeat in range(repeats):
         for program in programs:
             if (program["hash"], parse_budget(budget), repeat) in done:
@@ -221,7 +218,7 @@ def summarize(repo: Repository, results: Path, top: int) -> str:
                          f"{seed_diff(repo, r)} |")
         lines.append("")
 
-    records = load(results)
+    records = read_jsonl(results)
     for budget in dict.fromkeys(r["budget"] for r in records):
         runs = [r for r in records if r["budget"] == budget]
         axis = seed_table.AXIS[parse_budget(budget).kind]
@@ -293,7 +290,7 @@ def plot(repo: Repository, results: Path, db_url: str) -> None:
     figure.savefig(HERE / "progress.png", dpi=120)
     plt.close(figure)
 
-    records = [r for r in load(results) if r["status"] == "ok" and r["repeat"] == 0]
+    records = [r for r in read_jsonl(results) if r["status"] == "ok" and r["repeat"] == 0]
     if records:  # the largest budget only
         largest = max((parse_budget(r["budget"]) for r in records), key=lambda b: b.amount)
         records = [r for r in records if parse_budget(r["budget"]) == largest]

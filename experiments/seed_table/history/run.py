@@ -17,15 +17,14 @@ Transformer needs to reach the variant's final loss divided by what the variant 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from evaluator.provenance import append_jsonl, code_version, read_jsonl
 from evaluator.budget import parse_budget
 from evaluator.tokenize import load_tokenized
 from evaluator.train import TrainConfig, train
@@ -39,7 +38,7 @@ AXIS = {"seconds": "seconds", "flops": "flops", "tokens": "tokens"}
 def run(budget: str, repeats: int, names: list[str], threads: int, results: Path, tag: str) -> None:
     spec = ModelSpec()
     data = load_tokenized("default", spec.vocab_size)
-    done = {(r["name"], group(r), r["repeat"]) for r in load(results)}
+    done = {(r["name"], group(r), r["repeat"]) for r in read_jsonl(results)}
     for repeat in range(repeats):
         for name in names:
             if (name, (str(parse_budget(budget)), tag), repeat) in done:
@@ -47,29 +46,15 @@ def run(budget: str, repeats: int, names: list[str], threads: int, results: Path
             config = TrainConfig(seed=repeat, threads=threads)
             result = train(spec, seed(name, spec), data, parse_budget(budget), config)
             record = {**result.model_dump(mode="json"), "name": name, "budget": budget, "repeat": repeat,
-                      "tag": tag, "commit": commit()}
-            with results.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                      "tag": tag, "commit": code_version(HERE)}
+            append_jsonl(results, record)
             print(f"{budget} repeat {repeat} {name:20s} {result.status:8s} loss {result.val_loss} "
                   f"tokens/s {result.tokens / max(result.seconds, 1e-9):,.0f}", flush=True)
-
-
-def commit() -> str:
-    """The code a run used: the checked-out commit, '+dirty' if tracked files were changed."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=HERE, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def group(record: dict) -> tuple[str, str]:
     """Runs compared with each other: the same budget and the same tag."""
     return str(parse_budget(record["budget"])), record.get("tag", "")
-
-
-def load(results: Path) -> list[dict]:
-    return [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
 
 
 def curve(record: dict, axis: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +89,7 @@ def speedup(variant: dict, vanilla: dict, axis: str) -> float | None:
 
 
 def summarize(results: Path) -> str:
-    records = [r for r in load(results)]
+    records = [r for r in read_jsonl(results)]
     by_group: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         by_group[group(r)][r["name"]].append(r)
@@ -139,7 +124,7 @@ def plot(results: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = load(results)
+    records = read_jsonl(results)
     groups = list(dict.fromkeys(group(r) for r in records))
     figure, panels = plt.subplots(1, len(groups), figsize=(7 * len(groups), 5), squeeze=False)
     shown = ("transformer", "primer_ez", "primer", "transformer_pp", "swiglu", "sas", "sas_p", "gelu")
