@@ -12,13 +12,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from evaluator.tasks import TaskRecipe, score_task
 from primitives.program import Architecture
 
 
-def run_screen(architecture: Architecture, tasks: list[str], seed: int, steps: int | None = None) -> list[dict[str, Any]]:
-    """The program's score on each task, with the seconds and training FLOPs each took."""
-    scores = [score_task(architecture, name, seed, recipe=TaskRecipe(steps=steps)) for name in tasks]
+def run_screen(architecture: Architecture, tasks: list[str], seed: int, steps: int | None = None,
+               threads: int | None = None) -> list[dict[str, Any]]:
+    """The program's score on each task, with the seconds and training FLOPs each took, on
+    ``threads`` torch threads (as its training would use; default: unchanged)."""
+    before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        scores = [score_task(architecture, name, seed, recipe=TaskRecipe(steps=steps)) for name in tasks]
+    finally:
+        torch.set_num_threads(before)
     return [{"task": s.task, "accuracy": s.accuracy, "chance": s.chance, "seconds": s.seconds, "flops": s.flops}
             for s in scores]
 

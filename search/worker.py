@@ -44,7 +44,8 @@ class EvalJob(BaseModel):
 
 def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """(the screen's scores, the screened-out result if the child fails a bar, else None)."""
-    scores = run_screen(architecture, job.screen, job.screen_seed, job.screen_steps) if job.screen else []
+    scores = run_screen(architecture, job.screen, job.screen_seed, job.screen_steps, job.train.threads) \
+        if job.screen else []
     reason = shortfall(scores, job.screen_bars)
     return scores, None if reason is None else {"status": "screened_out", "message": reason, "screen": scores}
 

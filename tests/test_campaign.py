@@ -36,6 +36,7 @@ from primitives.seeds import seed
 from search.campaign import Campaign, CampaignConfig
 from search.cli import app
 from search.hurdles import HurdlePolicy
+from search.worker import run_job
 from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
 from tests import fakes
 from tests.databases import sqlite_only, url_of
@@ -877,6 +878,18 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
         assert out.exit_code == 0 and "pair_recall" in out.output, out.output
     out = CliRunner().invoke(app, ["plot", "screen", "-o", str(tmp_path / "plots"), "--db", url_of(tmp_path / "screen.db")])
     assert out.exit_code == 0 and (tmp_path / "plots" / "screen.png").stat().st_size > 10_000, out.output
+
+
+def test_the_real_worker_screens_before_it_trains():
+    """run_job itself: below a bar it returns screened_out without training; above, it trains
+    and reports the scores with the result."""
+    frame = Campaign(Repository("sqlite://"), make_config("w", **SCREEN), job=fakes.fake_job)._job_frame
+    job = {**frame, "architecture_json": seed("transformer", SPEC).to_json(indent=None)}
+    out = run_job({**job, "screen_bars": {"pair_recall": 1.5}})
+    assert out["status"] == "screened_out" and "tokens" not in out and out["screen"][0]["task"] == "pair_recall"
+    trained = run_job({**job, "screen_bars": {"pair_recall": 0.0}})
+    assert trained["status"] == "ok" and trained["tokens"] > 0
+    assert [s["accuracy"] for s in trained["screen"]] == [s["accuracy"] for s in out["screen"]]  # deterministic
 
 
 @pytest.mark.integration
