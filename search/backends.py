@@ -7,6 +7,7 @@ timeout, and bounded retries when the worker process dies (Ray re-executes the t
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -97,6 +98,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
                            f"{error.strerror or error}") from None
 
 
+def local_gpus(gpus_per_worker: float) -> int | None:
+    """The CUDA GPUs a private cluster may hand out: this machine's own (None when none are
+    asked for). Refuses a request one task cannot get, which Ray would otherwise queue forever."""
+    if not gpus_per_worker:
+        return None
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have < math.ceil(gpus_per_worker):
+        raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but this machine has {have} CUDA GPU(s): "
+                           "set gpus_per_worker = 0 to train on the CPU, or --ray-address a cluster with GPUs")
+    return have
+
+
 class RayBackend:
     """One Ray task per evaluation on a local cluster (default) or an existing one (address)."""
 
@@ -110,8 +125,10 @@ class RayBackend:
                 check_reachable(address)
                 ray.init(address=address, **QUIET)
             else:
-                start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1),
-                                gpus_per_worker * workers if gpus_per_worker else None)
+                start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1), local_gpus(gpus_per_worker))
+        if gpus_per_worker and ray.cluster_resources().get("GPU", 0) < gpus_per_worker:
+            raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has "
+                               f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
         self.capacity = workers
         self.timeout_s = timeout_s
         self.remote = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=max_retries,

@@ -42,6 +42,19 @@ class EvalJob(BaseModel):
     screen_steps: int | None = None
 
 
+def assigned_device(configured: str) -> str:
+    """Where this job trains: on CUDA when Ray reserved a GPU for the task (``gpus_per_worker``
+    > 0; Ray makes it the task's only visible device), else the recipe's device."""
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.get_gpu_ids():
+            return "cuda"
+    except (ImportError, RuntimeError):
+        pass
+    return configured
+
+
 def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """(the screen's scores, the screened-out result if the child fails a bar, else None)."""
     scores = run_screen(architecture, job.screen, job.screen_seed, job.screen_steps, job.train.threads) \
@@ -67,8 +80,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         passed.append(HurdlePolicy.passes(loss, job.thresholds[index] if index < len(job.thresholds) else None))
         return passed[-1]
 
-    result = train(job.spec, architecture, data, parse_budget(job.budget),
-                   job.train, on_hurdle=on_hurdle, save_weights=job.weights_path)
+    config = job.train.model_copy(update={"device": assigned_device(job.train.device)})
+    result = train(job.spec, architecture, data, parse_budget(job.budget), config, on_hurdle=on_hurdle,
+                   save_weights=job.weights_path)
     record = result.model_dump(mode="json")
     record["hurdles_passed"] = sum(passed)
     record["hurdle_passed"] = passed

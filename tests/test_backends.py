@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from search.backends import InProcessBackend, RayBackend, start_local_ray
+from search.backends import BackendError, InProcessBackend, RayBackend, local_gpus, start_local_ray
 from tests import fakes
 
 
@@ -171,3 +171,28 @@ def test_campaign_on_ray_records_exactly_max_evals(ray_cluster, tmp_path, monkey
 def test_the_private_cluster_listens_on_loopback_only(ray_cluster):
     """Ray binds to 127.0.0.1 unless the user joins a cluster: nothing is reachable from outside."""
     assert {node["NodeManagerAddress"] for node in ray_cluster.nodes()} == {"127.0.0.1"}
+
+
+def test_asking_for_gpus_this_machine_lacks_fails_at_start(ray_cluster):
+    """The README's `gpus_per_worker = 1` on a CPU machine: a clear error, not CPU training."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(BackendError, match="gpus_per_worker = 1.*0"):
+        RayBackend(fakes.echo_job, 1, gpus_per_worker=1)
+    with pytest.raises(BackendError, match="this machine has 0 CUDA GPU"):
+        local_gpus(0.25)
+    assert local_gpus(0) is None
+
+
+def test_a_task_that_ray_gave_a_gpu_trains_on_cuda(monkeypatch):
+    import ray
+
+    from search.worker import assigned_device
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    assert assigned_device("cpu") == "cuda"
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert assigned_device("cpu") == "cpu"

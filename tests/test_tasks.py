@@ -118,14 +118,22 @@ def test_in_context_recall_separates_a_convolution_from_chance():
     assert blind.accuracy < blind.chance + 0.05, blind
 
 
-def test_a_program_that_looks_ahead_is_refused():
+def _leaky():
+    """Attention on exp(scores), which no mask touches: it sees the future."""
     b = Builder("main")
     q = b.dense("x", width=8, out="q")
     weights = b.emit("exp", b.attn_logits(q, q, out="scores"), out="weights")
-    leaky = seed("transformer").model_copy(update={"layers": [Program(subprograms=[b.build(
+    return seed("transformer").model_copy(update={"name": "leaky", "layers": [Program(subprograms=[b.build(
         b.add("x", b.attend(weights, q, out="heads"), out="y"))])]})
+
+
+def test_a_program_that_looks_ahead_is_refused(tmp_path):
     with pytest.raises(TaskError, match="not causal"):
-        score_task(leaky, "pair_recall", recipe=TaskRecipe(steps=1))
+        score_task(_leaky(), "pair_recall", recipe=TaskRecipe(steps=1))
+    path = tmp_path / "leaky.json"
+    path.write_text(_leaky().to_json())
+    out = RUNNER.invoke(app, ["tasks", str(path), "--tasks", "pair_recall", "--steps", "1"])
+    assert out.exit_code == 2 and "not causal" in out.output and "Traceback" not in out.output, out.output
 
 
 def test_bad_settings_name_the_task_and_the_field():
