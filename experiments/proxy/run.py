@@ -34,9 +34,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results.jsonl"
 #: The LM loss beside each score: the calibration panel's (the cpu preset, 3 training seeds
-#: per arm). The seed table (experiments/seed_table) will give every seed one when it is complete.
+#: per arm); and, for a second ρ over every seed, the seed table's FLOPs-matched runs on the
+#: same frame (one training seed per arm so far).
 LM_SOURCES = (ROOT / "experiments" / "calibration" / "results.jsonl",)
 LM_PROTOCOLS = ("T128-1M",)
+LM_ALL = (ROOT / "experiments" / "seed_table" / "results.jsonl", "T128-1M-flops")
 MARGIN = 0.1  # the campaigns' default screen_margin
 GOOD_LOSS = 4.0  # nats: the calibration's working architectures lie below, ReZero/sigmoid/Fixup far above
 _RECIPE = TaskRecipe()
@@ -106,10 +108,10 @@ def run(names: list[str], tasks: list[str], seeds: list[int], jobs: int) -> None
 # --------------------------------------------------------------------------- report
 
 
-def lm_losses() -> dict[str, tuple[float, int, str]]:
+def lm_losses(sources: tuple = tuple(zip(LM_SOURCES, LM_PROTOCOLS))) -> dict[str, tuple[float, int, str]]:
     """Each seed's validation loss on the cpu preset: (mean over training seeds, runs, protocol)."""
     out: dict[str, tuple[float, int, str]] = {}
-    for source, protocol in zip(LM_SOURCES, LM_PROTOCOLS):
+    for source, protocol in sources:
         runs: dict[str, list[float]] = {}
         for r in read_jsonl(source):
             if r["protocol"] == protocol and r["val_loss"] is not None:
@@ -135,6 +137,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 def report() -> None:
     rows = read_jsonl(RESULTS)
     lm = lm_losses()
+    lm_all = lm_losses((LM_ALL,))
     scores: dict[tuple[str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}
     for r in rows:
@@ -166,26 +169,35 @@ def report() -> None:
               "does). Spread: the standard deviation of the seeds' mean accuracies; noise: the mean standard "
               "deviation over task seeds of one seed (spread well above noise: the task tells the seeds apart).",
               f"ρ (good): the same over the seeds whose LM loss is below {GOOD_LOSS} nats (the cluster of "
-              "working architectures, without the far-behind ReZero, sigmoid and Fixup).",
-              "", "| task | ρ (accuracy, −LM loss) | ρ (good) | seeds | spread | noise | seeds above chance + 0.1 | "
-              "seconds per score |", "|---|---|---|---|---|---|---|---|"]
+              "working architectures, without the far-behind ReZero, sigmoid and Fixup). ρ (all seeds): over "
+              "every library seed, against the seed table's FLOPs-matched LM loss (training seed 0; 0-2 for the "
+              "Transformer and Primer-EZ).",
+              "", "| task | ρ (accuracy, −LM loss) | ρ (good) | ρ (all seeds) | seeds | spread | noise | "
+              "seeds above chance + 0.1 | seconds per score |", "|---|---|---|---|---|---|---|---|---|"]
     library = [n for n in names if n in SEEDS and n in lm]
     for task in tasks:
         present = [n for n in library if (n, task) in mean]
         rho = spearman([mean[(n, task)] for n in present], [-lm[n][0] for n in present])
         good = [n for n in present if lm[n][0] < GOOD_LOSS]
         rho_good = spearman([mean[(n, task)] for n in good], [-lm[n][0] for n in good])
+        every = [n for n in SEEDS if n in lm_all and (n, task) in mean]
+        rho_all = spearman([mean[(n, task)] for n in every], [-lm_all[n][0] for n in every])
         between = statistics.pstdev([mean[(n, task)] for n in present]) if len(present) > 1 else math.nan
         within = statistics.mean(statistics.stdev(scores[(n, task)]) for n in present if len(scores[(n, task)]) > 1) \
             if any(len(scores[(n, task)]) > 1 for n in present) else math.nan
-        lines.append(f"| {task} | {rho:.2f} | {rho_good:.2f} | {len(present)} | {between:.3f} | {within:.3f} | "
+        lines.append(f"| {task} | {rho:.2f} | {rho_good:.2f} | {rho_all:.2f} ({len(every)}) | {len(present)} | "
+                     f"{between:.3f} | {within:.3f} | "
                      f"{sum(mean[(n, task)] > chance[task] + 0.1 for n in present)}/{len(present)} | "
                      f"{statistics.mean(seconds[task]):.1f} |")
     suite = [n for n in library if all((n, t) in mean for t in tasks)]
     suite_mean = {n: statistics.mean(mean[(n, t)] for t in tasks) for n in suite}
     good = [n for n in suite if lm[n][0] < GOOD_LOSS]
+    every = [n for n in SEEDS if n in lm_all and all((n, t) in mean for t in tasks)]
+    every_mean = {n: statistics.mean(mean[(n, t)] for t in tasks) for n in every}
     lines.append(f"| **suite mean** | {spearman([suite_mean[n] for n in suite], [-lm[n][0] for n in suite]):.2f} | "
-                 f"{spearman([suite_mean[n] for n in good], [-lm[n][0] for n in good]):.2f} | {len(suite)} | | | | |")
+                 f"{spearman([suite_mean[n] for n in good], [-lm[n][0] for n in good]):.2f} | "
+                 f"{spearman([every_mean[n] for n in every], [-lm_all[n][0] for n in every]):.2f} ({len(every)}) | "
+                 f"{len(suite)} | | | | |")
     lines += ["", f"The whole suite: {sum(statistics.mean(seconds[t]) for t in tasks):.0f} s per program (mean over "
               "every score recorded; one torch thread, two scores side by side on the 2-core VM).", "",
               f"## Does a screen reject the degenerate programs? (bar: the Transformer's mean − {MARGIN})", "",
