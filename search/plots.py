@@ -141,6 +141,8 @@ def plot_campaign(repo: Repository, campaign_id: int, directory: Path, window: i
     directory.mkdir(parents=True, exist_ok=True)
     individuals = repo.finished_individuals(campaign_id)
     paths = [directory / name for name in ("progress.png", "hurdles.png", "pareto.png", "lineage.png", "screen.png")]
+    for path in paths:  # a figure this campaign does not have must not be another campaign's
+        path.unlink(missing_ok=True)
     plot_progress(individuals, paths[0], window)
     plot_hurdles(repo.hurdle_pass_counts(campaign_id), len(individuals), paths[1])
     plot_pareto(individuals, paths[2])

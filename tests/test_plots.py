@@ -1,4 +1,4 @@
-"""`archevo plot`: four readable PNGs from a campaign's tables; the Pareto front."""
+"""`archevo plot`: readable PNGs from a campaign's tables (never a stale one); the Pareto front."""
 
 from __future__ import annotations
 
@@ -28,8 +28,11 @@ def test_plot_writes_every_figure(tmp_path, monkeypatch):
                             max_train_tokens=5_000, spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2,
                                                                     seq_len=16))
     Campaign(Repository(db), config, job=fake_job).run()
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "screen.png").write_bytes(b"another campaign's figure")
     result = CliRunner().invoke(app, ["plot", "p", "-o", str(tmp_path / "plots"), "--db", db])
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / "plots" / "screen.png").exists()  # this campaign has no screen: no stale figure
     for name in ("progress", "hurdles", "pareto", "lineage"):
         with Image.open(tmp_path / "plots" / f"{name}.png") as image:
             assert image.width >= 600 and image.height >= 400
