@@ -229,17 +229,3 @@ def _accuracy(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, batch: 
         hits += int((predicted == target)[mask].sum())
         asked += int(mask.sum())
     return hits / max(asked, 1)
-
-
-def score_suite(architecture: Architecture, names: tuple[str, ...] | list[str] = DEFAULT_SUITE, seed: int = 0,
-                recipe: TaskRecipe | None = None, on_task: Callable[[str], None] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[TaskScore]:
-    """Every named task in turn (names are checked before any training)."""
-    for name in names:
-        get_task(name)
-    scores = []
-    for name in names:
-        if on_task is not None:
-            on_task(name)
-        scores.append(score_task(architecture, name, seed, recipe=recipe, progress=progress))
-    return scores
