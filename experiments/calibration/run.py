@@ -75,12 +75,16 @@ def train_one(protocol: Preset, arm: str, training_seed: int) -> dict:
             "budget": protocol.budget, "commit": code_version(HERE)}
 
 
-def run(protocol: Preset, arms: list[str], seeds: list[int], jobs: int, results: Path = RESULTS) -> None:
-    """Train every (arm, training seed) not yet in ``results``, seed by seed, ``jobs`` at a time."""
+def run(protocol: Preset, arms: list[str], seeds: list[int], jobs: int, results: Path = RESULTS,
+        budgets: dict[str, str] | None = None) -> None:
+    """Train every (arm, training seed) not yet in ``results``, seed by seed, ``jobs`` at a time;
+    ``budgets`` gives arms a budget of their own in place of the protocol's."""
     done = {(r["protocol"], r["arm"], r["seed"]) for r in read_jsonl(results)}
     todo = [(arm, s) for s in seeds for arm in arms if (protocol.name, arm, s) not in done]
+    budgets = budgets or {}
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(train_one, protocol, arm, s) for arm, s in todo]
+        futures = [pool.submit(train_one, protocol.model_copy(update={"budget": budgets.get(arm, protocol.budget)}),
+                               arm, s) for arm, s in todo]
         for future in as_completed(futures):
             record = future.result()
             append_jsonl(results, record)
