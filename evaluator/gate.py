@@ -21,6 +21,7 @@ import torch
 
 from primitives.cost import parameter_count
 from primitives.program import Architecture, ModelSpec, Program
+from primitives.registry import REGISTRY
 from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
@@ -63,7 +64,9 @@ class BlockPool:
     block compute with the same parameters, and a probe never redraws. Building blocks was
     most of what compiling a program cost."""
 
-    NAMES = ("Dense", "CausalConv", "DepthwiseCausalConv", "LayerNorm", "RMSNorm", "head_parameter", "scalar_parameter")
+    #: Every constructor an op's ``module`` template calls: a block not lent would escape the
+    #: digest of initial values.
+    NAMES = tuple(sorted({op.module.split("(")[0] for op in REGISTRY.values() if op.module}))
 
     def __init__(self, size: int):
         self.size = size

@@ -145,6 +145,97 @@ def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: 
     return _merge(F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), is_causal=True))
 
 
+def _rotary(x: torch.Tensor, heads: int, base: float) -> torch.Tensor:
+    """Rotary positions on each head of x, rotate-half layout: channels i and i + d/2 of a head
+    turn by t·base^(-2i/d) at position t (an odd head width leaves its last channel as it is)."""
+    b, t, w = x.shape
+    d = w // heads
+    half = d // 2
+    frequency = base ** (-2.0 * torch.arange(half, dtype=torch.float32, device=x.device) / d)
+    angle = torch.arange(t, dtype=torch.float32, device=x.device)[:, None] * frequency  # [t, half]
+    cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)       # [t, 1, half]
+    xh = x.view(b, t, heads, d)
+    x1, x2 = xh[..., :half], xh[..., half:2 * half]
+    turned = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, xh[..., 2 * half:]], dim=-1)
+    return turned.reshape(b, t, w)
+
+
+def _head_rms_norm(x: torch.Tensor, heads: int, eps: float) -> torch.Tensor:
+    b, t, w = x.shape
+    return F.rms_norm(x.view(b, t, heads, w // heads), (w // heads,), eps=eps).view(b, t, w)
+
+
+def _repeat_kv(x: torch.Tensor, heads: int, groups: int) -> torch.Tensor:
+    """[b, t, w] holding heads/groups heads → [b, t, w·groups], each head repeated for the
+    ``groups`` consecutive query heads that share it. Where ``groups`` does not divide the
+    heads, the whole value is repeated: every valid program runs at every model size."""
+    b, t, w = x.shape
+    kv = heads // groups if heads % groups == 0 else 1
+    return x.view(b, t, kv, 1, w // kv).expand(b, t, kv, groups, w // kv).reshape(b, t, w * groups)
+
+
+class RelativeBias(nn.Module):
+    """T5's relative position bias (unidirectional buckets): logits + weight[h, bucket(i − j)]."""
+
+    def __init__(self, heads: int, buckets: int, max_distance: int, init: dict):
+        super().__init__()
+        self.weight = nn.Parameter(init_(torch.empty(heads, buckets), init))
+        self.max_distance = max_distance
+
+    def buckets(self, t: int, device: torch.device) -> torch.Tensor:
+        distance = (torch.arange(t, device=device)[:, None] - torch.arange(t, device=device)).clamp(min=0)
+        count = self.weight.shape[1]
+        exact = count // 2
+        far = exact + (torch.log(distance.float().clamp(min=1) / exact) / math.log(self.max_distance / exact)
+                       * (count - exact)).long()
+        return torch.where(distance < exact, distance, far.clamp(max=count - 1))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits + self.weight[:, self.buckets(logits.shape[-1], logits.device)]
+
+
+def _alibi(logits: torch.Tensor, heads: int) -> torch.Tensor:
+    """logits − m_h·(i − j), m_h = 2^(-8(h+1)/H); a [t, t] map broadcasts to [heads, t, t]."""
+    t = logits.shape[-1]
+    slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, dtype=logits.dtype, device=logits.device) / heads)
+    distance = torch.arange(t, device=logits.device)[:, None] - torch.arange(t, device=logits.device)
+    return logits - slopes[:, None, None] * distance.to(logits.dtype)
+
+
+def _token_shift(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (0, 0, 1, 0))[:, : x.shape[1]]
+
+
+class TokenMix(nn.Module):
+    """RWKV's token shift with a learned mix per channel: x + μ ⊙ (x_{t−1} − x)."""
+
+    def __init__(self, width: int, init: dict):
+        super().__init__()
+        self.weight = nn.Parameter(init_(torch.empty(width), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight * (_token_shift(x) - x)
+
+
+def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Causal linear attention, φ = elu + 1, in its parallel (masked quadratic) form."""
+    scores = ((F.elu(_heads(q, heads)) + 1) @ (F.elu(_heads(k, heads)) + 1).transpose(-2, -1)).tril()
+    return _merge(scores @ _heads(v, heads) / scores.sum(-1, keepdim=True))
+
+
+def _gated_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                            heads: int) -> torch.Tensor:
+    """Linear attention with a decay per head and position, log α_r = log σ(mean of the head's
+    channels of g_r) / 16 (GLA's temperature τ = 16), in the parallel form: the decay from j to
+    i is exp(Σ_{j<r≤i} log α_r), masked above the diagonal before the exponential."""
+    qh, kh = _heads(q, heads), _heads(k, heads)
+    log_decay = (F.logsigmoid(_heads(g, heads).mean(-1)) / 16).cumsum(-1)  # [b, h, t]
+    gap = log_decay[..., :, None] - log_decay[..., None, :]
+    decay = gap.masked_fill(~_causal_mask(gap.shape[-1], gap.device), float("-inf")).exp()
+    scores = qh @ kh.transpose(-2, -1) / math.sqrt(qh.shape[-1]) * decay
+    return _merge(scores @ _heads(v, heads))
+
+
 def _identity_map(x: torch.Tensor) -> torch.Tensor:
     return torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
 

@@ -137,7 +137,7 @@ def taps(*values: float) -> dict:
 PRIMER_DCONV_INIT = taps(0.5, 0.5 / 3, 0.5 / 3)
 
 WIDTH = AttrSpec("int", 8, "output width in units of d_model/8", low=1, high=MAX_WIDTH, vocabulary=WIDTH_VOCABULARY)
-KERNEL = AttrSpec("int", 3, "kernel width along time", choices=(3, 7, 15, 31))
+KERNEL = AttrSpec("int", 3, "kernel width along time (4: Canon layers)", choices=(3, 4, 7, 15, 31))
 BIAS = AttrSpec("bool", False, "add a learned bias")
 SCALAR_INIT = AttrSpec("init", constant(1.0), "initial value", inits=("constant", "zeros", "normal"))
 
@@ -431,6 +431,112 @@ _register(OpDef(
     "head_scale", "a learned scalar per head times a map (shaped attention's α_h, β_h, γ_h)",
     (("map",),), _same, "self.{out} * {in0}", elementwise(1), attrs={"init": SCALAR_INIT},
     params=_head_params, module="head_parameter({heads}, {init})", group="attention"))
+
+
+
+
+# --------------------------------------------------------------------------- positions and heads
+# Ops of today's blocks (Llama, the modded-nanogpt speedrun, Canon layers, MAD's and STAR's
+# sub-quadratic mixers). Per-head ops split a [b, t, w] value into the model's heads.
+
+
+_register(OpDef(
+    "rotary", "rotary position embedding per head (RoFormer; Llama's rotate-half layout): channel pair "
+              "(i, i + d/2) of a head turns by t·base^(-2i/d) at position t",
+    (("seq",),), _same, "_rotary({in0}, {heads}, {base})", elementwise(3),
+    attrs={"base": AttrSpec("float", 10000.0, "the wavelength base", low=1.0, high=1e7, log_scale=True)},
+    group="position"))
+_register(OpDef(
+    "head_rmsnorm", "RMS normalisation within each head, no gain (QK-norm, as the speedrun applies it)",
+    (("seq",),), _same, "_head_rms_norm({in0}, {heads}, {eps})", elementwise(3),
+    attrs={"eps": AttrSpec("float", 1e-6, "ε inside the root", low=0.0, high=1.0, log_scale=True)},
+    group="attention"))
+
+
+def _repeat_kv_type(types: list[ValueType], attrs: dict) -> ValueType:
+    width = types[0].width * attrs["groups"]
+    if width > MAX_WIDTH:
+        raise OpError(f"repeating {types[0]} {attrs['groups']} times exceeds the width limit {MAX_WIDTH}")
+    return seq(width)
+
+
+_register(OpDef(
+    "repeat_kv", "grouped-query attention's keys or values: a value of heads/groups heads, each repeated "
+                 "for the groups query heads that share it (Llama's repeat_kv; where groups does not "
+                 "divide the heads, the whole value is repeated)",
+    (("seq",),), _repeat_kv_type, "_repeat_kv({in0}, {heads}, {groups})", _free,
+    attrs={"groups": AttrSpec("int", 2, "query heads per key/value head", choices=(2, 4, 8))},
+    group="attention"))
+_register(OpDef(
+    "softcap", "c·tanh(x/c): logit soft-capping (Gemma 2, the speedrun)", (ANY,), _same,
+    "{cap} * torch.tanh({in0} / {cap})", elementwise(3),
+    attrs={"cap": AttrSpec("float", 30.0, "the cap c", low=1e-2, high=1e4, log_scale=True)}, group="attention"))
+
+
+def _relative_bias_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
+    return {"weight": (heads, attrs["buckets"])}
+
+
+_register(OpDef(
+    "relative_bias", "T5's relative position bias on attention logits: a learned scalar per head and "
+                     "bucket of i − j (exact below buckets/2, log-spaced up to max_distance)",
+    (("map",),), _same, "self.{out}({in0})", elementwise(1),
+    attrs={"buckets": AttrSpec("int", 32, "number of buckets", choices=(16, 32, 64)),
+           "max_distance": AttrSpec("int", 128, "distance of the last bucket", choices=(64, 128, 256)),
+           "init": AttrSpec("init", normal(0.02), "initial biases", inits=("normal", "zeros"))},
+    params=_relative_bias_params, module="RelativeBias({heads}, {buckets}, {max_distance}, init={init})",
+    group="position"))
+_register(OpDef(
+    "alibi", "ALiBi: logits − m_h·(i − j), slopes m_h = 2^(-8(h+1)/H)", (("map",),), _same, "_alibi({in0}, {heads})",
+    elementwise(2), group="position"))
+_register(OpDef(
+    "token_shift", "the previous position's value (zero at the first): RWKV's token shift",
+    (SEQ_OR_COL,), _same, "_token_shift({in0})", _free, mixing="causal", group="time"))
+
+
+def _token_mix_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
+    return {"weight": (d_in[0],)}
+
+
+_register(OpDef(
+    "token_mix", "x + μ ⊙ (x_{t−1} − x), a learned mix per channel with the previous position (RWKV)",
+    (("seq",),), _same, "self.{out}({in0})", elementwise(3),
+    attrs={"init": AttrSpec("init", constant(0.5), "initial μ", inits=("constant", "zeros", "normal"))},
+    params=_token_mix_params, module="TokenMix({d_in}, init={init})", mixing="causal", group="time"))
+
+
+def _mixer_type(types: list[ValueType], attrs: dict) -> ValueType:
+    q, k, v = types[:3]
+    if q.width != k.width:
+        raise OpError(f"queries and keys differ in width: {q} vs {k}")
+    return v
+
+
+def _linear_attention_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int) -> tuple[float, float]:
+    # two products over every key (the parallel form); φ = elu + 1 on q and k; row sums; division
+    return 2.0 * seq_len * (d_in[0] + d_in[2]), 4.0 * (d_in[0] + d_in[1]) + heads * seq_len + d_out
+
+
+_register(OpDef(
+    "linear_attention", "causal linear attention (Katharopoulos et al.), φ = elu + 1: out_i = Σ_{j≤i} "
+                        "φ(q_i)·φ(k_j) v_j / Σ_{j≤i} φ(q_i)·φ(k_j), per head",
+    (("seq",), ("seq",), ("seq",)), _mixer_type, "_linear_attention({in0}, {in1}, {in2}, {heads})",
+    _linear_attention_flops, mixing="causal", group="attention"))
+
+
+def _gated_linear_attention_flops(d_in: list[int], d_out: int, attrs: dict, heads: int,
+                                  seq_len: int) -> tuple[float, float]:
+    # log σ and the per-head mean of the gate; cumsum; per map element a difference, exp, product
+    return 2.0 * seq_len * (d_in[0] + d_in[2]), 5.0 * d_in[3] + heads * (1 + 4 * seq_len)
+
+
+_register(OpDef(
+    "gated_linear_attention", "linear attention with a data-dependent decay per head (GLA, scalar form): "
+                              "out_i = Σ_{j≤i} (Π_{j<r≤i} α_r) (q_i·k_j/√d) v_j, α_r = σ(mean of the head's "
+                              "gate channels)^(1/16)",
+    (("seq",), ("seq",), ("seq",), ("seq",)), _mixer_type,
+    "_gated_linear_attention({in0}, {in1}, {in2}, {in3}, {heads})", _gated_linear_attention_flops,
+    mixing="causal", group="attention"))
 
 
 #: The one structural op: calls a later subprogram, named by the ``target`` attribute.

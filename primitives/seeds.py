@@ -24,30 +24,52 @@ D_FF = 4 * MODEL_UNITS   # the vanilla feed-forward width: 32 units
 D_GLU = round(2 / 3 * D_FF)
 #: Mesh-TF (Primer's and Narang et al.'s code) uses LayerNorm ε = 1e-6; GPT-2-style code 1e-5.
 T5_EPS = 1e-6
+#: Canon layers' residual depthwise convolutions start near zero, so each starts as the identity.
+CANON_INIT = normal(0.02)
 
 
 # --------------------------------------------------------------------------- sublayers
 
 
 def attention(*, qk_init: dict = normal(), v_init: dict = normal(), out_init: dict = normal(),
-              dconv: bool = False, shared_qk: bool = False) -> Subprogram:
+              dconv: bool = False, shared_qk: bool = False, qk_norm: bool = False, rotary: bool = False,
+              kv_groups: int = 1, relative_bias: bool = False, canon: bool = False) -> Subprogram:
     """Multi-head causal self-attention; ``dconv`` adds Primer's depthwise convs after Q, K, V;
-    ``shared_qk`` is released Primer's K = DConv(x W^Q), Q = K W^Qs."""
+    ``shared_qk`` is released Primer's K = DConv(x W^Q), Q = K W^Qs. ``canon`` adds residual
+    Canon-B convolutions (kernel 4) after the projections, ``qk_norm`` then normalises each
+    head of Q and K, ``rotary`` then rotates them; ``kv_groups`` > 1 shares each key/value head
+    among that many query heads; ``relative_bias`` adds T5's bias to the logits."""
     b = Builder("attention")
+    kv_width = D // kv_groups
+
+    def project(name: str, width: int, init: dict) -> str:
+        h = b.dense("x", width=width, init=init, out=name)
+        if canon:
+            h = b.add(h, b.dconv(h, kernel=4, init=CANON_INIT, out=f"{name}_canon"), out=f"{name}_c")
+        return h
+
     if shared_qk:
         k = b.dconv(b.dense("x", width=D, init=qk_init, out="qk"), kernel=3, init=PRIMER_DCONV_INIT, out="k")
         q = b.dense(k, width=D, init=normal(), out="q")
     else:
-        q = b.dense("x", width=D, init=qk_init, out="q")
-        k = b.dense("x", width=D, init=qk_init, out="k")
+        q, k = project("q", D, qk_init), project("k", kv_width, qk_init)
         if dconv:
             q = b.dconv(q, kernel=3, init=PRIMER_DCONV_INIT, out="q_conv")
             k = b.dconv(k, kernel=3, init=PRIMER_DCONV_INIT, out="k_conv")
-    v = b.dense("x", width=D, init=v_init, out="v")
+    v = project("v", kv_width, v_init)
     if dconv or shared_qk:
         v = b.dconv(v, kernel=3, init=PRIMER_DCONV_INIT, out="v_conv")
-    probs = b.causal_softmax(b.attn_logits(q, k, out="scores"), out="probs")
-    heads = b.attend(probs, v, out="heads")
+    if kv_groups > 1:  # first, so that per-head ops below see the model's heads
+        k = b.repeat_kv(k, groups=kv_groups, out="k_heads")
+        v = b.repeat_kv(v, groups=kv_groups, out="v_heads")
+    if qk_norm:
+        q, k = b.head_rmsnorm(q, out="q_norm"), b.head_rmsnorm(k, out="k_norm")
+    if rotary:
+        q, k = b.rotary(q, out="q_rot"), b.rotary(k, out="k_rot")
+    scores = b.attn_logits(q, k, out="scores")
+    if relative_bias:
+        scores = b.relative_bias(scores, out="biased")
+    heads = b.attend(b.causal_softmax(scores, out="probs"), v, out="heads")
     return b.build(b.dense(heads, width=D, init=out_init, out="proj"))
 
 
@@ -60,14 +82,58 @@ def ffn(*activations: str, bias: bool = True, up_init: dict = normal(), down_ini
     return b.build(b.dense(h, width=D, bias=bias, init=down_init, out="down"))
 
 
-def glu_ffn(gate_activation: str | None) -> Subprogram:
-    """Shazeer's GLU family: W_o [f(x W) ⊙ (x V)] (+ biases), f = None for the bilinear LiGLU."""
+def glu_ffn(gate_activation: str | None, bias: bool = True, canon: bool = False) -> Subprogram:
+    """Shazeer's GLU family: W_o [f(x W) ⊙ (x V)] (+ biases), f = None for the bilinear LiGLU;
+    ``canon`` adds residual Canon-D convolutions (kernel 4) after W and V."""
     b = Builder("ffn")
-    gate = b.dense("x", width=D_GLU, bias=True, out="gate")
+
+    def project(name: str) -> str:
+        h = b.dense("x", width=D_GLU, bias=bias, out=name)
+        return b.add(h, b.dconv(h, kernel=4, init=CANON_INIT, out=f"{name}_canon"), out=f"{name}_c") if canon else h
+
+    gate = project("gate")
     if gate_activation:
         gate = b.emit(gate_activation, gate, out="act")
-    glu = b.mul(gate, b.dense("x", width=D_GLU, bias=True, out="up"), out="glu")
-    return b.build(b.dense(glu, width=D, bias=True, out="down"))
+    glu = b.mul(gate, project("up"), out="glu")
+    return b.build(b.dense(glu, width=D, bias=bias, out="down"))
+
+
+def linear_attention() -> Subprogram:
+    """Causal linear attention (Katharopoulos et al., φ = elu + 1) in place of softmax attention."""
+    b = Builder("attention")
+    q, k, v = (b.dense("x", width=D, out=name) for name in ("q", "k", "v"))
+    return b.build(b.dense(b.linear_attention(q, k, v, out="heads"), width=D, out="proj"))
+
+
+def gated_linear_attention() -> Subprogram:
+    """GLA's token mixer with a decay per head: o = W_o (HeadNorm(GLA(q, k, v, g)) ⊙ swish(x W_r))."""
+    b = Builder("attention")
+    q, k, v, g = (b.dense("x", width=D, out=name) for name in ("q", "k", "v", "g"))
+    heads = b.head_rmsnorm(b.gated_linear_attention(q, k, v, g, out="heads"), out="heads_norm")
+    gated = b.mul(heads, b.swish(b.dense("x", width=D, out="r"), out="r_act"), out="gated")
+    return b.build(b.dense(gated, width=D, out="proj"))
+
+
+def short_conv_mixer() -> Subprogram:
+    """Hyena of order 2 with short filters only (no attention): y = W_o (a ⊙ DConv₁₅(b ⊙ v)),
+    a, b, v each a projection through a kernel-3 depthwise convolution (H3 / Hyena's short conv)."""
+    b = Builder("attention")
+    a, gate, v = (b.dconv(b.dense("x", width=D, out=name), kernel=3, out=f"{name}_conv") for name in ("a", "b", "v"))
+    long = b.dconv(b.mul(gate, v, out="bv"), kernel=15, out="long")
+    return b.build(b.dense(b.mul(a, long, out="mixed"), width=D, out="proj"))
+
+
+def canon_norm_layer(attn: Subprogram, mlp: Subprogram) -> Program:
+    """Pre-RMSNorm block with residual Canon-A and Canon-C convolutions (kernel 4) on the
+    normalised inputs of attention and the FFN (Allen-Zhu, Physics of LMs 4.1)."""
+    b = Builder("main")
+
+    def canon(value: str, name: str) -> str:
+        return b.add(value, b.dconv(value, kernel=4, init=CANON_INIT, out=f"{name}_canon"), out=f"{name}_c")
+
+    h = b.add("x", b.call("attention", canon(b.rmsnorm("x", out="norm1"), "norm1"), out="attn"), out="h")
+    y = b.add(h, b.call("ffn", canon(b.rmsnorm(h, out="norm2"), "norm2"), out="mlp"), out="y")
+    return _layer(b, y, attn, mlp)
 
 
 def _layer(main: Builder, output: str, *subprograms: Subprogram) -> Program:
@@ -259,6 +325,39 @@ _seed("rezero_rms", "ReZero + RMSNorm: y = x + a·F(RMSNorm x), final RMSNorm",
       lambda spec: [rezero("rmsnorm", attention(), ffn("relu"))], RMS_FINAL)
 _seed("fixup", "Fixup: y = x + s·F(x + b), depth-scaled He init, zero output layers, no norms",
       lambda spec: [fixup_layer(spec.n_layers, spec.d_model)], final("shift"))
+
+
+
+# today's blocks (2023-2026)
+_seed("llama", "Llama: pre-RMSNorm, rotary positions on Q and K, SwiGLU (d_ff · 2/3), no biases",
+      lambda spec: [pre_norm("rmsnorm", attention(rotary=True), glu_ffn("swish", bias=False))], RMS_FINAL)
+_seed("speedrun", "modded-nanogpt speedrun block: pre-RMSNorm, QK-norm, rotary, squared ReLU, zero-initialised "
+                  "output projections",
+      lambda spec: [pre_norm("rmsnorm", attention(qk_norm=True, rotary=True, out_init=zeros()),
+                             ffn("relu", "square", bias=False, down_init=zeros()))], RMS_FINAL)
+_seed("canon", "Llama with residual Canon layers (causal depthwise convs, kernel 4) at points A, B, C and D",
+      lambda spec: [canon_norm_layer(attention(rotary=True, canon=True), glu_ffn("swish", bias=False, canon=True))],
+      RMS_FINAL)
+
+
+def _kv_groups(spec: ModelSpec, kv_heads: int = 2) -> int:
+    """Query heads per key/value head for ``kv_heads`` key/value heads (1 when they do not divide)."""
+    groups = spec.n_heads // kv_heads if spec.n_heads % kv_heads == 0 else 1
+    return groups if groups in (1, 2, 4, 8) else 1
+
+
+_seed("gqa", "Llama with grouped-query attention: 2 key/value heads shared by the query heads",
+      lambda spec: [pre_norm("rmsnorm", attention(rotary=True, kv_groups=_kv_groups(spec)),
+                             glu_ffn("swish", bias=False))], RMS_FINAL)
+_seed("primer_t5", "Primer-EZ with T5's relative position bias on the logits (Primer's released configs)",
+      lambda spec: [pre_norm("layernorm", attention(dconv=True, relative_bias=True), ffn("relu", "square"),
+                             eps=T5_EPS)], T5_FINAL)
+_seed("linear_attention", "Transformer with causal linear attention (φ = elu + 1) in place of softmax attention",
+      lambda spec: [pre_norm("layernorm", linear_attention(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
+_seed("gla", "gated linear attention (decay per head, head norm, swish output gate) + SwiGLU, pre-RMSNorm",
+      lambda spec: [pre_norm("rmsnorm", gated_linear_attention(), glu_ffn("swish", bias=False))], RMS_FINAL)
+_seed("hyena_lite", "attention-free: short depthwise convolutions with multiplicative gating (H3 / Hyena order 2)",
+      lambda spec: [pre_norm("layernorm", short_conv_mixer(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
 
 
 def ablated(sublayer: Literal["attention", "ffn"], spec: ModelSpec | None = None) -> Architecture:

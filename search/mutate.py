@@ -173,14 +173,20 @@ def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
         out_type = op.infer([types[n] for n in inputs], {k: s.check(attrs[k]) for k, s in op.attrs.items()})
     except OpError as error:
         raise MutationFailed(str(error)) from None
+    new = [Instruction(out=_fresh(sub), op=op.name, inputs=inputs, attrs=attrs)]
+    if out_type.kind == "seq" and "width" not in op.attrs and all(types[n] != out_type for n in inputs):
+        # an op that changes width by itself (repeat_kv) is projected back to its first input's
+        # width, so that it can splice in
+        back = Instruction(out=_fresh(sub.model_copy(update={"body": [*sub.body, *new]})), op="dense",
+                           inputs=[new[0].out], attrs={"width": types[inputs[0]].width})
+        new, out_type = [*new, back], types[inputs[0]]
     anchor = _pick(rng, [n for n in inputs if types[n] == out_type])
-    new = Instruction(out=_fresh(sub), op=op.name, inputs=inputs, attrs=attrs)
     # Placed right after its last input's definition, so the body usually stays in dependency order.
     defined = {ins.out: i for i, ins in enumerate(sub.body)}
     position = max((defined.get(n, -1) for n in inputs), default=-1) + 1
-    consumers = [(i + (i >= position), j) for i, j in _consumers(sub, anchor)]  # indices after the splice
-    body = [*sub.body[:position], new, *sub.body[position:]]
-    return _reroute(sub.model_copy(update={"body": body}), consumers, new.out)
+    consumers = [(i + (i >= position) * len(new), j) for i, j in _consumers(sub, anchor)]  # indices after the splice
+    body = [*sub.body[:position], *new, *sub.body[position:]]
+    return _reroute(sub.model_copy(update={"body": body}), consumers, new[-1].out)
 
 
 def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:

@@ -66,6 +66,13 @@ class Config:
     shared_qk: bool = False              # released Primer: K = DConv(x W^Q), Q = K W^Qs
     skip_gain: float = 1.0               # DeepNorm α (post-norm blocks)
     init: str = "default"                # default | deepnorm | fixup (how reset_parameters draws)
+    mixer: str = "softmax"               # softmax | linear | gla | hyena (the token mixer in place of MHA)
+    rotary: bool = False                 # RoFormer rotation of Q and K (rotate-half layout), base 10^4
+    qk_norm: bool = False                # RMS-normalise each head of Q and K, no gain
+    kv_heads: int | None = None          # grouped-query attention: this many key/value heads
+    rel_bias: bool = False               # T5 relative position bias (32 buckets, max distance 128)
+    canon: bool = False                  # residual Canon convolutions (kernel 4) at points A, B, C, D
+    zero_out: bool = False               # the speedrun: W^O and W_2 start at zero
 
     @property
     def unit(self) -> int:
@@ -79,6 +86,8 @@ class Config:
 #: Every seed of the library, as the papers define it (block shape, norms, FFN, widths).
 _ACTIVATIONS = ("gelu", "swish", "elu", "selu", "sigmoid", "softplus")
 _GLUS = {"glu": "sigmoid", "reglu": "relu", "geglu": "gelu", "swiglu": "swish", "liglu": "linear"}
+
+_LLAMA = Config(norm="rmsnorm", final_norm="rmsnorm", activation="swish", glu=True, ffn_bias=False, rotary=True)
 
 REFERENCES: dict[str, Config] = {
     # §2 Pre-LN (Primer LM1B baseline, Mesh-TF LayerNorm ε 1e-6, FFN biases, final LN)
@@ -112,6 +121,19 @@ REFERENCES: dict[str, Config] = {
     "rezero_ln": Config(block="rezero"),
     "rezero_rms": Config(block="rezero", norm="rmsnorm", final_norm="rmsnorm"),
     "fixup": Config(block="fixup", norm=None, final_norm="shift", ffn_bias=False, init="fixup"),
+    # today's blocks: Llama (RMSNorm ε 1e-6, rotary, SwiGLU without biases), its GQA and Canon variants
+    "llama": _LLAMA,
+    "gqa": replace(_LLAMA, kv_heads=2),
+    "canon": replace(_LLAMA, canon=True, block="canon"),
+    # modded-nanogpt: QK-norm, rotary, ReLU², no biases, zero-initialised W^O and W_2
+    "speedrun": Config(norm="rmsnorm", final_norm="rmsnorm", activation="relu2", ffn_bias=False, qk_norm=True,
+                       rotary=True, zero_out=True),
+    # Primer's released configs: Primer-EZ with T5's relative position bias
+    "primer_t5": Config(activation="relu2", dconv=True, rel_bias=True),
+    # sub-quadratic token mixers in a Pre-LN (or Llama-style) block
+    "linear_attention": Config(mixer="linear"),
+    "gla": replace(_LLAMA, mixer="gla", rotary=False),
+    "hyena_lite": Config(mixer="hyena"),
 }
 
 
@@ -199,6 +221,76 @@ class TapConv(Mapped):
         return sum(self.taps[:, lag] * p_lag for lag, p_lag in enumerate(delayed))
 
 
+class DepthwiseConv(Mapped):
+    """A causal depthwise convolution as nn.Conv1d computes it (grouped, padded on both sides, the
+    first T outputs kept): weight [C, 1, k] oldest tap first, Conv1d's and the compiled layout."""
+
+    def __init__(self, channels: int, kernel: int, init_std: float | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
+        with torch.no_grad():
+            if init_std is None:                       # Primer's taps on the three newest positions
+                self.weight[:, 0, -len(PRIMER_TAPS):] = torch.tensor(PRIMER_TAPS[::-1])
+            else:
+                self.weight.normal_(0.0, init_std)
+
+    def forward(self, x):  # x: [B, T, C]
+        k = self.weight.shape[-1]
+        return F.conv1d(x.transpose(1, 2), self.weight, padding=k - 1, groups=x.shape[-1])[..., : x.shape[1]].transpose(1, 2)
+
+
+class Canon(Mapped):
+    """Allen-Zhu's Canon layer: h + DepthwiseConv₄(h), the convolution initialised near zero."""
+
+    compiled_names: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = DepthwiseConv(channels, 4, init_std=0.02)
+
+    def forward(self, h):
+        return h + self.conv(h)
+
+
+def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoFormer's rotation of [B, H, T, d] in the rotate-half layout, as a complex product:
+    z_i = x_i + i·x_{i+d/2} is multiplied by e^{i·t·θ_i}, θ_i = base^(-2i/d)."""
+    d, T = x.shape[-1], x.shape[-2]
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64)[: d // 2] / d)
+    turn = torch.polar(torch.ones(T, d // 2, dtype=torch.float64), torch.arange(T, dtype=torch.float64)[:, None] * theta)
+    z = torch.complex(x[..., : d // 2].double(), x[..., d // 2:].double()) * turn
+    return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
+
+
+def rms_per_head(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
+
+
+class RelativePositionBias(Mapped):
+    """T5's relative attention bias (Hugging Face's ``_relative_position_bucket``, unidirectional):
+    an Embedding-style table [buckets, H]; the compiled op stores it as [H, buckets]."""
+
+    def __init__(self, n_heads: int, buckets: int = 32, max_distance: int = 128):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(buckets, n_heads) * 0.02)
+        self.buckets, self.max_distance = buckets, max_distance
+
+    def from_compiled(self, local_name, tensor):
+        return tensor.t()
+
+    def bucket(self, T: int) -> torch.Tensor:
+        relative = torch.arange(T)[None, :] - torch.arange(T)[:, None]     # memory − query position
+        n = -torch.min(relative, torch.zeros_like(relative))
+        max_exact = self.buckets // 2
+        large = max_exact + (torch.log(n.float() / max_exact) / math.log(self.max_distance / max_exact)
+                             * (self.buckets - max_exact)).to(torch.long)
+        large = torch.min(large, torch.full_like(large, self.buckets - 1))
+        return torch.where(n < max_exact, n, large)
+
+    def forward(self, T: int) -> torch.Tensor:
+        return self.weight[self.bucket(T)].permute(2, 0, 1)                 # [H, T, T]
+
+
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, C = x.shape
     return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)       # [B, H, T, d_k]
@@ -209,11 +301,13 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).contiguous().view(B, T, H * dk)
 
 
-def causal_softmax_attention(q, k, n_heads, mask):
-    """softmax(Q_h K_hᵀ / √d_k + M) per head: [B, H, T, T]."""
-    q, k = split_heads(q, n_heads), split_heads(k, n_heads)
+def causal_softmax_attention(q, k, n_heads, mask, bias=None):
+    """softmax(Q_h K_hᵀ / √d_k (+ B_h) + M) per head: [B, H, T, T] (q, k already split when 4-d)."""
+    q, k = (t if t.dim() == 4 else split_heads(t, n_heads) for t in (q, k))
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
     T = q.shape[2]
+    if bias is not None:
+        att = att + bias
     att = att.masked_fill(mask[:T, :T] == 0, float("-inf"))
     return F.softmax(att, dim=-1)
 
@@ -223,29 +317,39 @@ class CausalSelfAttention(Mapped):
 
     ``dconv``: Primer-EZ's MDHA, Q, K, V each through their own depthwise conv.
     ``shared_qk``: released Primer, R = DConv(X W^Q), K = R, Q = R W^Qs, V = DConv(X W^V).
+    ``kv_heads``: grouped-query attention, K and V with fewer heads, each shared by consecutive
+    query heads; ``canon``: Canon-B, h + DConv₄(h) after each projection; then ``qk_norm``
+    (RMS per head) and ``rotary`` on Q and K; ``rel_bias``: T5's bias added to the logits.
     """
 
     compiled_names: ClassVar[dict[str, str]] = {
         "w_q": "q", "w_k": "k", "w_v": "v", "w_o": "proj", "conv_q": "q_conv", "conv_k": "k_conv", "conv_v": "v_conv",
         "w_qk": "qk", "conv_qk": "k", "w_qs": "q",   # shared QK: R = k(qk(x)), Q = q(R)
+        "canon_q": "q_canon", "canon_k": "k_canon", "canon_v": "v_canon", "rel_bias": "biased",
     }
 
     def __init__(self, config: Config):
         super().__init__()
         d, self.n_heads = config.d_model, config.n_heads
+        self.kv_heads = config.kv_heads or config.n_heads
+        d_kv = d * self.kv_heads // self.n_heads
         self.shared_qk, self.dconv = config.shared_qk, config.dconv
+        self.qk_norm, self.rotary = config.qk_norm, config.rotary
         if config.shared_qk:
             self.w_qk = nn.Linear(d, d, bias=False)
             self.conv_qk = TapConv(d)
             self.w_qs = nn.Linear(d, d, bias=False)
         else:
             self.w_q = nn.Linear(d, d, bias=False)
-            self.w_k = nn.Linear(d, d, bias=False)
+            self.w_k = nn.Linear(d, d_kv, bias=False)
             if config.dconv:
                 self.conv_q, self.conv_k = TapConv(d), TapConv(d)
-        self.w_v = nn.Linear(d, d, bias=False)
+        self.w_v = nn.Linear(d, d_kv, bias=False)
         if config.dconv or config.shared_qk:
             self.conv_v = TapConv(d)
+        if config.canon:
+            self.canon_q, self.canon_k, self.canon_v = Canon(d).conv, Canon(d_kv).conv, Canon(d_kv).conv
+        self.rel_bias = RelativePositionBias(config.n_heads) if config.rel_bias else None
         self.w_o = nn.Linear(d, d, bias=False)
         self.register_buffer("mask", torch.tril(torch.ones(config.seq_len, config.seq_len)), persistent=False)
 
@@ -256,10 +360,94 @@ class CausalSelfAttention(Mapped):
             v = self.conv_v(self.w_v(x))
         else:
             q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)
+            if hasattr(self, "canon_q"):
+                q, k, v = q + self.canon_q(q), k + self.canon_k(k), v + self.canon_v(v)
             if self.dconv:
                 q, k, v = self.conv_q(q), self.conv_k(k), self.conv_v(v)
-        att = causal_softmax_attention(q, k, self.n_heads, self.mask)
-        return self.w_o(merge_heads(att @ split_heads(v, self.n_heads)))
+        q, k, v = split_heads(q, self.n_heads), split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)
+        if self.qk_norm:
+            q, k = rms_per_head(q), rms_per_head(k)
+        if self.rotary:
+            q, k = rotate(q), rotate(k)
+        share = self.n_heads // self.kv_heads
+        k, v = k.repeat_interleave(share, dim=1), v.repeat_interleave(share, dim=1)
+        bias = self.rel_bias(x.shape[1]) if self.rel_bias is not None else None
+        att = causal_softmax_attention(q, k, self.n_heads, self.mask, bias)
+        return self.w_o(merge_heads(att @ v))
+
+
+class LinearAttention(Mapped):
+    """Katharopoulos et al.'s causal linear attention, φ(x) = elu(x) + 1, in its recurrent form:
+    S_i = Σ_{j≤i} φ(k_j) v_jᵀ, z_i = Σ_{j≤i} φ(k_j), out_i = φ(q_i)ᵀ S_i / φ(q_i)ᵀ z_i."""
+
+    compiled_names: ClassVar[dict[str, str]] = {"w_q": "q", "w_k": "k", "w_v": "v", "w_o": "proj"}
+
+    def __init__(self, config: Config):
+        super().__init__()
+        d, self.n_heads = config.d_model, config.n_heads
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d, d, bias=False) for _ in range(4))
+
+    def forward(self, x):
+        q, k, v = (split_heads(w(x), self.n_heads) for w in (self.w_q, self.w_k, self.w_v))
+        q, k = F.elu(q) + 1, F.elu(k) + 1
+        state = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=2)      # [B, H, T, d_k, d_v]
+        norm = torch.cumsum(k, dim=2)                                        # [B, H, T, d_k]
+        out = (q.unsqueeze(-1) * state).sum(-2) / (q * norm).sum(-1, keepdim=True)
+        return self.w_o(merge_heads(out))
+
+
+class GatedLinearAttention(Mapped):
+    """GLA's mixer with a data-dependent decay per head, run as its recurrence:
+    S_t = α_t S_{t−1} + k_t v_tᵀ, o_t = q_tᵀ S_t / √d, α_t = σ(mean of the head's channels of
+    x_t W_g)^(1/16); then y = W_o (RMS-per-head(o) ⊙ swish(x W_r))."""
+
+    compiled_names: ClassVar[dict[str, str]] = {"w_q": "q", "w_k": "k", "w_v": "v", "w_g": "g", "w_r": "r",
+                                                "w_o": "proj"}
+
+    def __init__(self, config: Config):
+        super().__init__()
+        d, self.n_heads = config.d_model, config.n_heads
+        self.w_q, self.w_k, self.w_v, self.w_g, self.w_r, self.w_o = (nn.Linear(d, d, bias=False) for _ in range(6))
+
+    def forward(self, x):
+        q, k, v, g = (split_heads(w(x), self.n_heads) for w in (self.w_q, self.w_k, self.w_v, self.w_g))
+        alpha = torch.sigmoid(g.mean(-1)) ** (1 / 16)                       # [B, H, T]
+        state = torch.zeros(*q.shape[:2], q.shape[-1], v.shape[-1], dtype=x.dtype)
+        outs = []
+        for t in range(x.shape[1]):
+            state = alpha[:, :, t, None, None] * state + k[:, :, t, :, None] * v[:, :, t, None, :]
+            outs.append((q[:, :, t, :, None] * state).sum(-2) / math.sqrt(q.shape[-1]))
+        o = rms_per_head(torch.stack(outs, dim=2))
+        r = self.w_r(x)
+        return self.w_o(merge_heads(o) * (r * torch.sigmoid(r)))
+
+
+class HyenaLite(Mapped):
+    """Order-2 Hyena with short filters: a, b, v = DConv₃(x W_a), DConv₃(x W_b), DConv₃(x W_v);
+    y = W_o (a ⊙ DConv₁₅(b ⊙ v)), every convolution starting from Primer's taps."""
+
+    compiled_names: ClassVar[dict[str, str]] = {"w_a": "a", "w_b": "b", "w_v": "v", "conv_a": "a_conv",
+                                                "conv_b": "b_conv", "conv_v": "v_conv", "conv_long": "long",
+                                                "w_o": "proj"}
+
+    def __init__(self, config: Config):
+        super().__init__()
+        d = config.d_model
+        self.w_a, self.w_b, self.w_v, self.w_o = (nn.Linear(d, d, bias=False) for _ in range(4))
+        self.conv_a, self.conv_b, self.conv_v = (DepthwiseConv(d, 3) for _ in range(3))
+        self.conv_long = DepthwiseConv(d, 15)
+
+    def forward(self, x):
+        a, b, v = self.conv_a(self.w_a(x)), self.conv_b(self.w_b(x)), self.conv_v(self.w_v(x))
+        return self.w_o(a * self.conv_long(b * v))
+
+
+MIXERS: dict[str, type[nn.Module]] = {"softmax": CausalSelfAttention, "linear": LinearAttention,
+                                      "gla": GatedLinearAttention, "hyena": HyenaLite}
+
+
+def make_mixer(config: Config) -> nn.Module:
+    return MIXERS[config.mixer](config)
 
 
 class ShapedAttention(Mapped):
@@ -309,7 +497,8 @@ class MLP(Mapped):
     ``hidden_shift``: Fixup's W_2 (φ(W_1 x) + b′) with one learned scalar b′.
     """
 
-    compiled_names: ClassVar[dict[str, str]] = {"c_fc": "up", "c_gate": "gate", "c_proj": "down", "shift": "shift"}
+    compiled_names: ClassVar[dict[str, str]] = {"c_fc": "up", "c_gate": "gate", "c_proj": "down", "shift": "shift",
+                                                "canon_gate": "gate_canon", "canon_fc": "up_canon"}
 
     def __init__(self, config: Config, hidden_shift: bool = False):
         super().__init__()
@@ -320,9 +509,15 @@ class MLP(Mapped):
         self.c_fc = nn.Linear(d, d_ff, bias=bias)
         self.c_proj = nn.Linear(d_ff, d, bias=bias)
         self.shift = nn.Parameter(torch.tensor(0.0)) if hidden_shift else None
+        self.canon = config.canon and config.glu      # Canon-D: h + DConv₄(h) on both GLU projections
+        if self.canon:
+            self.canon_gate, self.canon_fc = Canon(d_ff).conv, Canon(d_ff).conv
 
     def forward(self, x):
-        if self.glu:
+        if self.canon:
+            gate, up = self.c_gate(x), self.c_fc(x)
+            h = activation(self.act, gate + self.canon_gate(gate)) * (up + self.canon_fc(up))
+        elif self.glu:
             h = activation(self.act, self.c_gate(x)) * self.c_fc(x)
         else:
             h = activation(self.act, self.c_fc(x))
@@ -341,12 +536,30 @@ class PreNormBlock(Mapped):
 
     def __init__(self, config: Config, index: int):
         super().__init__()
-        self.ln_1, self.attn = make_norm(config), CausalSelfAttention(config)
+        self.ln_1, self.attn = make_norm(config), make_mixer(config)
         self.ln_2, self.mlp = make_norm(config), MLP(config)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
+
+
+class CanonBlock(Mapped):
+    """Canon-A and Canon-C: x' = x + MHA(C_A(Norm(x))); y = x' + FFN(C_C(Norm(x'))), C(h) = h + DConv₄(h)."""
+
+    compiled_names: ClassVar[dict[str, str]] = {"ln_1": "norm1", "ln_2": "norm2", "canon_a": "norm1_canon",
+                                                "canon_c": "norm2_canon"}
+
+    def __init__(self, config: Config, index: int):
+        super().__init__()
+        self.ln_1, self.canon_a, self.attn = make_norm(config), Canon(config.d_model).conv, make_mixer(config)
+        self.ln_2, self.canon_c, self.mlp = make_norm(config), Canon(config.d_model).conv, MLP(config)
+
+    def forward(self, x):
+        n = self.ln_1(x)
+        x = x + self.attn(n + self.canon_a(n))
+        n = self.ln_2(x)
+        return x + self.mlp(n + self.canon_c(n))
 
 
 class PostNormBlock(Mapped):
@@ -467,7 +680,7 @@ class SASPBlock(Mapped):
 
 BLOCKS: dict[str, type[nn.Module]] = {
     "pre": PreNormBlock, "post": PostNormBlock, "parallel": ParallelBlock, "primer": PrimerBlock,
-    "rezero": ReZeroBlock, "fixup": FixupBlock, "sas": SASBlock, "sas_p": SASPBlock,
+    "rezero": ReZeroBlock, "fixup": FixupBlock, "sas": SASBlock, "sas_p": SASPBlock, "canon": CanonBlock,
 }
 
 
@@ -530,6 +743,9 @@ class ReferenceLM(Mapped):
                 nn.init.zeros_(attn.w_q.weight)
                 if attn.first_layer:
                     nn.init.zeros_(attn.w_v_delta.weight)
+            if c.zero_out:                          # the speedrun: zero W^O and W_2
+                nn.init.zeros_(attn.w_o.weight)
+                nn.init.zeros_(block.mlp.c_proj.weight)
             if c.init == "deepnorm":                # §8.1: Xavier-normal, gain β on FFN, V, O; 1 on Q, K
                 beta = (8 * c.n_layers) ** -0.25
                 for linear, gain in ((attn.w_q, 1.0), (attn.w_k, 1.0), (attn.w_v, beta), (attn.w_o, beta),
