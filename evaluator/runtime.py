@@ -292,7 +292,31 @@ class LanguageModel(nn.Module):
         return self.final(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        if idx.shape[1] > self.seq_len:
+            raise ValueError(f"{idx.shape[1]} tokens exceed the model's context of {self.seq_len}: crop the input "
+                             "(generate() keeps the last seq_len tokens)")
         logits = self.lm_head(self.body(self.embed(idx)))
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None) -> torch.Tensor:
+        """``prompt_ids`` [batch, time] followed by ``max_new_tokens`` sampled tokens (nanoGPT's
+        loop: the context is cropped to the last seq_len tokens; temperature 0 is greedy)."""
+        if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
+            raise ValueError(f"prompt_ids must be [batch, time] with at least one token, got {tuple(prompt_ids.shape)}")
+        idx = prompt_ids
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.seq_len:])[:, -1]
+            if temperature == 0:
+                token = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                token = torch.multinomial(logits.softmax(-1), 1)
+            idx = torch.cat([idx, token], dim=1)
+        return idx

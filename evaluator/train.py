@@ -294,7 +294,7 @@ def train(
         run.run()
         if save_weights is not None and result.status in ("ok", "stopped_at_hurdle"):
             Path(save_weights).parent.mkdir(parents=True, exist_ok=True)
-            save_model(run.model, str(save_weights))
+            save_model(run.model, str(save_weights), metadata={"format": "pt"})
             result.weights = str(save_weights)
     except Exception as error:  # noqa: BLE001 - every failure becomes a result
         result.status, result.message = "error", _one_line(error)

@@ -52,6 +52,10 @@ def parse_architecture(text: str) -> Architecture:
         raise ProgramError("", "not an architecture: the JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ProgramError("", f"expected a JSON object describing an architecture, got {type(data).__name__}")
+    if isinstance(data.get("archevo"), dict):  # an exported config.json carries its program under "archevo"
+        data = data["archevo"].get("architecture")
+        if not isinstance(data, dict):
+            raise ProgramError("archevo.architecture", "an exported config.json without its architecture")
     try:
         architecture = Architecture.model_validate(data)
     except ValidationError as error:

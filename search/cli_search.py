@@ -20,6 +20,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from evaluator.export import export_model
+from evaluator.tokenize import load_tokenized
 from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
@@ -468,15 +469,40 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
         if stored.parts[-3:] != expected.parts:
             raise fail(f"individual {individual_id}'s weights {weights_file} are not the campaign's own "
                        f"(…/{expected}); not copied")
-    metadata = {"campaign": config.name, "individual": individual.id, "root_seed": individual.root_seed,
-                "validation_loss": individual.val_loss, "perplexity": individual.perplexity,
-                "bits_per_byte": individual.bits_per_byte, "budget": config.budget, "corpus": config.corpus}
+    confirmed = summarize(repo, individual.campaign_id).get(individual.id)
+    metadata = {"campaign": config.name, "individual": individual.id, "status": individual.status,
+                "root_seed": individual.root_seed, "validation_loss": individual.val_loss,
+                "perplexity": individual.perplexity, "bits_per_byte": individual.bits_per_byte,
+                "budget": config.budget, "corpus": config.corpus, "changes_from_seed": seed_diff(repo, individual)}
+    if confirmed is not None and confirmed.speedup_mean is not None:
+        metadata["confirmed_speedup"] = (f"{confirmed.speedup_mean:.2f} ± {confirmed.speedup_std:.2f} over "
+                                         f"{confirmed.paired} training seeds at {confirmed.budget}")
+    try:
+        data = load_tokenized(config.corpus, config.spec.vocab_size, max_train_tokens=config.max_train_tokens)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise fail(f"cannot load the tokenizer of corpus {config.corpus!r}: {error}")
     try:
         directory = export_model(out, config.spec, individual.architecture(),
-                                 Path(weights_file) if weights_file else None, metadata)
+                                 Path(weights_file) if weights_file else None, metadata,
+                                 tokenizer=data.cache_dir / "tokenizer.json",
+                                 title=f"{config.name} · individual {individual.id}",
+                                 summary=_export_summary(individual, config.budget, metadata))
     except OSError as error:
         raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
+
+
+def _export_summary(individual: IndividualRecord, budget: str, metadata: dict) -> str:
+    """The exported README's first paragraph: what the individual is and how far to trust it."""
+    trained = {"ok": "trained to the end of its budget",
+               "stopped_at_hurdle": f"stopped at hurdle {(individual.hurdles_passed or 0) + 1}, before the end of "
+                                    "its budget"}.get(individual.status, individual.status)
+    loss = f"validation loss {individual.val_loss:.4f}" if individual.val_loss is not None else "no validation loss"
+    confirmed = (f"Confirmed speedup against its seed: {metadata['confirmed_speedup']}." if "confirmed_speedup"
+                 in metadata else "Not confirmed: `archevo confirm` retrains it at fresh training seeds.")
+    return (f"Individual {individual.id} of campaign {metadata['campaign']}, from seed `{individual.root_seed}`: "
+            f"{trained}, {loss} at budget {budget}. Changes from the seed: {metadata['changes_from_seed']}. "
+            f"{confirmed}")
 
 
 def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),

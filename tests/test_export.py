@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_model
 
 from evaluator.compile import compile_model
-from evaluator.export import WEIGHTS, export_model
+from evaluator.export import TOKENIZER, WEIGHTS, export_model
 from primitives.program import ModelSpec
 from primitives.seeds import SEEDS, seed
 from primitives.validate import parse_architecture
@@ -80,8 +80,11 @@ def test_export_writes_config_readme_and_reimportable_architecture(tmp_path):
     directory = tmp_path / "primer_ez"
     assert {p.name for p in directory.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS}
     config = json.loads((directory / "config.json").read_text())
-    assert ModelSpec.model_validate(config["spec"]) == SPEC
-    assert parse_architecture(json.dumps(config["architecture"])) == seed("primer_ez", SPEC)
+    assert config["model_type"] == "archevo" and config["hidden_size"] == SPEC.d_model
+    assert (config["vocab_size"], config["num_hidden_layers"], config["num_attention_heads"],
+            config["max_position_embeddings"], config["tie_word_embeddings"]) == (97, 2, 2, 12, True)
+    assert ModelSpec.model_validate(config["archevo"]["spec"]) == SPEC
+    assert parse_architecture((directory / "config.json").read_text()) == seed("primer_ez", SPEC)
     assert "q_conv = dconv3(q)" in (directory / "README.md").read_text()
     with torch.no_grad():
         torch.testing.assert_close(exported_outputs(directory, tokens, tmp_path), engines["primer_ez"](tokens))
@@ -128,3 +131,36 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
                                    (json.dumps({**stored, "weights": str(secret)}), best["id"]))
     refused = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(tmp_path / "x"), "--weights", "--db", db])
     assert refused.exit_code == 2 and "not the campaign's own" in refused.output
+
+    # what a user gets: the tokenizer, HF-style config that `programs validate` reads, a README
+    # that says what the individual is, weights tagged for PyTorch, and text in, text out
+    from safetensors import safe_open
+
+    assert {p.name for p in out.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS, TOKENIZER}
+    with safe_open(str(out / WEIGHTS), "pt") as weights:
+        assert weights.metadata()["format"] == "pt"
+    validated = CliRunner().invoke(app, ["programs", "validate", str(out / "config.json")])
+    assert validated.exit_code == 0 and validated.stdout.startswith("ok: "), validated.output
+    readme = (out / "README.md").read_text()
+    assert readme.startswith(f"# real · individual {best['id']}\n") and f"campaign real, from seed `transformer`" in readme
+    assert "Not confirmed" in readme and ("trained to the end of its budget" in readme or "stopped at hurdle" in readme)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    script = "\n".join(line for line in readme.split("```python\n", 1)[1].split("```", 1)[0].splitlines()) + """
+assert loss.item() > 0 and len(tokenizer.decode(ids[0].tolist())) > 0
+try:
+    model(torch.zeros(1, model.seq_len + 1, dtype=torch.long))
+except ValueError as error:
+    assert "context" in str(error)
+else:
+    raise AssertionError("no error past the context")
+import sys
+assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluator', 'search', 'storage')]
+"""
+    for name in ("model.py", "tokenizer.json", WEIGHTS):
+        (outside / name).write_bytes((out / name).read_bytes())
+    ran = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.')\n{script}"],
+                         cwd=outside, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    prompt, generated = ran.stdout.split("    return", 1)  # the prompt (its last seq_len tokens), then new text
+    assert prompt.endswith("():\n") and generated.strip()
