@@ -1,0 +1,30 @@
+"""archevo's Python API: what the ``archevo`` commands do, from a notebook or a script.
+
+    import archevo
+
+    spec = archevo.get_preset("cpu").spec
+    result = archevo.train(spec, archevo.seed("primer_ez", spec), archevo.load_tokenized("default", spec.vocab_size),
+                           "1e5tokens", archevo.TrainConfig(batch_size=8))
+    archevo.Campaign(archevo.Repository("sqlite:///archevo.db"), archevo.CampaignConfig(name="run1")).run()
+
+The names below are the public API; everything else may change between versions.
+``examples/quickstart.py`` runs each of them end to end.
+"""
+
+from evaluator.compile import compile_model
+from evaluator.export import export_model as export
+from evaluator.presets import PRESETS, Preset, get_preset
+from evaluator.tokenize import load_tokenized
+from evaluator.train import TrainConfig, TrainResult, train
+from primitives.program import Architecture, ModelSpec
+from primitives.seeds import SEEDS, seed
+from primitives.validate import parse_architecture
+from search.campaign import Campaign, CampaignConfig
+from search.confirm import confirm, summarize
+from storage import Repository
+
+__all__ = [
+    "Architecture", "Campaign", "CampaignConfig", "ModelSpec", "PRESETS", "Preset", "Repository", "SEEDS",
+    "TrainConfig", "TrainResult", "compile_model", "confirm", "export", "get_preset", "load_tokenized",
+    "parse_architecture", "seed", "summarize", "train",
+]
