@@ -505,6 +505,41 @@ def _export_summary(individual: IndividualRecord, budget: str, metadata: dict) -
             f"{confirmed}")
 
 
+def compare(names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="two or more campaigns"),
+            out: Path = typer.Option(Path("compare.png"), "-o", "--out", help="the plot (PNG)"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+            db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Campaigns side by side: best-so-far against compute in one plot, and one table (best,
+    median, the best confirmed individual's speedup, compute spent)."""
+    from .compare import plot_comparison, summarize_campaign
+
+    if len(set(names)) < 2:
+        raise fail("compare needs two or more different campaigns")
+    repo = open_repository(db, readonly=True)
+    summaries = [summarize_campaign(repo, find_campaign(repo, name)) for name in names]
+    if as_json:
+        print(json.dumps([{**dataclasses.asdict(s), "confirmed": s.confirmed.as_dict() if s.confirmed else None}
+                          for s in summaries], indent=2))
+    else:
+        table = Table(title="campaigns compared")
+        for column in ("campaign", "individuals", "trained", "best loss", "median loss", "confirmed speedup",
+                       "compute (FLOPs)"):
+            table.add_column(column, justify="left" if column == "campaign" else "right")
+        for s in summaries:
+            c = s.confirmed
+            speedup = (f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f} (#{c.individual_id}, {c.paired} seeds)"
+                       if c is not None and c.speedup_mean is not None else "–")
+            table.add_row(s.name, str(s.individuals), str(s.trained), _number(s.best), _number(s.median), speedup,
+                          f"{s.compute:.3g}")
+        Console().print(table)
+    try:
+        plot_comparison(summaries, out)
+    except OSError as error:
+        raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
+    if not as_json:
+        print(f"wrote {out}")
+
+
 def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
          out: Path = typer.Option(Path("plots"), "-o", "--out", help="output directory"),
          db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:

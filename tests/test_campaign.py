@@ -994,3 +994,26 @@ def test_the_live_view_and_top_fit_80_columns(small_campaign):
     assert "12/12 done" in text and "#11" in text  # what each worker trains
     top = CliRunner().invoke(app, ["top", "small", "--db", url_of(db)], env={"COLUMNS": "80"})
     assert top.exit_code == 0 and all(len(line) <= 80 for line in top.stdout.splitlines())
+
+
+def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cache_dir):
+    """`archevo compare A B`: one table (best, median, compute) and one best-so-far plot; the
+    compute axis is every trained individual's FLOPs summed in finishing order."""
+    db = tmp_path / "compare.db"
+    repo = Repository(url_of(db))
+    for name, evals in (("small_a", 6), ("small_b", 9)):
+        run_campaign_on(repo, make_config(name, max_evals=evals, seed=evals))
+    url = url_of(db)
+    result = invoke("compare", "small_a", "small_b", "-o", str(tmp_path / "cmp.png"), "--db", url)
+    assert "small_a" in result.stdout and "small_b" in result.stdout and (tmp_path / "cmp.png").stat().st_size > 0
+    rows = json.loads(invoke("compare", "small_a", "small_b", "--json", "-o", str(tmp_path / "c.png"), "--db", url).stdout)
+    for row, evals in zip(rows, (6, 9)):
+        individuals = repo.finished_individuals(repo.get_campaign(row["name"]).id)
+        losses = [i.fitness for i in individuals if i.fitness is not None]
+        assert row["individuals"] == evals and row["best"] == min(losses)
+        assert row["compute"] == pytest.approx(sum(i.flops or 0 for i in individuals))
+        assert [p[1] for p in row["curve"]] == sorted((p[1] for p in row["curve"]), reverse=True)
+        assert row["curve"][-1] == [row["compute"], row["best"]]
+    for args, message in ((["small_a"], "two or more"), (["small_a", "nope"], "no campaign 'nope'")):
+        refused = CliRunner().invoke(app, ["compare", *args, "-o", str(tmp_path / "x.png"), "--db", url])
+        assert refused.exit_code == 2 and message in refused.output
