@@ -12,7 +12,7 @@ from storage import CorruptRecord
 from .cli_config import config
 from .cli_confirm import confirm_command
 from .cli_programs import programs
-from .cli_search import compare, export, plot, search, show, status, top
+from .cli_search import compare, dashboard, export, plot, search, show, status, top
 from .cli_tasks import tasks_command
 from .cli_train import presets, train
 
@@ -39,7 +39,7 @@ app.command("train")(train)
 app.command("presets")(presets)
 app.command("confirm")(confirm_command)
 app.command("tasks")(tasks_command)
-for command in (status, top, show, export, plot, compare):
+for command in (status, top, show, export, plot, compare, dashboard):
     app.command()(command)
 
 

@@ -540,6 +540,20 @@ def compare(names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="
         print(f"wrote {out}")
 
 
+def dashboard(port: int = typer.Option(8080, "--port", min=0, max=65535, help="port on 127.0.0.1 (0: any free one)"),
+              db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """A read-only web dashboard on 127.0.0.1: campaigns with live progress, top-k with diffs,
+    individuals' listings, lineage and hurdles, the campaign plots."""
+    from .dashboard import serve  # flask only when serving
+
+    repo = open_repository(db, readonly=True)
+    url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
+    try:
+        serve(repo, make_url(url).render_as_string(hide_password=True) if "://" in url else url, port)
+    except OSError as error:
+        raise fail(f"--port {port}: cannot listen on 127.0.0.1:{port}: {error.strerror or error}")
+
+
 def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
          out: Path = typer.Option(Path("plots"), "-o", "--out", help="output directory"),
          db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:

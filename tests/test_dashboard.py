@@ -1,0 +1,106 @@
+"""``archevo dashboard``: every page over a real campaign database, read-only, beside a campaign
+that is writing, and (where Chromium is installed) rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+import time
+
+import matplotlib.image
+import pytest
+from werkzeug.serving import make_server
+
+from search.dashboard import create_app
+from storage import Repository
+from tests import fakes
+from tests.databases import url_of
+from tests.test_campaign import cache_dir, make_config, run_campaign_on  # noqa: F401  (cache_dir: the module's fixture)
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory, cache_dir):
+    db = tmp_path_factory.mktemp("dashboard") / "d.db"
+    run_campaign_on(Repository(url_of(db)), make_config("shown", max_evals=8, hurdles=1, budget="2560tokens"))
+    return db
+
+
+def pages(repo: Repository) -> dict[str, str]:
+    """Each page's path and a text it must show."""
+    campaign = repo.get_campaign("shown")
+    best = repo.top(campaign.id, 1)[0]
+    return {"/": "shown", "/campaign/shown": "changes from the seed", f"/individual/{best.id}": "main(x):"}
+
+
+def test_every_page_and_plot_renders(database):
+    repo = Repository(url_of(database), readonly=True)
+    client = create_app(repo, "test").test_client()
+    for path, text in pages(repo).items():
+        response = client.get(path)
+        assert response.status_code == 200 and text in response.get_data(as_text=True), path
+    campaign = client.get("/campaign/shown").get_data(as_text=True)
+    ranked = repo.top(repo.get_campaign("shown").id, 10)
+    assert len(ranked) >= 5 and campaign.count('href="/individual/') == len(ranked) and "the seed itself" in campaign
+    for figure in ("progress", "pareto", "hurdles", "lineage"):
+        response = client.get(f"/campaign/shown/{figure}.png")
+        assert response.status_code == 200 and response.data[:8] == b"\x89PNG\r\n\x1a\n", figure
+    for missing in ("/campaign/nope", "/individual/99999", "/campaign/shown/nope.png"):
+        assert client.get(missing).status_code == 404, missing
+
+
+def test_the_dashboard_never_writes(database):
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    repo = Repository(url_of(database), readonly=True)
+    client = create_app(repo, "test").test_client()
+    for path in pages(repo):
+        client.get(path)
+    client.get("/campaign/shown/progress.png")
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+
+
+def test_it_survives_a_campaign_writing_at_the_same_time(tmp_path, cache_dir):
+    """A campaign runs in a thread while the pages are read again and again: every answer is a
+    page or a 503 asking to retry, never a server error."""
+    db = tmp_path / "live.db"
+    writer = Repository(url_of(db))
+    run_campaign_on(writer, make_config("live", max_evals=2))  # the campaign exists before the reader opens
+    grown = make_config("live", max_evals=30)
+    writer.set_campaign_config("live", grown.model_dump(mode="json"))  # as `search resume --max-evals 30` does
+    thread = threading.Thread(target=run_campaign_on, args=(writer, grown, fakes.slow_job))
+    thread.start()
+    client = create_app(Repository(url_of(db), readonly=True), "test").test_client()
+    codes = []
+    while thread.is_alive():
+        for path in ("/", "/campaign/live", "/campaign/live/progress.png"):
+            codes.append(client.get(path).status_code)
+    thread.join()
+    assert set(codes) <= {200, 503} and codes.count(200) >= len(codes) // 2
+    assert "30 / 30" in client.get("/").get_data(as_text=True)
+
+
+def test_a_real_browser_renders_each_page(database, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        print("skipped: no Chromium (Debian: apt-get install chromium)")
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    repo = Repository(url_of(database), readonly=True)
+    server = make_server("127.0.0.1", 0, create_app(repo, "test"), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--virtual-time-budget=3000"]
+    try:
+        for i, (path, text) in enumerate(pages(repo).items()):
+            shot = tmp_path / f"page{i}.png"
+            subprocess.run([browser, *flags, f"--screenshot={shot}", base + path], capture_output=True, timeout=120)
+            pixels = matplotlib.image.imread(shot)
+            assert pixels.shape[:2] == (900, 1280) and pixels.std() > 0.02, f"{path}: a blank screenshot"
+            dom = subprocess.run([browser, *flags, "--dump-dom", base + path], capture_output=True, text=True,
+                                 timeout=120).stdout
+            assert text in dom, f"{path}: {text!r} not in the rendered page"
+            if path.startswith("/campaign/"):  # the plots loaded in the browser, not only the HTML
+                assert dom.count("<img") == 4
+    finally:
+        server.shutdown()
+        time.sleep(0.1)
