@@ -67,6 +67,8 @@ INDIVIDUAL = """<p>Campaign <a href="/campaign/{{ campaign }}">{{ campaign }}</a
 {% for h in hurdles %}<tr><td class="n">{{ h.hurdle }}</td><td class="n">{{ h.fraction }}</td><td class="n">{{ h.loss }}</td>
 <td class="n">{{ h.threshold }}</td><td>{{ h.passed }}</td></tr>{% endfor %}</table>
 {% else %}<p>no hurdles recorded</p>{% endif %}
+<p>End of budget: loss {{ final }}.</p>
+<img src="/individual/{{ id }}/curve.png" alt="training curve">
 <h2>Program</h2><pre>{{ listing }}</pre>"""
 
 FIGURES = ("progress", "pareto", "hurdles", "lineage")
@@ -159,7 +161,23 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         return page(f"individual {individual_id}", INDIVIDUAL, campaign=campaign.name, status=record.status,
                     loss=_number(record.fitness), parameters=f"{record.parameters:,}" if record.parameters else "–",
                     flops=f"{record.flops_per_token:.3g}" if record.flops_per_token else "–", error=record.error,
-                    lineage=lineage, hurdles=hurdles, listing=list_architecture(record.architecture()))
+                    lineage=lineage, hurdles=hurdles, listing=list_architecture(record.architecture()),
+                    final=_number(record.val_loss), id=individual_id)
+
+    @app.route("/individual/<int:individual_id>/curve.png")
+    def curve(individual_id: int) -> Response:
+        from . import plots
+
+        record = repo.get_individual(individual_id)
+        if record is None:
+            abort(404, f"no individual {individual_id}")
+        hurdles = repo.hurdles(individual_id)
+        # the tokens the whole budget takes: what it trained over the fraction it reached
+        reached = hurdles[-1].fraction if record.status == "stopped_at_hurdle" and hurdles else 1.0
+        out = io.BytesIO()
+        plots.plot_curve(repo.result(individual_id) or {}, hurdles, record.tokens / reached if record.tokens else None,
+                         out)
+        return Response(out.getvalue(), mimetype="image/png")
 
     return app
 

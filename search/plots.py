@@ -110,6 +110,33 @@ def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_curve(result: dict, hurdles: list, budget_tokens: float | None, path: Path) -> None:
+    """One individual's training curve (mean train loss, validation points) on the tokens axis,
+    with its hurdle losses and thresholds at their fraction of the budget."""
+    curve = result.get("loss_curve", [])
+    figure, axes = plt.subplots(figsize=(7, 4))
+    train = [(p["tokens"], p["train_loss"]) for p in curve if p.get("train_loss") is not None]
+    if train:
+        axes.plot(*zip(*train), label="train loss", alpha=0.7)
+    validation = [(p["tokens"], p["val_loss"]) for p in curve if p.get("val_loss") is not None]
+    if validation:
+        axes.plot(*zip(*validation), "o-", label="validation loss")
+    if budget_tokens:
+        for h in hurdles:
+            x = h.fraction * budget_tokens
+            if h.loss is not None:
+                axes.plot([x], [h.loss], "s", color="C3" if not h.passed else "C2", markersize=8,
+                          label=f"hurdle {h.hurdle} ({'passed' if h.passed else 'stopped'})")
+            if h.threshold is not None:
+                axes.plot([x], [h.threshold], "_", color="black", markersize=16)
+    axes.set(xlabel="tokens", ylabel="loss (nats/token)", title="training curve and hurdles (threshold: black bar)")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot_screen(individuals: list[IndividualRecord], screens: dict[int, list[ScreenRecord]], path: Path) -> None:
     """Each screened individual's accuracy per task in finishing order, the screened-out ones
     in red, and the seeds' scores (the bars are those minus the margin) as lines."""

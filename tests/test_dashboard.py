@@ -46,7 +46,10 @@ def test_every_page_and_plot_renders(database):
     for figure in ("progress", "pareto", "hurdles", "lineage"):
         response = client.get(f"/campaign/shown/{figure}.png")
         assert response.status_code == 200 and response.data[:8] == b"\x89PNG\r\n\x1a\n", figure
-    for missing in ("/campaign/nope", "/individual/99999", "/campaign/shown/nope.png"):
+    best = repo.top(repo.get_campaign("shown").id, 1)[0]
+    response = client.get(f"/individual/{best.id}/curve.png")
+    assert response.status_code == 200 and response.data[:8] == b"\x89PNG\r\n\x1a\n"
+    for missing in ("/campaign/nope", "/individual/99999", "/campaign/shown/nope.png", "/individual/99999/curve.png"):
         assert client.get(missing).status_code == 404, missing
 
 
