@@ -71,6 +71,16 @@ class TrainConfig(BaseModel):
     max_memory_mb: float | None = Field(None, gt=0)
     max_seconds: float | None = Field(None, gt=0)
     device: str = "cpu"
+    #: "auto": bf16 autocast on CUDA (fp32 master weights), fp32 on the CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  # torch.compile the training step's model (inductor); evaluation runs eager
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of this recipe on its device (None: plain fp32)."""
+        wanted = self.precision if self.precision != "auto" else \
+            ("bf16" if torch.device(self.device).type == "cuda" else "fp32")
+        return torch.bfloat16 if wanted == "bf16" else None
 
     @field_validator("hurdles")
     @classmethod
@@ -285,11 +295,13 @@ def train(
         except ValueError as error:
             result.status, result.message = "error", str(error)
             return result
-    threads = torch.get_num_threads()
+    threads, tf32 = torch.get_num_threads(), (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     start = time.perf_counter()
     try:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
+        if torch.device(config.device).type == "cuda":  # TF32 matmuls: fp32 storage, tensor-core speed
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         run = _Run(spec, architecture, data, budget, config, on_hurdle, progress, result, start)
         run.run()
         if save_weights is not None and result.status in ("ok", "stopped_at_hurdle"):
@@ -303,6 +315,7 @@ def train(
             torch.cuda.empty_cache()
     finally:
         torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         result.wall_seconds = time.perf_counter() - start
     return result
 
@@ -333,6 +346,8 @@ class _Run:
         result.forward_flops_per_token = forward_flops(spec, self.architecture).total
         result.flops_per_token = TRAINING_MULTIPLIER * result.forward_flops_per_token
         model.to(self.device).train()
+        self.autocast = torch.autocast(self.device.type, dtype=config.autocast_dtype or torch.float32,
+                                       enabled=config.autocast_dtype is not None)
         windows = validation_windows(data.validation, spec.seq_len, config.eval_batches * config.batch_size)
         self.windows = torch.from_numpy(windows).to(self.device)
         if config.max_memory_mb is not None:
@@ -349,6 +364,7 @@ class _Run:
     def _loop(self) -> None:
         spec, config, result, budget = self.spec, self.config, self.result, self.budget
         model = self.model
+        step_model = torch.compile(model) if config.compile else model  # same parameters, compiled forward
         optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
                                       betas=config.betas, fused=True)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -402,7 +418,8 @@ class _Run:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(fraction + step_fraction, config)
             batch = sample()
-            loss = model(batch[:, :-1], batch[:, 1:])[1]  # the logits are freed before backward
+            with self.autocast:
+                loss = step_model(batch[:, :-1], batch[:, 1:])[1]  # the logits are freed before backward
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
@@ -430,7 +447,8 @@ class _Run:
             if crossed:
                 if pending and not check():  # never evaluate (or stop) on a run that already diverged
                     break
-                loss_value = evaluate(model, self.windows, config.batch_size)
+                with self.autocast:
+                    loss_value = evaluate(model, self.windows, config.batch_size)
                 record(_finite(loss_value))
                 stop = False
                 for index in crossed:
@@ -483,7 +501,8 @@ class _Run:
 
     def _validate(self, step: int, where: str) -> float | None:
         """The validation loss now; None (the run marked diverged) if it is not finite."""
-        loss = evaluate(self.model, self.windows, self.config.batch_size)
+        with self.autocast:
+            loss = evaluate(self.model, self.windows, self.config.batch_size)
         if math.isfinite(loss):
             return loss
         self.result.status, self.result.diverged_step = "diverged", step

@@ -104,6 +104,8 @@ def train(
     hurdles: str = typer.Option("", "--hurdles", help="comma-separated budget fractions to evaluate at, e.g. 0.25,0.5"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on cuda, fp32 on cpu), fp32 or bf16"),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training step (inductor)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object on stdout"),
 ) -> None:
     """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
@@ -133,7 +135,8 @@ def train(
     recipe = {"batch_size": batch_size, "lr": lr}
     try:
         config = TrainConfig(**{**preset.train.model_dump(), **{k: v for k, v in recipe.items() if v is not None},
-                                "seed": seed, "threads": threads, "device": device,
+                                "seed": seed, "threads": threads, "device": device, "precision": precision,
+                                "compile": compile_model,
                                 "hurdles": [float(h) for h in hurdles.split(",") if h.strip()]})
     except ValidationError as error:
         raise _fail(f"training config: {validation_message(error)}") from None

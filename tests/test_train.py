@@ -320,3 +320,26 @@ def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == "ok" and math.isfinite(payload["val_loss"]) and payload["bits_per_byte"] > 0
+
+
+def test_bf16_autocast_trains_close_to_fp32(data):
+    """precision="bf16" (autocast, fp32 master weights) learns as fp32 does, within bf16's noise;
+    "auto" is fp32 on the CPU."""
+    assert CONFIG.autocast_dtype is None and CONFIG.model_copy(update={"device": "cuda"}).autocast_dtype == torch.bfloat16
+    runs = {p: train(SPEC, seed("transformer", SPEC), data, tokens(60), CONFIG.model_copy(update={"precision": p}))
+            for p in ("fp32", "bf16", "auto")}
+    assert all(r.status == "ok" for r in runs.values())
+    start = math.log(VOCAB)
+    assert runs["bf16"].val_loss < start - 1.0  # it learned
+    assert abs(runs["bf16"].val_loss - runs["fp32"].val_loss) < 0.05
+    assert runs["auto"].val_loss == runs["fp32"].val_loss
+
+
+@pytest.mark.integration
+def test_compiled_training_step_trains_like_eager(data):
+    """compile=True runs the training forward through torch.compile (inductor): the same
+    parameters, so the losses agree up to kernel reassociation."""
+    eager = train(SPEC, seed("primer_ez", SPEC), data, tokens(20), CONFIG)
+    compiled = train(SPEC, seed("primer_ez", SPEC), data, tokens(20), CONFIG.model_copy(update={"compile": True}))
+    assert compiled.status == "ok", compiled.message
+    assert abs(compiled.val_loss - eager.val_loss) < 1e-3
