@@ -1,15 +1,20 @@
 """Training throughput of compiled programs against hand-written reference modules.
 
-For each seed (transformer, primer_ez by default) at the default ModelSpec, the archevo-
-compiled model and the independent nn.Module of tests/reference_models.py (loaded with the
-compiled model's weights, so both compute the same function) train side by side: the same
-batch, the same AdamW (fused, as evaluator.train uses), gradient clipping, rounds interleaved
-ABAB… so a shared machine's load hits both alike, and the median round is reported. Model
-FLOP/s = training FLOPs per token (torch's FLOP counter on the compiled model) × tokens/s,
-given as a fraction (MFU) of this machine's fp32 matmul rate measured in the same run
-(2048² ``a @ b`` between rounds).
+For each seed (transformer, primer_ez by default) at a preset's frame and batch (``cpu`` by
+default; ``primer`` is Primer's LM1B configuration), the archevo-compiled model and the
+independent nanoGPT-style nn.Module of tests/reference_models.py (loaded with the compiled
+model's weights, so both compute the same function) train side by side: the same batch, the
+same AdamW (fused, as evaluator.train uses), gradient clipping, in each precision asked for
+(fp32; bf16 = autocast with fp32 master weights, as ``TrainConfig.precision``), rounds
+interleaved ABAB… so a shared machine's load hits all alike, and the median round is
+reported. Model FLOP/s = training FLOPs per token (the registry's cost model) × tokens/s,
+given as a fraction (MFU) of this machine's matmul rate in that precision, measured in the same
+run (2048² ``a @ b`` between rounds). On a GPU, ``--packing 1,2,4`` also measures the
+aggregate tokens/s of that many compiled candidates training at once in separate processes
+(several candidates per GPU, as ``gpus_per_worker = 0.25`` schedules them).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--rounds 7] [--compile] [--device cuda]
+    .venv/bin/python benchmarks/train_throughput.py [--preset cpu|primer] [--precision fp32,bf16]
+        [--steps 5] [--rounds 7] [--compile] [--device cuda] [--packing 1,2,4]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evaluator.compile import compile_model
+from evaluator.presets import PRESETS
 from evaluator.train import parameter_groups
 from primitives.cost import training_flops
 from primitives.program import ModelSpec
@@ -38,9 +44,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """fp32 FLOP/s of an n×n matmul (median of ``repeats`` after 2 warm-ups)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n×n matmul in ``dtype`` (median of ``repeats`` after 2 warm-ups)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     times = []
     for i in range(repeats + 2):
         sync(device)
@@ -55,8 +61,10 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
 class Trainer:
     """One model with its own AdamW: ``run(steps)`` returns seconds per training step."""
 
-    def __init__(self, name: str, model: torch.nn.Module, batch: torch.Tensor, lr: float = 1e-4):
+    def __init__(self, name: str, model: torch.nn.Module, batch: torch.Tensor, lr: float = 1e-4,
+                 dtype: torch.dtype | None = None):
         self.name, self.model, self.batch = name, model, batch
+        self.dtype = dtype  # autocast dtype (None: fp32)
         self.x, self.y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
         self.optimizer = torch.optim.AdamW(parameter_groups(model, 0.1), lr=lr, betas=(0.9, 0.95), fused=True)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -64,7 +72,8 @@ class Trainer:
         self.times: list[float] = []
 
     def step(self) -> None:
-        loss = self.step_fn(self.x, self.y)[1]
+        with torch.autocast(self.x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            loss = self.step_fn(self.x, self.y)[1]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0, foreach=True)
@@ -79,7 +88,11 @@ class Trainer:
         return (time.perf_counter() - start) / steps
 
 
-def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor, use_compile: bool) -> list[Trainer]:
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor, use_compile: bool,
+          precision: str) -> list[Trainer]:
     torch.manual_seed(0)
     compiled = compile_model(spec, seed(name, spec))
     reference = build_reference(name, vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers,
@@ -92,10 +105,12 @@ def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor,
         raise SystemExit(f"{name}: compiled and reference logits differ by {gap:.2e}; not comparing")
     compiled.to(device).train()
     reference.to(device).train()
-    trainers = [Trainer(f"{name} compiled", compiled, batch), Trainer(f"{name} hand-written", reference, batch)]
+    dtype = PRECISIONS[precision]
+    trainers = [Trainer(f"{name} {precision} compiled", compiled, batch, dtype=dtype),
+                Trainer(f"{name} {precision} hand-written", reference, batch, dtype=dtype)]
     if use_compile:
         for base in list(trainers):
-            clone = Trainer(f"{base.name} +torch.compile", base.model, batch)
+            clone = Trainer(f"{base.name} +torch.compile", base.model, batch, dtype=dtype)
             clone.optimizer = base.optimizer  # same parameters: share the optimizer state
             clone.params = base.params
             clone.step_fn = torch.compile(base.model)
@@ -103,40 +118,60 @@ def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor,
     return trainers
 
 
+def packed_rate(name: str, preset: str, batch_size: int, copies: int, steps: int, precision: str) -> float:
+    """Aggregate tokens/s of ``copies`` processes each training the compiled ``name`` on the GPU at
+    once (the median step of each, summed)."""
+    import subprocess
+
+    command = [sys.executable, __file__, "--single", name, "--preset", preset, "--batch-size", str(batch_size),
+               "--steps", str(steps), "--device", "cuda", "--precision", precision]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="frame and batch size")
     parser.add_argument("--seeds", nargs="+", default=["transformer", "primer_ez"])
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=7, help="ABAB… rounds; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model before the rounds")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd versions of both")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--d-model", type=int, default=None)
-    parser.add_argument("--layers", type=int, default=None)
-    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--packing", default="", help="GPU only: comma-separated candidates per GPU, e.g. 1,2,4")
+    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one packed copy: prints tokens/s
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    overrides = {"d_model": args.d_model, "n_layers": args.layers, "seq_len": args.seq_len}
-    spec = ModelSpec(**{k: v for k, v in overrides.items() if v is not None})
-    batch = torch.randint(spec.vocab_size, (args.batch_size, spec.seq_len + 1),
+    preset = PRESETS[args.preset]
+    spec = preset.spec
+    batch_size = args.batch_size or preset.train.batch_size
+    batch = torch.randint(spec.vocab_size, (batch_size, spec.seq_len + 1),
                           generator=torch.Generator().manual_seed(0)).to(device)
-    tokens = args.batch_size * spec.seq_len
-    print(f"ModelSpec {spec.model_dump()}  batch {args.batch_size} × {spec.seq_len} = {tokens} tokens/step  "
-          f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}")
+    tokens = batch_size * spec.seq_len
+    if args.single:  # a child of --packing: train one compiled candidate, print its tokens/s
+        torch.manual_seed(0)
+        trainer = Trainer(args.single, compile_model(spec, seed(args.single, spec)).to(device).train(), batch,
+                          dtype=PRECISIONS[args.precision])
+        trainer.run(args.warmup, device)
+        print(tokens / statistics.median(trainer.run(args.steps, device) for _ in range(3)))
+        return
+    precisions = args.precision.split(",")
+    print(f"preset {args.preset}: ModelSpec {spec.model_dump()}  batch {batch_size} × {spec.seq_len} = {tokens} "
+          f"tokens/step  device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}")
 
     trainers: list[Trainer] = []
     flops: dict[str, float] = {}
-    for name in args.seeds:
-        group = build(name, spec, device, batch, args.compile)
-        # FLOPs are the model's, by the registry's cost model (the same math on both sides)
-        model_flops = training_flops(spec, seed(name, spec))
-        for trainer in group:
-            flops[trainer.name] = model_flops
-        trainers += group
+    for precision in precisions:
+        for name in args.seeds:
+            group = build(name, spec, device, batch, args.compile, precision)
+            for trainer in group:  # the registry's cost model: the same math on both sides
+                flops[trainer.name] = training_flops(spec, seed(name, spec))
+            trainers += group
     for trainer in trainers:
         start = time.perf_counter()
         for _ in range(args.warmup):
@@ -145,16 +180,19 @@ def main(argv: list[str] | None = None) -> None:
         if "torch.compile" in trainer.name:
             print(f"  {trainer.name}: compile + warm-up {time.perf_counter() - start:.1f} s")
 
-    rates = [matmul_rate(device)]
+    rates = {p: [matmul_rate(device, PRECISIONS[p] or torch.float32)] for p in precisions}
     for _ in range(args.rounds):
         for trainer in trainers:
             trainer.times.append(trainer.run(args.steps, device))
-        rates.append(matmul_rate(device))
-    peak = statistics.median(rates)
-    print(f"fp32 matmul 2048²: {peak / 1e9:.1f} GFLOP/s (median of {len(rates)}, range "
-          f"{min(rates) / 1e9:.0f}–{max(rates) / 1e9:.0f})\n")
+        for p in precisions:
+            rates[p].append(matmul_rate(device, PRECISIONS[p] or torch.float32))
+    peaks = {p: statistics.median(r) for p, r in rates.items()}
+    for p, r in rates.items():
+        print(f"{p} matmul 2048²: {peaks[p] / 1e9:.1f} GFLOP/s (median of {len(r)}, range "
+              f"{min(r) / 1e9:.0f}–{max(r) / 1e9:.0f})")
+    print()
 
-    header = f"{'model':44s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} {'vs hand-written':>15s}"
+    header = f"{'model':50s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} {'vs hand-written':>15s}"
     print(header)
     print("-" * len(header))
     medians = {t.name: statistics.median(t.times) for t in trainers}
@@ -162,12 +200,22 @@ def main(argv: list[str] | None = None) -> None:
         seconds = medians[trainer.name]
         rate = tokens / seconds
         model_flops = flops[trainer.name] * rate
+        peak = peaks[trainer.name.split()[1]]
         reference = trainer.name.replace("compiled", "hand-written")
-        ratio = f"{medians[reference] / seconds:.3f}" if "compiled" in trainer.name else ""
-        print(f"{trainer.name:44s} {seconds * 1e3:8.1f} {rate:9.0f} {model_flops / 1e9:8.1f} {model_flops / peak:6.1%} "
+        ratio = f"{medians[reference] / seconds:.3f}" if "compiled" in trainer.name.split()[2] else ""
+        print(f"{trainer.name:50s} {seconds * 1e3:8.1f} {rate:9.0f} {model_flops / 1e9:8.1f} {model_flops / peak:6.1%} "
               f"{ratio:>15s}")
-    print("\n(train FLOPs/token: " + ", ".join(f"{n} {flops[n + ' compiled'] / 1e6:.2f}M" for n in args.seeds)
-          + "; 'vs hand-written' = compiled tokens/s ÷ hand-written tokens/s, target ≥ 0.95)")
+    print("\n(train FLOPs/token: " + ", ".join(f"{n} {training_flops(spec, seed(n, spec)) / 1e6:.2f}M" for n in args.seeds)
+          + "; 'vs hand-written' = compiled tokens/s ÷ hand-written tokens/s, target ≥ 1.0; MFU against the "
+            "matmul rate of the row's precision)")
+    if args.packing and device.type == "cuda":
+        print("\ncandidates per GPU (compiled programs, separate processes):")
+        for name in args.seeds:
+            for precision in precisions:
+                for copies in (int(c) for c in args.packing.split(",")):
+                    rate = packed_rate(name, args.preset, batch_size, copies, args.steps, precision)
+                    print(f"  {name} {precision} × {copies}: {rate:,.0f} tokens/s in all "
+                          f"({flops[f'{name} {precision} compiled'] * rate / peaks[precision]:.1%} MFU)")
 
 
 if __name__ == "__main__":
