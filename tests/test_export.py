@@ -142,7 +142,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     validated = CliRunner().invoke(app, ["programs", "validate", str(out / "config.json")])
     assert validated.exit_code == 0 and validated.stdout.startswith("ok: "), validated.output
     readme = (out / "README.md").read_text()
-    assert readme.startswith(f"# real · individual {best['id']}\n") and f"campaign real, from seed `transformer`" in readme
+    assert readme.startswith(f"# real · individual {best['id']}\n") and "campaign real, from seed `transformer`" in readme
     assert "Not confirmed" in readme and ("trained to the end of its budget" in readme or "stopped at hurdle" in readme)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
