@@ -19,12 +19,13 @@ from evaluator.train import TrainConfig, TrainResult, train
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
 from primitives.validate import parse_architecture
+from search.caches import clear_caches
 from search.campaign import Campaign, CampaignConfig
 from search.confirm import confirm, summarize
 from storage import Repository
 
 __all__ = [
     "Architecture", "Campaign", "CampaignConfig", "ModelSpec", "PRESETS", "Preset", "Repository", "SEEDS",
-    "TrainConfig", "TrainResult", "compile_model", "confirm", "export", "get_preset", "load_tokenized",
+    "TrainConfig", "TrainResult", "clear_caches", "compile_model", "confirm", "export", "get_preset", "load_tokenized",
     "parse_architecture", "seed", "summarize", "train",
 ]

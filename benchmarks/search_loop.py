@@ -41,13 +41,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import evaluator.compile as compile_module
 import evaluator.gate as gate_module
-import primitives.graph as graph_module
 import search.campaign as campaign_module
 import search.evolution as evolution_module
 from primitives.program import ModelSpec
 from search.backends import InProcessBackend
+from search.caches import clear_caches
 from search.campaign import Campaign, CampaignConfig
 from storage import Repository
 from tests import fakes
@@ -122,17 +121,6 @@ def group_of(section: str) -> str:
         return "population/threshold/dedup queries"
     return {"propose": "mutate + validate + hash", "gate": "gate (compile/causality/fingerprint)",
             "evaluate": "evaluator (fake)"}[SECTIONS[section][0]]
-
-
-def clear_bounded_caches() -> None:
-    """Empty the driver's caches. Each is bounded by a count of recent programs, so its bytes
-    follow the programs' size, not the campaign's length: what is left is what grows with it."""
-    gate_module._probe_program.cache_clear()
-    gate_module._POOL.clear()
-    compile_module._bytecode.cache_clear()
-    campaign_module._parsed.cache_clear()
-    graph_module._HASHES.clear()
-    graph_module._CANONICAL_JSON.clear()
 
 
 # --------------------------------------------------------------------------- the run
@@ -225,7 +213,7 @@ def main() -> None:
             row["retained_by"] = [(str(stat.traceback[0]), stat.size) for stat in snapshot.statistics("lineno")[:3]]
         gc.collect()
         row.update(rss=process.memory_info().rss, blocks=sys.getallocatedblocks(), objects=len(gc.get_objects()))
-        clear_bounded_caches()
+        clear_caches()  # each is bounded by a count of recent programs: what is left grows with the campaign
         gc.collect()
         row["blocks_without_caches"] = sys.getallocatedblocks()
         print(f"  {done:>6} individuals  {row['rate']:6.1f}/s   RSS {mib(row['rss'])}   python blocks "

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 import itertools
+import linecache
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -193,9 +196,28 @@ def _run(sources: list[str], blocks: dict[str, Callable] | None = None) -> dict:
     return namespace
 
 
-@functools.lru_cache(maxsize=512)
+_BYTECODE_CACHE = 512
+_LISTED: OrderedDict[str, None] = OrderedDict()  # generated files linecache knows, oldest first
+
+
+@functools.lru_cache(maxsize=_BYTECODE_CACHE)
 def _bytecode(source: str):
-    return compile(source, "<archevo>", "exec")
+    """Compiled once per distinct source, under a name of its content that linecache can show:
+    a traceback through a candidate's module prints the generated line that failed."""
+    filename = f"<archevo {hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    _LISTED[filename] = None
+    _LISTED.move_to_end(filename)
+    while len(_LISTED) > _BYTECODE_CACHE:  # as bounded as the bytecode cache itself
+        linecache.cache.pop(_LISTED.popitem(last=False)[0], None)
+    return compile(source, filename, "exec")
+
+
+def clear_compile_cache() -> None:
+    """Forget every compiled source and its lines."""
+    _bytecode.cache_clear()
+    while _LISTED:
+        linecache.cache.pop(_LISTED.popitem(last=False)[0], None)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -25,6 +25,7 @@ from primitives.seeds import seed
 from primitives.types import COL, MAP, MODEL_UNITS, seq
 from primitives.validate import ProgramError, parse_architecture, validate_architecture
 from search import mutate as mutation
+from search.caches import clear_caches
 
 SPEC = ModelSpec(vocab_size=64, d_model=32, n_layers=1, n_heads=2, seq_len=8)
 OPS = sorted(REGISTRY)
@@ -70,8 +71,7 @@ def test_every_op_alone_compiles_counts_fingerprints_and_lists(name):
 
     fingerprints = set()
     for state in (0, 1):  # the fingerprint must not read the global random state
-        gate._probe_program.cache_clear()
-        gate._POOL.clear()
+        clear_caches()  # a cold gate each time, so the second probe is not served from the first
         torch.manual_seed(state)
         fingerprints.add(gate.probe(SPEC, architecture))
     assert len(fingerprints) == 1
@@ -118,3 +118,22 @@ def test_mutation_can_insert_the_op(name, monkeypatch):
         compile_model(SPEC, child)(torch.randint(SPEC.vocab_size, (1, SPEC.seq_len)))
         return
     pytest.fail(f"no insertion of {name} in 50 draws")
+
+
+def test_a_failing_candidate_shows_its_generated_line_and_caches_clear():
+    """Generated source is registered with linecache, so a traceback names the line of the
+    program that failed; clear_caches() forgets it (and every other process-wide cache)."""
+    import linecache
+    import traceback
+
+    from evaluator.compile import _bytecode
+
+    layer = compile_model(SPEC, seed("transformer", SPEC)).layers[0]
+    with pytest.raises(RuntimeError) as failure:
+        layer(torch.randn(2, SPEC.seq_len, SPEC.d_model + 1))  # the wrong width
+    generated = [frame for frame in traceback.extract_tb(failure.value.__traceback__)
+                 if frame.filename.startswith("<archevo ")]
+    assert generated and generated[0].line == "norm1 = self.norm1(x)"
+    clear_caches()
+    assert _bytecode.cache_info().currsize == 0
+    assert not [name for name in linecache.cache if str(name).startswith("<archevo ")]
