@@ -21,7 +21,7 @@ from tests.test_campaign import cache_dir, make_config, run_campaign_on  # noqa:
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory, cache_dir):
+def database(tmp_path_factory):
     db = tmp_path_factory.mktemp("dashboard") / "d.db"
     run_campaign_on(Repository(url_of(db)), make_config("shown", max_evals=8, hurdles=1, budget="2560tokens"))
     return db
@@ -63,7 +63,7 @@ def test_the_dashboard_never_writes(database):
     assert hashlib.sha256(database.read_bytes()).hexdigest() == before
 
 
-def test_it_survives_a_campaign_writing_at_the_same_time(tmp_path, cache_dir):
+def test_it_survives_a_campaign_writing_at_the_same_time(tmp_path):
     """A campaign runs in a thread while the pages are read again and again: every answer is a
     page or a 503 asking to retry, never a server error."""
     db = tmp_path / "live.db"
