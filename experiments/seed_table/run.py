@@ -66,7 +66,6 @@ def measure_speeds(arms: list[str], steps: int, rounds: int) -> dict:
     """Seconds per training step of every arm on the cpu preset, one torch thread, ``rounds``
     interleaved rounds of ``steps`` steps each (median and range over rounds)."""
     import platform
-    import statistics
 
     import torch
 
@@ -111,30 +110,23 @@ def on_measured_clock(run: dict, rates: dict[str, float]) -> dict:
             "loss_curve": [{**p, "seconds": p["tokens"] / rate} for p in run["loss_curve"]]}
 
 
-def speed_table(runs: list[dict]) -> list[str]:
-    """Every seed's measured step time against its FLOPs, relative to the Transformer, with the
-    FLOPs table's own training rates as a cross-check."""
+def speed_table() -> list[str]:
+    """Every seed's measured step time against its FLOPs, relative to the Transformer."""
     speeds = json.loads(SPEEDS.read_text())
     rates = speeds["tokens_per_second"]
     spec = _FLOPS.spec
     base_flops = training_flops(spec, seed("transformer", spec))
-    trained = {}
-    for r in runs:
-        if r["protocol"] == _FLOPS.name and r["seconds"]:
-            trained.setdefault(r["arm"], []).append(r["tokens"] / r["seconds"])
     lines = [f"## Training speed (speeds.json: `run.py speeds`, commit {speeds['commit']}, {speeds['machine']}, "
              f"torch {speeds['torch']}, one thread, median of {speeds['rounds']} interleaved rounds of "
              f"{speeds['steps']} steps; load average {speeds['load_average'][0][0]:.1f} → "
              f"{speeds['load_average'][1][0]:.1f})", "",
-             "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer | "
-             "speed × transformer in the FLOPs-table runs |", "|---|---|---|---|---|---|---|"]
-    base_trained = statistics.mean(trained["transformer"]) if "transformer" in trained else None
+             "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer |",
+             "|---|---|---|---|---|---|"]
     for arm in sorted(rates, key=lambda a: -rates[a]):
         low, high = speeds["range"][arm]
-        cross = f"{statistics.mean(trained[arm]) / base_trained:.2f}" if base_trained and arm in trained else "–"
         lines.append(f"| {arm} | {speeds['seconds_per_step'][arm] * 1e3:.0f} | {low * 1e3:.0f}–{high * 1e3:.0f} | "
                      f"{rates[arm]:,.0f} | {rates[arm] / rates['transformer']:.2f} | "
-                     f"{training_flops(spec, seed(arm, spec)) / base_flops:.3f} | {cross} |")
+                     f"{training_flops(spec, seed(arm, spec)) / base_flops:.3f} |")
     return lines + [""]
 
 
@@ -159,7 +151,7 @@ def report() -> None:
                           "sas", "sas_p", "parallel", "deepnorm", "transformer_postln"])
         lines += [f"![loss curves, {protocol.name}](loss_{key}.png)", ""]
     if SPEEDS.exists():
-        lines += speed_table(runs)
+        lines += speed_table()
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
