@@ -44,7 +44,7 @@ def summarize_campaign(repo: Repository, campaign: CampaignRecord) -> CampaignSu
                 curve.append((spent, best))
     confirmed = [c for c in summarize(repo, campaign.id).values() if c.loss_mean is not None]
     return CampaignSummary(
-        name=campaign.name, individuals=len(individuals), trained=sum(i.flops is not None and i.flops > 0 for i in individuals),
+        name=campaign.name, individuals=len(individuals), trained=sum(bool(i.flops) for i in individuals),
         best=min(losses) if losses else None, median=statistics.median(losses) if losses else None, compute=spent,
         curve=curve + ([(spent, best)] if curve else []),
         confirmed=min(confirmed, key=lambda c: c.loss_mean) if confirmed else None)

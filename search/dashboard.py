@@ -17,7 +17,7 @@ from flask import Flask, Response, abort, render_template_string
 from sqlalchemy.exc import OperationalError
 
 from primitives.listing import diff_architectures, list_architecture
-from storage import Repository
+from storage import FINAL_STATUSES, Repository
 
 from .confirm import summarize
 
@@ -102,7 +102,7 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         rows = []
         for c in repo.list_campaigns():
             config = c.config
-            finished = len(repo.finished_individuals(c.id))
+            finished = repo.count(c.id, FINAL_STATUSES)  # a count, not the rows: this page refreshes itself
             max_evals = config.get("max_evals") or 0
             best = repo.top(c.id, 1)
             rows.append({"name": c.name, "status": c.status, "finished": finished, "max_evals": max_evals,
@@ -125,7 +125,7 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
                          "diff": "; ".join(diff_architectures(root.architecture(), individual.architecture()))
                          or "(the seed itself)"})
         return page(f"campaign {name}", CAMPAIGN, refresh=REFRESH_SECONDS, name=name, rows=rows, figures=FIGURES,
-                    status=c.status, finished=len(repo.finished_individuals(c.id)),
+                    status=c.status, finished=repo.count(c.id, FINAL_STATUSES),
                     max_evals=c.config.get("max_evals"), budget=c.config.get("budget"),
                     seeds=", ".join(c.config.get("seed_programs", [])))
 
@@ -135,13 +135,13 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
 
         c = campaign_or_404(name)
         individuals = repo.finished_individuals(c.id)
+        best = repo.top(c.id, 1)
         draw: dict[str, Callable[[io.BytesIO], None]] = {
             "progress": lambda out: plots.plot_progress(individuals, out, c.config.get("population", 16)),
             "pareto": lambda out: plots.plot_pareto(individuals, out),
             "hurdles": lambda out: plots.plot_hurdles(repo.hurdle_pass_counts(c.id), len(individuals), out),
             "lineage": lambda out: plots.plot_lineage(repo.lineage(best[0].id), out),
         }
-        best = repo.top(c.id, 1)
         if figure not in draw or (figure == "lineage" and not best):
             abort(404, f"no figure {figure!r}")
         out = io.BytesIO()
