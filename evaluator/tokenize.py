@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,6 +48,12 @@ class TokenizedCorpus:
     vocab_size: int  # the requested size: every id is < vocab_size (the model's embedding rows)
     corpus_identity: str
     cache_dir: Path
+
+    def detached(self) -> TokenizedCorpus:
+        """The same corpus as plain arrays, for a worker on another machine (Ray's object
+        store ships it): a memory map pickles as a copy anyway, and the cache folder does not
+        exist there."""
+        return replace(self, train=np.asarray(self.train), validation=np.asarray(self.validation))
 
     def bits_per_byte(self, loss_nats_per_token: float) -> float:
         """Convert a mean validation loss (nats/token) to bits per byte, comparable across tokenizers."""

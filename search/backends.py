@@ -7,6 +7,7 @@ timeout, and bounded retries when the worker process dies (Ray re-executes the t
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import socket
@@ -16,7 +17,7 @@ from typing import Any, Callable, Hashable, Protocol
 
 Job = dict[str, Any]
 Result = dict[str, Any]
-JobFunction = Callable[[Job], Result]
+JobFunction = Callable[..., Result]  # fn(job) or, with RayBackend's shared objects, fn(job, **shared)
 
 
 class Backend(Protocol):
@@ -77,7 +78,8 @@ def start_local_ray(num_cpus: float, num_gpus: float | None = None) -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
-    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard_host": "127.0.0.1", **QUIET}
+    # "local": a new cluster even where `ray start` left one (ray.init would join that)
+    options = {"address": "local", "num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard_host": "127.0.0.1", **QUIET}
     ray.init(**{k: v for k, v in options.items() if v is not None})
 
 
@@ -112,18 +114,39 @@ def local_gpus(gpus_per_worker: float) -> int | None:
     return have
 
 
+#: The project's packages: what a worker on a cluster the driver did not start must import.
+PACKAGES = ("archevo", "primitives", "evaluator", "search", "storage")
+
+
+def worker_env() -> dict[str, Any]:
+    """A task's runtime_env: the driver's ``ARCHEVO_*`` variables, which the nodes of a cluster
+    started with ``ray start`` (or a private cluster started before they were set) lack."""
+    return {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("ARCHEVO_")}}
+
+
+def project_code() -> dict[str, Any]:
+    """The runtime_env of a driver joining a cluster: the project's packages, which Ray uploads
+    to every node (``py_modules``). Third-party packages (torch, tokenizers, ...) must be
+    installed on the nodes."""
+    return {"py_modules": [importlib.import_module(name) for name in PACKAGES]}
+
+
 class RayBackend:
-    """One Ray task per evaluation on a local cluster (default) or an existing one (address)."""
+    """One Ray task per evaluation on a local cluster (default) or an existing one (address).
+
+    ``shared`` objects go into Ray's object store once and reach every task as keyword
+    arguments (``fn(job, **shared)``): the tokenized corpus for nodes that lack its cache."""
 
     def __init__(self, fn: JobFunction, workers: int, address: str | None = None, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0, max_retries: int = 2, timeout_s: float | None = None):
+                 gpus_per_worker: float = 0, max_retries: int = 2, timeout_s: float | None = None,
+                 shared: dict[str, Any] | None = None):
         import ray
 
         self.ray = ray
         if not ray.is_initialized():
             if address:
                 check_reachable(address)
-                ray.init(address=address, **QUIET)
+                ray.init(address=address, runtime_env=project_code(), **QUIET)
             else:
                 start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1), local_gpus(gpus_per_worker))
         if gpus_per_worker and ray.cluster_resources().get("GPU", 0) < gpus_per_worker:
@@ -132,12 +155,13 @@ class RayBackend:
         self.capacity = workers
         self.timeout_s = timeout_s
         self.remote = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=max_retries,
-                                 retry_exceptions=False)(fn)
+                                 retry_exceptions=False, runtime_env=worker_env())(fn)
+        self.shared = {name: ray.put(value) for name, value in (shared or {}).items()}
         self.pending: dict[Any, tuple[Hashable, float]] = {}
 
     def submit(self, key: Hashable, job: Job) -> None:
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else float("inf")
-        self.pending[self.remote.remote(job)] = (key, deadline)
+        self.pending[self.remote.remote(job, **self.shared)] = (key, deadline)
 
     def wait(self, timeout: float) -> list[tuple[Hashable, Result]]:
         if not self.pending:

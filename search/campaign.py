@@ -49,7 +49,7 @@ from .hurdles import HurdlePolicy, RecordedLosses
 from .liveness import HEARTBEAT_S, refusal, this_driver
 from .mutate import MUTATIONS
 from .screen import bars, run_screen
-from .worker import EvalJob, run_job
+from .worker import EvalJob, land_weights, run_job
 
 
 #: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
@@ -312,7 +312,8 @@ class Campaign:
         self._job_frame = EvalJob(architecture_json="", spec=config.spec, budget=config.budget, train=config.train,
                                   corpus=config.corpus, vocab_size=config.vocab_size,
                                   max_train_tokens=config.max_train_tokens, screen=config.screen,
-                                  screen_seed=config.seed, screen_steps=config.screen_steps).model_dump(mode="json")
+                                  screen_seed=config.seed, screen_steps=config.screen_steps,
+                                  return_weights=config.ray_address is not None).model_dump(mode="json")
         self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
 
     # ----------------------------------------------------------------- the loop
@@ -496,6 +497,7 @@ class Campaign:
     def _record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
         individual_id, attempt = key
         individual, thresholds = self._in_flight.pop(key)
+        result = land_weights(result)
         passed = result.get("hurdle_passed", [])
         if result.get("status") == "ok" and fitness_of(result) is None:  # a worker's claim the driver cannot use
             result = {**result, "status": "error",
@@ -528,7 +530,11 @@ class Campaign:
 
 
 def make_backend(config: CampaignConfig, job: JobFunction = run_job) -> Backend:
+    """The configured backend. On a cluster the driver joins (``ray_address``), the tokenized
+    corpus travels through Ray's object store: the other nodes have no cache of it."""
     if config.backend == "inprocess":
         return InProcessBackend(job)
+    shared = None if config.ray_address is None else \
+        {"corpus": load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens).detached()}
     return RayBackend(job, config.workers, address=config.ray_address, gpus_per_worker=config.gpus_per_worker,
-                      max_retries=config.max_retries, timeout_s=config.timeout())
+                      max_retries=config.max_retries, timeout_s=config.timeout(), shared=shared)

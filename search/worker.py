@@ -8,18 +8,24 @@ to the database: the driver is the only writer.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from evaluator.budget import parse_budget
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenize import TokenizedCorpus, load_tokenized
 from evaluator.train import TrainConfig, train
 from primitives.program import Architecture, ModelSpec
 from primitives.validate import parse_architecture
 
 from .hurdles import HurdlePolicy
 from .screen import run_screen, shortfall
+
+
+WEIGHTS_BYTES = "weights_bytes"  # the result key a remote worker's weights file travels under
 
 
 class EvalJob(BaseModel):
@@ -40,6 +46,7 @@ class EvalJob(BaseModel):
     screen_bars: dict[str, float] = {}  # the accuracy each task needs (the seed's minus the margin)
     screen_seed: int = 0
     screen_steps: int | None = None
+    return_weights: bool = False  # a worker on another machine sends the weights file back in the result
 
 
 def assigned_device(configured: str) -> str:
@@ -63,8 +70,10 @@ def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str
     return scores, None if reason is None else {"status": "screened_out", "message": reason, "screen": scores}
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one candidate; every failure comes back as a result, never as an exception."""
+def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[str, Any]:
+    """Train one candidate; every failure comes back as a result, never as an exception.
+    ``corpus``: the tokenized corpus when the driver shipped it (a cluster's other nodes have
+    no cache of it), else the local cache is loaded."""
     job = EvalJob.model_validate(job)
     architecture = parse_architecture(job.architecture_json)
     try:
@@ -73,7 +82,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return {"status": "error", "message": f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500]}
     if screened_out is not None:
         return screened_out
-    data = load_tokenized(job.corpus, job.vocab_size, max_train_tokens=job.max_train_tokens)
+    data = corpus if corpus is not None else load_tokenized(job.corpus, job.vocab_size,
+                                                            max_train_tokens=job.max_train_tokens)
     passed: list[bool] = []
 
     def on_hurdle(index: int, fraction: float, loss: float) -> bool:
@@ -81,10 +91,28 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return passed[-1]
 
     config = job.train.model_copy(update={"device": assigned_device(job.train.device)})
-    result = train(job.spec, architecture, data, parse_budget(job.budget), config, on_hurdle=on_hurdle,
-                   save_weights=job.weights_path)
-    record = result.model_dump(mode="json")
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / "weights.safetensors" if job.return_weights else job.weights_path
+        result = train(job.spec, architecture, data, parse_budget(job.budget), config, on_hurdle=on_hurdle,
+                       save_weights=local if job.weights_path else None)
+        record = result.model_dump(mode="json")
+        if job.return_weights and result.weights:
+            record["weights"], record[WEIGHTS_BYTES] = job.weights_path, Path(local).read_bytes()
     record["hurdles_passed"] = sum(passed)
     record["hurdle_passed"] = passed
     record["screen"] = scores
     return record
+
+
+def land_weights(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without the weights a remote worker sent back, which are written (atomically)
+    at the driver's path the job named."""
+    if WEIGHTS_BYTES not in result:
+        return result
+    result = dict(result)
+    data, target = result.pop(WEIGHTS_BYTES), Path(result["weights"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}.part")
+    scratch.write_bytes(data)
+    os.replace(scratch, target)
+    return result

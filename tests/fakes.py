@@ -160,6 +160,11 @@ def echo_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "val_loss": float(job["value"]), "pid": os.getpid()}
 
 
+def environment_job(job: dict[str, Any], **shared: Any) -> dict[str, Any]:
+    """What the worker sees: an environment variable and the backend's shared objects."""
+    return {"status": "ok", "value": os.environ.get(job["variable"]), "shared": shared}
+
+
 def raising_job(job: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"bad candidate {job['value']}")
 

@@ -79,6 +79,15 @@ def test_ray_runs_jobs(ray_cluster):
     backend.shutdown()
 
 
+def test_ray_tasks_get_the_drivers_archevo_variables_and_the_shared_objects(ray_cluster, monkeypatch):
+    """Set after the cluster started, so the workers did not inherit it: the runtime_env carries it."""
+    monkeypatch.setenv("ARCHEVO_PROBE", "from the driver")
+    backend = RayBackend(fakes.environment_job, workers=1, shared={"corpus": [1, 2, 3]})
+    backend.submit("probe", {"variable": "ARCHEVO_PROBE"})
+    result = drain(backend)["probe"]
+    assert result["value"] == "from the driver" and result["shared"] == {"corpus": [1, 2, 3]}
+
+
 def test_ray_exception_in_job_is_an_error_result(ray_cluster):
     backend = RayBackend(fakes.raising_job, workers=1, max_retries=2)
     backend.submit("bad", {"value": 3})

@@ -1,0 +1,119 @@
+"""A campaign on a Ray cluster of two nodes that the driver did not start.
+
+The test starts a head (no CPUs, so no task can run there) and a second node with
+``ray start`` as processes of its own, joins them from the driver, and stops both by their
+process groups, never with ``ray stop`` (which would stop every Ray on the machine). Ray
+on Linux refuses a multi-node cluster on loopback: the nodes take this machine's reachable
+address for the few seconds the test runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from primitives.program import ModelSpec  # noqa: E402
+from search.campaign import Campaign, CampaignConfig  # noqa: E402
+from storage import Repository  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ray_start(log: Path, *arguments: str) -> subprocess.Popen:
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
+               "--node-ip-address=127.0.0.1", *arguments]
+    # a session of its own: the node's raylet, object store and workers share its process group
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("ARCHEVO_")})
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def two_nodes(tmp_path):
+    """The address of a head plus one worker node with 2 CPUs, both gone after the test."""
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    # its own temp folder (short: Ray's socket paths must fit 107 characters), so that the
+    # address file a later plain ray.init would read is not this cluster's
+    sessions = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    head = _ray_start(tmp_path / "head.log", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                      f"--temp-dir={sessions}")
+    node = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and head.poll() is None, (tmp_path / "head.log").read_text()
+                time.sleep(0.3)
+        node = _ray_start(tmp_path / "node.log", f"--address=127.0.0.1:{port}", "--num-cpus=2")
+        ray.init(address=f"127.0.0.1:{port}", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.monotonic() < deadline and node.poll() is None, (tmp_path / "node.log").read_text()
+            time.sleep(0.3)
+        ray.shutdown()  # the campaign joins the cluster itself, with its runtime_env
+        yield f"127.0.0.1:{port}"
+    finally:
+        ray.shutdown()
+        for process in (node, head):
+            if process is not None:
+                _stop(process)
+        shutil.rmtree(sessions, ignore_errors=True)
+
+
+def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_returned(two_nodes, tmp_path,
+                                                                                        monkeypatch):
+    cache = tmp_path / "driver-cache"
+    monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(cache))
+    config = CampaignConfig(name="cluster", backend="ray", ray_address=two_nodes, workers=2, max_evals=4,
+                            population=4, sample=2, hurdles=0, seed_programs=["transformer"], vocab_size=300,
+                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", budget="1280tokens",
+                            spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
+                            keep_weights=True, weights_dir=str(tmp_path / "weights"))
+    repo = Repository(f"sqlite:///{tmp_path / 'cluster.db'}")
+    campaign = Campaign(repo, config)
+    # the driver tokenized the corpus and shipped it; with its cache gone, a worker that
+    # loaded the corpus from disk would rebuild the cache, and the test would see it
+    for folder in (cache / "tokenized").iterdir():
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+    campaign.run()
+    rows = repo.population(campaign.campaign.id, 100)
+    assert len(rows) == 4 and {row.status for row in rows} <= {"ok", "rejected", "duplicate"}
+    assert any(row.status == "ok" for row in rows), [repo.result(row.id) for row in rows]
+    assert list((cache / "tokenized").iterdir()) == []
+    from safetensors.torch import load_file
+
+    for row in rows:
+        if row.status == "ok":
+            weights = tmp_path / "weights" / "cluster" / f"{row.id}.safetensors"
+            assert load_file(weights), f"individual {row.id}: no weights at {weights}"
+    # the tasks ran on the node that has CPUs: the head has none
+    assert {n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]} == {0, 2}
