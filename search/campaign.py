@@ -45,7 +45,7 @@ from storage import CampaignBusy, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
-from .hurdles import HurdlePolicy, RecordedLosses
+from .hurdles import HurdlePolicy, RecordedLosses, halving_positions
 from .liveness import HEARTBEAT_S, refusal, this_driver
 from .mutate import MUTATIONS
 from .screen import bars, run_screen
@@ -75,6 +75,9 @@ class CampaignConfig(BaseModel):
     max_evals: int = Field(32, ge=1, le=1_000_000_000)
     budget: str
     hurdles: int = Field(2, ge=0, le=8)
+    # Where the hurdles stand, as fractions of the budget (strictly increasing, in (0, 1));
+    # default: Primer's halving positions for ``hurdles``. Given, it sets ``hurdles``.
+    hurdle_fractions: list[float] | None = Field(None, max_length=8)
     hurdle_rule: Literal["quantile", "mean"] = "quantile"
     hurdle_quantile: float = Field(0.5, gt=0, lt=1)
     hurdle_min_samples: int = Field(4, ge=1)
@@ -149,6 +152,22 @@ class CampaignConfig(BaseModel):
         parse_budget(budget)
         return budget
 
+    @field_validator("hurdle_fractions")
+    @classmethod
+    def _increasing_fractions(cls, fractions: list[float] | None) -> list[float] | None:
+        if fractions is not None and not all(a < b for a, b in zip([0.0, *fractions], [*fractions, 1.0])):
+            raise ValueError(f"hurdle_fractions must increase strictly within (0, 1), got {fractions}")
+        return fractions
+
+    @model_validator(mode="after")
+    def _hurdle_count(self) -> "CampaignConfig":
+        if self.hurdle_fractions is not None:
+            if "hurdles" in self.model_fields_set and self.hurdles != len(self.hurdle_fractions):
+                raise ValueError(f"hurdles = {self.hurdles} but hurdle_fractions has {len(self.hurdle_fractions)}: "
+                                 "give one of them")
+            self.hurdles = len(self.hurdle_fractions)
+        return self
+
     @field_validator("seed_programs")
     @classmethod
     def _seeds_exist(cls, names: list[str]) -> list[str]:
@@ -175,12 +194,15 @@ class CampaignConfig(BaseModel):
         return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     def hurdle_policy(self) -> HurdlePolicy:
-        return HurdlePolicy.halving(self.hurdles, rule=self.hurdle_rule, quantile=self.hurdle_quantile,
-                                    min_samples=self.hurdle_min_samples)
+        positions = halving_positions(self.hurdles) if self.hurdle_fractions is None else self.hurdle_fractions
+        return HurdlePolicy(tuple(positions), rule=self.hurdle_rule, quantile=self.hurdle_quantile,
+                            min_samples=self.hurdle_min_samples)
 
     def recipe(self) -> str:
         """What makes two evaluations comparable: fitness is reused only under the same recipe."""
         keys = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
+        if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
+            keys += ("hurdle_fractions",)
         if self.screen:  # a screened-out result is reused only under the same screen
             keys += ("screen", "screen_margin", "screen_steps", "seed")
         return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()).hexdigest()[:16]

@@ -42,13 +42,15 @@ def candidates(repo: Repository, campaign_id: int, k: int) -> list[IndividualRec
 
 def confirm(repo: Repository, config: CampaignConfig, k: int, seeds: int, budget: str,
             backend: Backend | None = None, on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
-            job: Callable = run_job) -> None:
+            job: Callable = run_job, individuals: list[IndividualRecord] | None = None) -> None:
     """Run every (candidate, training seed) at ``budget`` not yet recorded. ``on_run(record,
-    done, total)`` is called once before the first run (record None) and after each."""
+    done, total)`` is called once before the first run (record None) and after each. The
+    candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given."""
     campaign = repo.get_campaign(config.name)
     parse_budget(budget)
     recorded = {(r.individual_id, r.training_seed) for r in repo.confirmations(campaign.id) if r.budget == budget}
-    todo = [(individual, s) for s in training_seeds(config, seeds) for individual in candidates(repo, campaign.id, k)
+    chosen = candidates(repo, campaign.id, k) if individuals is None else individuals
+    todo = [(individual, s) for s in training_seeds(config, seeds) for individual in chosen
             if (individual.id, s) not in recorded]
     train = config.train.model_copy(update={"hurdles": [], "eval_points": max(config.train.eval_points, EVAL_POINTS)})
     frame = EvalJob(architecture_json="", spec=config.spec, budget=budget, train=train, corpus=config.corpus,

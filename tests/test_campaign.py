@@ -531,6 +531,22 @@ def test_hurdle_thresholds_follow_recorded_losses(tmp_path):
     assert counts[0][0] == len(evaluated) and counts[1][0] == counts[0][1]
 
 
+def test_hurdle_fractions_place_the_hurdles_and_enter_the_recipe(tmp_path):
+    placed = make_config("p", hurdles=1, hurdle_fractions=[0.5], max_evals=6)
+    assert placed.hurdle_policy().positions == (0.5,)
+    assert CampaignConfig(name="q", budget="1e5tokens", hurdle_fractions=[0.3, 0.6]).hurdles == 2
+    assert make_config("p", hurdles=1).hurdle_policy().positions == pytest.approx((1 / 3,))
+    assert placed.recipe() != make_config("p", hurdles=1).recipe()
+    job = fakes.CountingJob()
+    repo, cid = run_campaign(tmp_path / "p.db", placed, job)
+    assert {h.fraction for r in check_complete(repo, cid, 6) for h in repo.hurdles(r.id)} == {0.5}
+    for bad, message in (([0.5, 0.4], "increase strictly"), ([0.0, 0.5], "increase strictly"), ([1.0], "increase")):
+        with pytest.raises(ValueError, match=message):
+            make_config("p", hurdles=len(bad), hurdle_fractions=bad)
+    with pytest.raises(ValueError, match="hurdles = 2 but hurdle_fractions has 1"):
+        make_config("p", hurdles=2, hurdle_fractions=[0.5])
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -1,343 +1,336 @@
-"""Rediscovery (issue #5, part 2): does a search seeded only with the Transformer find Primer's edits?
+"""Rediscovery on the calibrated protocol: does evolution find Primer's edits, beat random
+search, and repair a handicapped seed?
 
-Two campaigns with the same config (``config.toml``), one after the other on one core:
+Every campaign is ``config.toml`` (the ``cpu`` preset, the selective-copying screen, one hurdle
+at half the budget) with a seed program, an arm and a campaign seed:
 
-* ``rediscovery-evolution``: aging evolution, tournaments of ``sample`` (5);
-* ``rediscovery-random``: the same with ``sample = 1``, a tournament of one, i.e. the parent is
-  drawn uniformly from the same population window: the same mutations with no selection.
+* arms: ``evolution`` (tournaments of ``sample``) and ``random`` (``sample = 1``: the parent is
+  drawn uniformly from the same window, the same mutations with no selection);
+* ``search``: Transformer-seeded campaigns of both arms at each campaign seed;
+* ``handicaps``: campaigns seeded with a weakened program (``sigmoid``, ``rezero``,
+  ``transformer_postln``), extended ``--step`` individuals at a time until one reaches the
+  Transformer seed's search loss (the hit) or ``--cap`` individuals;
+* ``confirm``: ``archevo confirm``'s retraining (3 fresh training seeds) of each search
+  campaign's top 3 and seed, and of each handicap campaign's first hit;
+* ``report``: ``table.md``, the best-so-far-against-compute plot, ``archevo plot``'s figures.
 
-Then the ``--top`` best individuals of each arm (by search fitness, duplicates excluded), the
-``transformer`` seed and ``primer_ez`` (for reference) are retrained under a larger equal FLOPs
-budget at ``--repeats`` training seeds (interleaved: every program for seed 0, then seed 1, ...),
-appended to ``results.jsonl`` as they finish; a rerun skips what is there, and a campaign that
-did not finish is resumed. The same programs are then trained at the search's own budget and
-data at ``--noise-repeats`` seeds (how noisy one evaluation is; seed 0 repeats the search's).
-Finally ``table.md`` and the plots are written:
+Campaigns run in-process (one candidate at a time, so a campaign replays exactly), ``--jobs``
+campaigns at once, into ``rediscovery.db``; everything resumes where it stopped.
 
-    nice -n 19 .venv/bin/python experiments/rediscovery/run.py
-    .venv/bin/python experiments/rediscovery/run.py --summarize-only
-
-Speedup is Primer's metric as computed by ``experiments/seed_table/history/run.py`` (imported, not
-copied), on the FLOPs axis, each training seed against the Transformer of the same seed.
+    P=.venv/bin/python; R=experiments/rediscovery/run.py
+    $P $R search --seeds 0,1,2 --jobs 2
+    $P $R confirm --jobs 2
+    $P $R handicaps --programs sigmoid,rezero,transformer_postln --seeds 0,1,2 --jobs 2
+    $P $R report
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import math
 import statistics
-import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE.parents[1]))
 
-from evaluator.provenance import read_jsonl
-from evaluator.budget import parse_budget
-from evaluator.tokenize import load_tokenized
-from evaluator.train import TrainConfig, train
-from primitives.graph import architecture_hash
-from primitives.listing import diff_architectures
-from primitives.seeds import seed
-from search.campaign import Campaign, CampaignConfig
-from storage import IndividualRecord, Repository
+from primitives.listing import diff_architectures  # noqa: E402
+from primitives.validate import parse_architecture  # noqa: E402
+from search.campaign import Campaign, CampaignConfig  # noqa: E402
+from search.compare import CampaignSummary, summarize_campaign  # noqa: E402
+from search.confirm import confirm, summarize  # noqa: E402
+from storage import IndividualRecord, Repository  # noqa: E402
 
-
-def _seed_table():
-    """experiments/seed_table/run.py as a module (its name would clash with this file's)."""
-    spec = importlib.util.spec_from_file_location("seed_table_run", ROOT / "experiments" / "seed_table" / "history" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-seed_table = _seed_table()
-
+DB = f"sqlite:///{HERE / 'rediscovery.db'}"
 ARMS = {"evolution": {}, "random": {"sample": 1}}
-DEFAULT_DB = HERE / "rediscovery.db"
+BASE = "transformer"
+#: Primer's two edits, as ``archevo programs diff`` words them.
+PRIMER_EDITS = {"dconv": "+ dconv", "square": "square("}
+CONFIRM_TOP, CONFIRM_SEEDS = 3, 3
 
 
-def campaign_name(arm: str) -> str:
-    return f"rediscovery-{arm}"
+def campaign_name(program: str, arm: str, seed: int) -> str:
+    return f"{program}-{arm}-s{seed}"
 
 
-def arm_config(arm: str, config_file: Path) -> CampaignConfig:
-    return CampaignConfig.from_toml(config_file, name=campaign_name(arm), **ARMS[arm])
+def config_for(program: str, arm: str, seed: int, max_evals: int | None = None) -> CampaignConfig:
+    overrides = {"max_evals": max_evals} if max_evals else {}
+    return CampaignConfig.from_toml(HERE / "config.toml", name=campaign_name(program, arm, seed), seed=seed,
+                                    seed_programs=[program], **ARMS[arm], **overrides)
 
 
-# --------------------------------------------------------------------------- the two campaigns
-
-
-def run_arm(repo: Repository, arm: str, config_file: Path) -> None:
-    config = arm_config(arm, config_file)
-    stored = repo.get_campaign(config.name)
-    if stored is not None:
-        stored_config = CampaignConfig.model_validate(stored.config)
-        if stored_config.model_dump(exclude={"train"}) != config.model_dump(exclude={"train"}):
-            print(f"note: {config.name} was started with a different config; resuming with the stored one")
-        if stored.status == "finished":
-            print(f"{config.name}: finished, {repo.count(stored.id)} individuals")
-            return
-        config = stored_config
-        print(f"{config.name}: resuming at birth {repo.next_birth(stored.id)}")
+def _printer(name: str):
     start = time.monotonic()
-    best = [math.inf]
 
     def on_event(event: dict) -> None:
-        if event["kind"] != "recorded":
-            return
-        fitness = event.get("fitness")
-        if fitness is not None and fitness < best[0]:
-            best[0] = fitness
-        shown = f"{fitness:.4f}" if fitness is not None else "-"
-        print(f"[{time.monotonic() - start:6.0f}s] {config.name} #{event['birth']:3d} {event['status']:18s} "
-              f"{shown:7s} best {best[0]:.4f}  {event.get('mutation') or '(seed)'}", flush=True)
-
-    Campaign(repo, config, on_event=on_event).run()
+        if event["kind"] == "recorded":
+            fitness = event.get("fitness")
+            print(f"[{time.monotonic() - start:5.0f} s] {name} #{event['birth']:2d} {event['status']:17s} "
+                  f"{'-' if fitness is None else f'{fitness:.4f}'}  {event.get('mutation') or '(seed)'}", flush=True)
+    return on_event
 
 
-# --------------------------------------------------------------------------- retraining
+def run_campaign(program: str, arm: str, seed: int, max_evals: int | None = None) -> str:
+    """Start, resume or extend one campaign to ``max_evals`` (default: the config's)."""
+    repo = Repository(DB)
+    config = config_for(program, arm, seed, max_evals)
+    stored = repo.get_campaign(config.name)
+    if stored is not None:
+        previous = CampaignConfig.model_validate(stored.config)
+        config = previous.model_copy(update={"max_evals": max(previous.max_evals, config.max_evals)})
+        if config.max_evals > previous.max_evals:
+            repo.set_campaign_config(config.name, config.model_dump(mode="json"))
+            repo.set_campaign_status(config.name, "running")
+        elif stored.status == "finished":
+            return f"{config.name}: finished, {repo.count(stored.id)} individuals"
+    Campaign(repo, config, on_event=_printer(config.name)).run()
+    return f"{config.name}: {repo.count(repo.get_campaign(config.name).id)} individuals"
 
 
-def candidates(repo: Repository, top: int, config_file: Path) -> list[dict]:
-    """What is retrained: the seed, primer_ez, and the best ``top`` of each arm."""
-    config = arm_config("evolution", config_file)
-    spec = config.spec
-    base = seed("transformer", spec)
-    programs = [{"name": "transformer", "arm": "seed", "rank": None, "individual": None, "architecture": base},
-                {"name": "primer_ez", "arm": "reference", "rank": None, "individual": None,
-                 "architecture": seed("primer_ez", spec)}]
-    for arm in ARMS:
-        campaign = repo.get_campaign(campaign_name(arm))
-        if campaign is None or campaign.status != "finished":
-            continue
-        for rank, individual in enumerate(repo.top(campaign.id, top), 1):
-            programs.append({"name": f"{arm}#{rank}", "arm": arm, "rank": rank, "individual": individual.id,
-                             "search_fitness": individual.fitness, "architecture": individual.architecture()})
-    merged: dict[str, dict] = {}  # one entry per distinct program: "evolution#1 = random#2" when both arms found it
-    for program in programs:
-        key = architecture_hash(program["architecture"])
-        if key in merged:
-            merged[key]["name"] += f" = {program['name']}"
-            continue
-        merged[key] = {**program, "hash": key, "diff": diff_architectures(base, program["architecture"])}
-    return list(merged.values())
+def target_loss(repo: Repository) -> float | None:
+    """The Transformer seed's search loss (the same recipe and training seed in every campaign)."""
+    for seed in range(10):
+        campaign = repo.get_campaign(campaign_name(BASE, "evolution", seed))
+        if campaign is not None:
+            roots = [r for r in repo.roots(campaign.id) if r.fitness is not None]
+            if roots:
+                return roots[0].fitness
+    return None
 
 
-def retrain(repo: Repository, budget: str, repeats: int, top: int, results: Path, config_file: Path) -> None:
-    config = arm_config("evolution", config_file)
-    spec = config.spec
-    # At the search's own budget, the search's own data (so training seed 0 repeats the search's
-    # evaluation); at any other budget the whole corpus, as experiments/seed_table does.
-    search_budget = parse_budget(budget) == parse_budget(config.budget)
-    data = load_tokenized(config.corpus, spec.vocab_size,
-                          max_train_tokens=config.max_train_tokens if search_budget else None)
-    programs = candidates(repo, top, config_file)
-    # (the records' "budget" is the trainer's spelling, "1.4e+12flops": compare parsed budgets)
-    done = {(r["hash"], parse_budget(r["budget"]), r["repeat"]) for r in read_jsonl(results)}
-    for repeat in range(repeats):
-        for program in programs:
-            if (program["hash"], parse_budget(budget), repeat) in done:
-                continue
-            result = train(spec, program["architecture"], data, parse_budget(budget),
-                           TrainConfig(seed=repeat, threads=1))
-            record = {"name": program["name"], "arm": program["arm"], "rank": program["rank"],
-                      "individual": program["individual"], "search_fitness": program.get("search_fitness"),
-                      "hash": program["hash"], "diff": program["diff"], "budget": budget, "repeat": repeat,
-                      **result.model_dump(mode="json")}
-            with results.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            done.add((program["hash"], parse_budget(budget), repeat))
-            print(f"{budget} seed {repeat} {program['name']:14s} {result.status:8s} loss {result.val_loss} "
-                  f"tokens {result.tokens:,} in {result.seconds:.0f} s", flush=True)
+def first_hit(repo: Repository, campaign_id: int, target: float) -> IndividualRecord | None:
+    """The first individual (in finishing order) that trained to at most the target loss."""
+    hits = [r for r in repo.finished_individuals(campaign_id) if r.status == "ok" and r.fitness is not None
+            and r.fitness <= target]
+    return hits[0] if hits else None
 
 
-# --------------------------------------------------------------------------- summary
+def hunt(program: str, arm: str, seed: int, step: int, cap: int) -> str:
+    """Extend a handicap campaign ``step`` individuals at a time until its first hit."""
+    repo = Repository(DB)
+    target = target_loss(repo)
+    if target is None:
+        return f"{program}: no Transformer search loss recorded yet (run `search` first)"
+    size = step
+    while True:
+        run_campaign(program, arm, seed, size)
+        campaign = repo.get_campaign(campaign_name(program, arm, seed))
+        hit = first_hit(repo, campaign.id, target)
+        if hit is not None or repo.count(campaign.id) >= cap:
+            return f"{campaign.name}: {'hit at birth ' + str(hit.birth) if hit else 'no hit'} " \
+                   f"after {repo.count(campaign.id)} individuals"
+        size = repo.count(campaign.id) + step
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def confirm_campaign(name: str, hit_only: bool) -> str:
+    repo = Repository(DB)
+    campaign = repo.get_campaign(name)
+    config = CampaignConfig.model_validate(campaign.config)
+    individuals = None
+    if hit_only:
+        hit = first_hit(repo, campaign.id, target_loss(repo))
+        if hit is None:
+            return f"{name}: no hit to confirm"
+        individuals = [hit]
+    confirm(repo, config, CONFIRM_TOP, CONFIRM_SEEDS, config.budget, individuals=individuals,
+            on_run=lambda record, done, total: print(f"{name}: confirmation {done}/{total}", flush=True))
+    return f"{name}: confirmed"
 
 
-def arm_stats(repo: Repository, arm: str) -> dict | None:
-    campaign = repo.get_campaign(campaign_name(arm))
-    if campaign is None:
-        return None
-    individuals = repo.finished_individuals(campaign.id)
-    counts = repo.status_counts(campaign.id)
-    starts = [i.started_at or i.created_at for i in individuals]
-    ends = [i.finished_at for i in individuals if i.finished_at]
-    best = repo.top(campaign.id, 1)
-    return {"campaign": campaign, "individuals": individuals, "counts": counts,
-            "flops": sum(i.flops or 0.0 for i in individuals),
-            "seconds": sum(i.seconds or 0.0 for i in individuals),
-            "tokens": sum(i.tokens or 0 for i in individuals),
-            "trained": sum(1 for i in individuals if i.status != "duplicate"),
-            "wall": (max(ends) - min(starts)).total_seconds() if ends else 0.0,
-            "best": best[0] if best else None,
-            "hurdles": repo.hurdle_pass_counts(campaign.id)}
+def _pool(jobs: int, fn, calls: list[tuple]) -> None:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for message in pool.map(fn, *zip(*calls)) if calls else []:
+            print(message, flush=True)
 
 
-def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
-    root = repo.lineage(individual.id)[-1]
-    return "; ".join(diff_architectures(root.architecture(), individual.architecture())) or "(the seed itself)"
+# --------------------------------------------------------------------------- the report
 
 
-def summarize(repo: Repository, results: Path, top: int) -> str:
-    lines = ["# rediscovery: results", ""]
-    lines += ["## The two campaigns", "",
-              ("| arm | individuals | trained | duplicates | stopped at a hurdle | failures | hurdle passes "
-               "| training FLOPs | training seconds | tokens | wall-clock | best search loss |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    stats = {arm: arm_stats(repo, arm) for arm in ARMS}
-    for arm, s in stats.items():
-        if s is None:
-            continue
-        c = s["counts"]
-        failures = sum(c.get(k, 0) for k in ("diverged", "error", "timeout"))
-        passes = ", ".join(f"h{h} {p}/{r}" for h, r, p in s["hurdles"])
-        best = f"{s['best'].fitness:.4f} (#{s['best'].birth}, id {s['best'].id})" if s["best"] else "–"
-        lines.append(f"| {arm} | {len(s['individuals'])} | {s['trained']} | {c.get('duplicate', 0)} | "
-                     f"{c.get('stopped_at_hurdle', 0)} | {failures} | {passes} | {s['flops']:.3g} | "
-                     f"{s['seconds']:,.0f} | {s['tokens']:,} | {s['wall'] / 60:.1f} min | {best} |")
-    lines.append("")
-    for arm, s in stats.items():
-        if s is None:
-            continue
-        lines += [f"### top {top} of the {arm} arm (search budget)", "",
-                  "| rank | id | birth | search loss | parameters | diff from the seed |", "|---|---|---|---|---|---|"]
-        for rank, r in enumerate(repo.top(s["campaign"].id, top), 1):
-            lines.append(f"| {rank} | {r.id} | {r.birth} | {r.fitness:.4f} | {r.parameters:,} | "
-                         f"{seed_diff(repo, r)} |")
-        lines.append("")
-
-    records = read_jsonl(results)
-    for budget in dict.fromkeys(r["budget"] for r in records):
-        runs = [r for r in records if r["budget"] == budget]
-        axis = seed_table.AXIS[parse_budget(budget).kind]
-        vanilla = {r["repeat"]: r for r in runs if r["arm"] == "seed" and r["status"] == "ok"}
-        lines += [f"## Retrained at {budget} (training seeds {sorted({r['repeat'] for r in runs})})", "",
-                  ("| program | search loss | val loss (mean ± std) | speedup vs transformer (mean ± std) "
-                   "| per-seed speedups | speedup on the tokens axis | parameters | FLOPs/token | failures "
-                   "| diff from the seed |"),
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        rows = []
-        for name in dict.fromkeys(r["name"] for r in runs):
-            arm_runs = [r for r in runs if r["name"] == name]
-            ok = [r for r in arm_runs if r["status"] == "ok" and r["val_loss"] is not None]
-            loss, loss_std = _mean_std([r["val_loss"] for r in ok])
-            speeds = [seed_table.speedup(r, vanilla[r["repeat"]], axis) if r["repeat"] in vanilla else None
-                      for r in ok]
-            known = [s for s in speeds if s is not None]
-            speed, speed_std = _mean_std(known)
-            # The same metric on the tokens axis: sample efficiency, with FLOPs per token left out.
-            per_token = [seed_table.speedup(r, vanilla[r["repeat"]], "tokens") for r in ok if r["repeat"] in vanilla]
-            token_speed, token_std = _mean_std([s for s in per_token if s is not None])
-            first = arm_runs[0]
-            search = f"{first['search_fitness']:.4f}" if first.get("search_fitness") is not None else "–"
-            rows.append((loss if ok else math.inf,
-                         (f"| {name} | {search} | {loss:.4f} ± {loss_std:.4f} | {speed:.2f}× ± {speed_std:.2f} | "
-                          f"{', '.join('–' if s is None else f'{s:.2f}' for s in speeds)} | "
-                          f"{token_speed:.2f}× ± {token_std:.2f} | "
-                          f"{first['parameters']:,} | {first['flops_per_token'] / 1e6:.2f}M | "
-                          f"{len(arm_runs) - len(ok)} | {'; '.join(first['diff']) or '(the seed itself)'} |")))
-        lines += [row for _, row in sorted(rows)] + [""]
-    return "\n".join(lines)
+def _fmt(mean: float | None, std: float | None, digits: int = 4) -> str:
+    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def plot(repo: Repository, results: Path, db_url: str) -> None:
+def best_at(summary: CampaignSummary, compute: float) -> float | None:
+    """Best-so-far loss once ``compute`` FLOPs were spent (None before the first result)."""
+    below = [loss for spent, loss in summary.curve if spent <= compute]
+    return below[-1] if below else None
+
+
+def edits_of(repo: Repository, individual: IndividualRecord, base) -> list[str]:
+    return diff_architectures(base, parse_architecture(individual.architecture_json))
+
+
+def search_section(repo: Repository, seeds: list[int]) -> list[str]:
+    summaries = {(arm, s): summarize_campaign(repo, c) for arm in ARMS for s in seeds
+                 if (c := repo.get_campaign(campaign_name(BASE, arm, s))) is not None}
+    if not summaries:
+        return []
+    common = min(s.compute for s in summaries.values())
+    lines = ["## Transformer-seeded campaigns", "",
+             f"Equal compute: every campaign's best-so-far at {common:.3g} training FLOPs (the smallest "
+             "campaign's total, screens included).", "",
+             "| arm | campaign seed | individuals | trained | compute (FLOPs) | best | best at equal compute "
+             "| top-1 confirmed loss | top-1 speedup vs seed | wins |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    at_common: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for (arm, s), summary in sorted(summaries.items()):
+        campaign = repo.get_campaign(summary.name)
+        value = best_at(summary, common)
+        if value is not None:
+            at_common[arm].append(value)
+        confirmed = summarize(repo, campaign.id)
+        tops = [confirmed[r.id] for r in repo.top(campaign.id, 1) if r.id in confirmed]
+        top = tops[0] if tops else None
+        lines.append(f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
+                     f"{summary.best:.4f} | {'-' if value is None else f'{value:.4f}'} | "
+                     f"{_fmt(top.loss_mean, top.loss_std) if top else '-'} | "
+                     f"{_fmt(top.speedup_mean, top.speedup_std, 2) if top else '-'} | "
+                     f"{f'{top.wins}/{top.paired}' if top else '-'} |")
+    lines += ["", "Per arm, best at equal compute over campaign seeds: " + "; ".join(
+        f"{arm} {statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f} ({len(v)} seeds)"
+        for arm, v in at_common.items() if v), ""]
+    lines += winners_section(repo, summaries)
+    plot_best_so_far(summaries, HERE / "best_so_far.png")
+    return lines + ["![best-so-far against compute](best_so_far.png)", ""]
+
+
+def winners_section(repo: Repository, summaries: dict) -> list[str]:
+    lines = ["### The winners against the seed", "",
+             "| campaign | rank | individual | search loss | confirmed loss | speedup vs seed | diff against the seed |",
+             "|---|---|---|---|---|---|---|"]
+    counts = {edit: 0 for edit in PRIMER_EDITS}
+    lineages = 0
+    for summary in summaries.values():
+        campaign = repo.get_campaign(summary.name)
+        base = parse_architecture(repo.roots(campaign.id)[0].architecture_json)
+        confirmed = summarize(repo, campaign.id)
+        for rank, individual in enumerate(repo.top(campaign.id, CONFIRM_TOP), 1):
+            diff = edits_of(repo, individual, base)
+            lineages += 1
+            for edit, words in PRIMER_EDITS.items():
+                counts[edit] += any(words in line for line in diff)
+            c = confirmed.get(individual.id)
+            lines.append(f"| {summary.name} | {rank} | {individual.id} | {individual.fitness:.4f} | "
+                         f"{_fmt(c.loss_mean, c.loss_std) if c else '-'} | "
+                         f"{_fmt(c.speedup_mean, c.speedup_std, 2) if c else '-'} | "
+                         f"{'; '.join(diff) or '(the seed)'} |")
+    return lines + ["", f"Of {lineages} top-{CONFIRM_TOP} programs, "
+                    + ", ".join(f"{n} carry a {edit} edit" for edit, n in counts.items()) + ".", ""]
+
+
+def plot_best_so_far(summaries: dict, path: Path) -> None:
+    """Each arm's best-so-far against compute: the mean over campaign seeds and its range."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, (by_eval, by_flops) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for arm, colour in zip(ARMS, ("C0", "C1")):
-        s = arm_stats(repo, arm)
-        if s is None:
+    figure, axes = plt.subplots(figsize=(7, 4))
+    top = max(s.compute for s in summaries.values())
+    grid = np.geomspace(min(s.curve[0][0] for s in summaries.values() if s.curve), top, 200)
+    for arm, colour in zip(ARMS, ("tab:blue", "tab:orange")):
+        mine = [s for (a, _), s in summaries.items() if a == arm and s.curve]
+        if not mine:
             continue
-        individuals = sorted(s["individuals"], key=lambda i: i.finish_order)
-        fitness = np.array([i.fitness if i.fitness is not None else np.inf for i in individuals])
-        final = np.array([i.fitness if i.status == "ok" and i.fitness is not None else np.nan
-                          for i in individuals])
-        best = np.minimum.accumulate(np.where(np.isfinite(fitness), fitness, np.inf))
-        flops = np.cumsum([i.flops or 0.0 for i in individuals])
-        x = np.arange(1, len(individuals) + 1)
-        by_eval.plot(x, best, color=colour, label=f"{arm}: best so far")
-        by_eval.scatter(x, final, s=8, color=colour, alpha=0.4, label=f"{arm}: full-budget losses")
-        by_flops.plot(flops, best, color=colour, label=f"{arm}: best so far")
-    seed_loss = None
-    for arm in ARMS:
-        s = arm_stats(repo, arm)
-        if s and s["individuals"]:
-            seed_loss = s["individuals"][0].fitness
-    for axes, xlabel in ((by_eval, "evaluations (individuals finished)"),
-                         (by_flops, "training FLOPs spent by the arm")):
-        if seed_loss is not None:
-            axes.axhline(seed_loss, color="grey", linestyle=":", label="transformer seed")
-        axes.set(xlabel=xlabel, ylabel="validation loss at 4e11 FLOPs (nats/token)")
-        axes.legend(fontsize=8)
-    by_eval.set_title("search progress: evolution vs random search")
+        ys = np.array([[best_at(s, x) if x <= s.compute else np.nan for x in grid] for s in mine], dtype=float)
+        seen = ~np.isnan(ys).all(axis=0)  # the grid points where some campaign of the arm has a result
+        x, ys = grid[seen], ys[:, seen]
+        axes.plot(x, np.nanmean(ys, axis=0), color=colour, label=f"{arm} (mean of {len(mine)} seeds)")
+        axes.fill_between(x, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=colour, alpha=0.2)
+    axes.set(xscale="log", xlabel="training FLOPs spent (screen included)", ylabel="best search loss so far",
+             title="Transformer-seeded campaigns: evolution against random search")
+    axes.legend()
     figure.tight_layout()
-    figure.savefig(HERE / "progress.png", dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
 
-    records = [r for r in read_jsonl(results) if r["status"] == "ok" and r["repeat"] == 0]
-    if records:  # the largest budget only
-        largest = max((parse_budget(r["budget"]) for r in records), key=lambda b: b.amount)
-        records = [r for r in records if parse_budget(r["budget"]) == largest]
-        figure, axes = plt.subplots(figsize=(8, 5))
-        for r in records:
-            x, y = seed_table.curve(r, seed_table.AXIS[parse_budget(r["budget"]).kind])
-            axes.plot(x, y, label=r["name"], linestyle="-" if r["arm"] in ("seed", "reference") else "--")
-        axes.set(xlabel="training FLOPs", ylabel="training loss (nats/token, 3-point mean)",
-                 title=f"retrained at {records[0]['budget']}, training seed 0")
-        axes.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(HERE / "retrain_loss.png", dpi=120)
-        plt.close(figure)
 
-    archevo = str(ROOT / ".venv" / "bin" / "archevo")
-    for arm in ARMS:
-        if repo.get_campaign(campaign_name(arm)) is not None:
-            subprocess.run([archevo, "plot", campaign_name(arm), "-o", str(HERE / f"plots_{arm}"), "--db", db_url],
-                           check=True)
+def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) -> list[str]:
+    target = target_loss(repo)
+    rows = []
+    base_confirmed = {}
+    base_campaign = repo.get_campaign(campaign_name(BASE, "evolution", 0))
+    if base_campaign is not None:
+        root = repo.roots(base_campaign.id)[0]
+        base_confirmed = {r.training_seed: r.val_loss for r in repo.confirmations(base_campaign.id)
+                          if r.individual_id == root.id}
+    for program in programs:
+        for arm in ARMS:
+            for s in seeds:
+                campaign = repo.get_campaign(campaign_name(program, arm, s))
+                if campaign is None or target is None:
+                    continue
+                hit = first_hit(repo, campaign.id, target)
+                spent = 0.0
+                screens = repo.screens(campaign.id)
+                for individual in repo.finished_individuals(campaign.id):
+                    spent += (individual.flops or 0.0) + sum(x.flops for x in screens.get(individual.id, []))
+                    if hit is not None and individual.id == hit.id:
+                        break
+                runs = {r.training_seed: r.val_loss for r in repo.confirmations(campaign.id)
+                        if hit is not None and r.individual_id == hit.id and r.val_loss is not None}
+                wins = sum(runs[t] <= base_confirmed[t] for t in runs if t in base_confirmed)
+                loss = _fmt(statistics.mean(runs.values()), statistics.stdev(runs.values()) if len(runs) > 1 else 0) \
+                    if runs else "-"
+                diff = "; ".join(edits_of(repo, hit, parse_architecture(repo.roots(campaign.id)[0].architecture_json))) \
+                    if hit else "-"
+                rows.append(f"| {program} | {arm} | {s} | {repo.count(campaign.id)} | "
+                            f"{hit.birth if hit else 'none'} | {spent:.3g}{'' if hit else ' (all)'} | "
+                            f"{f'{hit.fitness:.4f}' if hit else '-'} | {loss} | "
+                            f"{f'{wins}/{len(runs)}' if runs else '-'} | {diff} |")
+    if not rows:
+        return []
+    base = _fmt(statistics.mean(base_confirmed.values()), statistics.stdev(base_confirmed.values())) \
+        if len(base_confirmed) > 1 else "-"
+    return ["## Planted handicaps", "",
+            f"A hit is the first individual whose search loss is at most the Transformer seed's ({target:.4f}); "
+            f"its confirmation is against the Transformer's confirmed runs ({base}), training seed by training seed.",
+            "", "| seed program | arm | campaign seed | individuals | hit (birth) | compute until the hit (FLOPs) "
+            "| hit's search loss | hit confirmed | ≤ Transformer | what it changed |",
+            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def report(programs: list[str], seeds: list[int]) -> None:
+    from search.plots import plot_campaign
+
+    repo = Repository(DB, readonly=True)
+    lines = ["# Rediscovery on the cpu preset", "",
+             "Generated by `.venv/bin/python experiments/rediscovery/run.py report` from `rediscovery.db`.", "",
+             *search_section(repo, seeds), *handicap_section(repo, programs, seeds)]
+    for campaign in repo.list_campaigns():
+        if campaign.name.startswith(f"{BASE}-"):
+            plot_campaign(repo, campaign.id, HERE / "plots" / campaign.name)
+    (HERE / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=HERE / "config.toml")
-    parser.add_argument("--db", default=f"sqlite:///{DEFAULT_DB}", help="SQLAlchemy URL (default: %(default)s)")
-    parser.add_argument("--budget", default="1.4e12flops", help="retraining budget")
-    parser.add_argument("--repeats", type=int, default=3, help="training seeds per retrained program")
-    parser.add_argument("--top", type=int, default=3, help="individuals of each arm to retrain")
-    parser.add_argument("--noise-repeats", type=int, default=3,
-                        help="training seeds per program at the search budget (0: skip)")
-    parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
-    parser.add_argument("--summarize-only", action="store_true")
-    parser.add_argument("--search-only", action="store_true", help="run the two campaigns, no retraining")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("search", "handicaps", "confirm", "report"):
+        command = sub.add_parser(name)
+        command.add_argument("--seeds", default="0,1,2", help="campaign seeds")
+        command.add_argument("--programs", default="sigmoid,rezero,transformer_postln", help="handicapped seeds")
+        command.add_argument("--arms", default=",".join(ARMS))
+        command.add_argument("--jobs", type=int, default=2, help="campaigns at once")
+        command.add_argument("--step", type=int, default=4, help="handicaps: individuals added per extension")
+        command.add_argument("--cap", type=int, default=32, help="handicaps: most individuals per campaign")
     args = parser.parse_args()
-    repo = Repository(args.db)
-    if not args.summarize_only:
-        for arm in ARMS:
-            run_arm(repo, arm, args.config)
-        if not args.search_only:
-            retrain(repo, args.budget, args.repeats, args.top, args.results, args.config)
-            if args.noise_repeats:  # the same programs at the search budget: how noisy is one evaluation?
-                retrain(repo, arm_config("evolution", args.config).budget, args.noise_repeats, args.top,
-                        args.results, args.config)
-    table = summarize(repo, args.results, args.top)
-    (HERE / "table.md").write_text(table + "\n")
-    plot(repo, args.results, args.db)
-    print(table)
+    seeds, arms, programs = [int(s) for s in args.seeds.split(",")], args.arms.split(","), args.programs.split(",")
+    if args.command == "search":
+        _pool(args.jobs, run_campaign, [(BASE, arm, s) for s in seeds for arm in arms])
+    elif args.command == "handicaps":
+        _pool(args.jobs, hunt, [(p, arm, s, args.step, args.cap) for p in programs for s in seeds for arm in arms])
+    elif args.command == "confirm":
+        repo = Repository(DB, readonly=True)
+        names = [(c.name, not c.name.startswith(f"{BASE}-")) for c in repo.list_campaigns() if c.status == "finished"]
+        _pool(args.jobs, confirm_campaign, names)
+    else:
+        report(programs, seeds)
 
 
 if __name__ == "__main__":

@@ -120,13 +120,16 @@ def speed_table() -> list[str]:
              f"torch {speeds['torch']}, one thread, median of {speeds['rounds']} interleaved rounds of "
              f"{speeds['steps']} steps; load average {speeds['load_average'][0][0]:.1f} → "
              f"{speeds['load_average'][1][0]:.1f})", "",
-             "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer |",
-             "|---|---|---|---|---|---|"]
+             "The last column is the step time ÷ the Transformer's, divided by the FLOPs ratio: how much slower a "
+             "seed trains than its FLOPs say (1.00: in proportion).", "",
+             "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer "
+             "| time per FLOP × transformer |",
+             "|---|---|---|---|---|---|---|"]
     for arm in sorted(rates, key=lambda a: -rates[a]):
         low, high = speeds["range"][arm]
+        speed, flops = rates[arm] / rates["transformer"], training_flops(spec, seed(arm, spec)) / base_flops
         lines.append(f"| {arm} | {speeds['seconds_per_step'][arm] * 1e3:.0f} | {low * 1e3:.0f}–{high * 1e3:.0f} | "
-                     f"{rates[arm]:,.0f} | {rates[arm] / rates['transformer']:.2f} | "
-                     f"{training_flops(spec, seed(arm, spec)) / base_flops:.3f} |")
+                     f"{rates[arm]:,.0f} | {speed:.2f} | {flops:.3f} | {1 / (speed * flops):.2f} |")
     return lines + [""]
 
 
