@@ -12,7 +12,8 @@ at half the budget) with a seed program, an arm and a campaign seed:
   Transformer seed's search loss (the hit) or ``--cap`` individuals;
 * ``confirm``: ``archevo confirm``'s retraining (3 fresh training seeds) of each search
   campaign's top 3 and seed, and of each handicap campaign's first hit;
-* ``report``: ``table.md``, the best-so-far-against-compute plot, ``archevo plot``'s figures.
+* ``report``: ``table.md``, the best-so-far-against-compute plot, ``archevo plot``'s figures;
+* ``signal``: where a hurdle can judge (the seed table's curves; the README's hurdle position).
 
 Campaigns run in-process (one candidate at a time, so a campaign replays exactly), ``--jobs``
 campaigns at once, into ``rediscovery.db``; everything resumes where it stopped.
@@ -294,6 +295,28 @@ def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) ->
             "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
+def hurdle_signal() -> None:
+    """Where a hurdle can judge: per training seed, the Spearman ρ over the seed table's
+    FLOPs-matched runs between the validation loss at each tenth of the budget and the final."""
+    import numpy as np
+
+    from evaluator.provenance import read_jsonl
+
+    runs = [r for r in read_jsonl(HERE.parent / "seed_table" / "results.jsonl")
+            if r["protocol"] == "T128-1M-flops" and r["status"] == "ok"]
+
+    def ranks(values: list[float]) -> np.ndarray:
+        return np.argsort(np.argsort(values))
+
+    for training_seed in sorted({r["seed"] for r in runs}):
+        mine = [r for r in runs if r["seed"] == training_seed]
+        curves = [[p["val_loss"] for p in r["loss_curve"] if p["val_loss"] is not None] for r in mine]
+        final = ranks([r["val_loss"] for r in mine])
+        rhos = [np.corrcoef(ranks([c[i] for c in curves]), final)[0, 1] for i in range(min(map(len, curves)))]
+        print(f"training seed {training_seed}, {len(mine)} seeds: rho at 0.1, 0.2, ... = "
+              + ", ".join(f"{rho:.2f}" for rho in rhos))
+
+
 def report(programs: list[str], seeds: list[int]) -> None:
     from search.plots import plot_campaign
 
@@ -311,6 +334,7 @@ def report(programs: list[str], seeds: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("signal", help="where a hurdle can judge: rho of each tenth's loss with the final")
     for name in ("search", "handicaps", "confirm", "report"):
         command = sub.add_parser(name)
         command.add_argument("--seeds", default="0,1,2", help="campaign seeds")
@@ -320,6 +344,8 @@ def main() -> None:
         command.add_argument("--step", type=int, default=4, help="handicaps: individuals added per extension")
         command.add_argument("--cap", type=int, default=32, help="handicaps: most individuals per campaign")
     args = parser.parse_args()
+    if args.command == "signal":
+        return hurdle_signal()
     seeds, arms, programs = [int(s) for s in args.seeds.split(",")], args.arms.split(","), args.programs.split(",")
     if args.command == "search":
         _pool(args.jobs, run_campaign, [(BASE, arm, s) for s in seeds for arm in arms])
