@@ -34,7 +34,7 @@ from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, ModelSpec, Program
 from primitives.seeds import seed
 from search.campaign import Campaign, CampaignConfig
-from search.cli import app
+from cli.main import app
 from search.hurdles import HurdlePolicy
 from search.worker import run_job
 from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
@@ -982,7 +982,7 @@ def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_pa
         connection.exec_driver_sql("UPDATE individuals SET architecture_json = '{bad' WHERE birth = 3")
     last = max(r.id for r in individuals(Repository(url_of(edited), readonly=True), cid) if r.birth == 3)
     for command in (["show", str(last)], ["top", "small", "-k", "100"]):
-        result = subprocess.run([sys.executable, "-c", "from search.cli import run; run()", *command,
+        result = subprocess.run([sys.executable, "-c", "from cli.main import run; run()", *command,
                                  "--db", url_of(edited)], capture_output=True, text=True, cwd=REPO_ROOT)
         assert result.returncode == 2, result.stderr
         assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
@@ -997,7 +997,7 @@ def test_a_database_password_is_never_printed():
 def test_the_live_view_and_top_fit_80_columns(small_campaign):
     from rich.console import Console
 
-    from search.cli_search import ProgressView
+    from cli.campaigns import ProgressView
 
     repo, _, _, _, db = small_campaign
     view = ProgressView(repo, "small", 12)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
 from search.campaign import Campaign, CampaignConfig
-from search.cli import app
+from cli.main import app
 from search.confirm import SEED_OFFSET, candidates, confirm, summarize
 from storage import Repository
 from tests import fakes

@@ -13,7 +13,7 @@ import matplotlib.image
 import pytest
 from werkzeug.serving import make_server
 
-from search.dashboard import create_app
+from cli.dashboard import create_app
 from storage import Repository
 from tests import fakes
 from tests.databases import url_of

@@ -100,7 +100,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     from typer.testing import CliRunner
 
     from search.campaign import Campaign, CampaignConfig
-    from search.cli import app
+    from cli.main import app
     from storage import Repository
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))

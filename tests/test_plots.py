@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
 from search.campaign import Campaign, CampaignConfig
-from search.cli import app
-from search.plots import pareto_front
+from cli.main import app
+from cli.plots import pareto_front
 from storage import Repository
 from tests.fakes import fake_job
 
@@ -40,7 +40,7 @@ def test_plot_writes_every_figure(tmp_path, monkeypatch):
 
 
 def test_progress_marks_hurdle_stopped_losses_apart(tmp_path, monkeypatch):
-    from search.plots import progress_figure
+    from cli.plots import progress_figure
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
     repo = Repository(f"sqlite:///{tmp_path / 's.db'}")

@@ -16,7 +16,7 @@ from evaluator.tasks.suite import task_data
 from primitives.builder import Builder
 from primitives.program import Program
 from primitives.seeds import ablated, seed
-from search.cli import app
+from cli.main import app
 
 RUNNER = CliRunner()
 

@@ -269,7 +269,7 @@ TINY = ["--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2
 
 
 def test_cli_train_json(corpus_file):
-    from search.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["train", "transformer", "--budget", "1280tokens",
                                       "--corpus", f"text:{corpus_file}", "--json", *TINY])
@@ -280,7 +280,7 @@ def test_cli_train_json(corpus_file):
 
 
 def test_cli_train_bad_file_is_one_line(tmp_path):
-    from search.cli import app
+    from cli.main import app
 
     bad = tmp_path / "bad.json"
     bad.write_text('{"layers": [')
@@ -293,7 +293,7 @@ def test_cli_train_bad_file_is_one_line(tmp_path):
 
 
 def test_cli_train_bad_budget_is_one_line():
-    from search.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["train", "transformer", "--budget", "lots"])
     assert result.exit_code == 2 and "'lots'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -309,7 +309,7 @@ def test_budget_may_be_given_as_text(data):
 @pytest.mark.parametrize("form", ["folder", "tar.gz"])
 def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
     """`--corpus lm1b:PATH` trains from the extracted folder and from the original tarball."""
-    from search.cli import app
+    from cli.main import app
     from tests.test_corpora import make_lm1b, make_tar
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))

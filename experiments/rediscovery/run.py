@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from primitives.listing import diff_architectures  # noqa: E402
 from primitives.validate import parse_architecture  # noqa: E402
 from search.campaign import Campaign, CampaignConfig  # noqa: E402
-from search.compare import CampaignSummary, summarize_campaign  # noqa: E402
+from cli.compare import CampaignSummary, summarize_campaign  # noqa: E402
 from search.confirm import confirm, summarize  # noqa: E402
 from storage import IndividualRecord, Repository  # noqa: E402
 
@@ -318,7 +318,7 @@ def hurdle_signal() -> None:
 
 
 def report(programs: list[str], seeds: list[int]) -> None:
-    from search.plots import plot_campaign
+    from cli.plots import plot_campaign
 
     repo = Repository(DB, readonly=True)
     lines = ["# Rediscovery on the cpu preset", "",

@@ -12,8 +12,9 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 
-from .cli_search import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
-from .confirm import Confirmed, confirm, summarize
+from search.confirm import Confirmed, confirm, summarize
+
+from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
 
 
 def _fmt(mean: float | None, std: float | None, digits: int) -> str:

@@ -17,7 +17,7 @@ from primitives.program import ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
 
-from .cli_train import _fail
+from .training import _fail
 
 err = Console(stderr=True)
 

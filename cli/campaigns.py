@@ -24,11 +24,12 @@ from evaluator.tokenize import load_tokenized
 from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
-from .backends import BackendError
-from .campaign import Campaign, CampaignConfig
-from .confirm import summarize
-from .cli_train import validation_message
-from .liveness import alive
+from search.backends import BackendError
+from search.campaign import Campaign, CampaignConfig
+from search.confirm import summarize
+from search.liveness import alive
+
+from .training import validation_message
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
 console = Console(stderr=True)

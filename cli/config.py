@@ -8,8 +8,8 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from .campaign import CampaignConfig
-from .cli_search import fail
+from search.campaign import CampaignConfig
+from .campaigns import fail
 
 config = typer.Typer(help="Campaign configuration.", no_args_is_help=True)
 

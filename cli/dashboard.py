@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from primitives.listing import diff_architectures, list_architecture
 from storage import FINAL_STATUSES, Repository
 
-from .confirm import summarize
+from search.confirm import summarize
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }} · archevo</title>

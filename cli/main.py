@@ -9,12 +9,12 @@ from sqlalchemy.exc import DatabaseError
 
 from storage import CorruptRecord
 
-from .cli_config import config
-from .cli_confirm import confirm_command
-from .cli_programs import programs
-from .cli_search import compare, dashboard, export, plot, search, show, status, top
-from .cli_tasks import tasks_command
-from .cli_train import presets, train
+from .campaigns import compare, dashboard, export, plot, search, show, status, top
+from .config import config
+from .confirmation import confirm_command
+from .programs import programs
+from .tasks import tasks_command
+from .training import presets, train
 
 app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

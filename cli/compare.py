@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from storage import CampaignRecord, Repository
 
-from .confirm import Confirmed, summarize
+from search.confirm import Confirmed, summarize
 
 
 @dataclass(frozen=True)
