@@ -1,11 +1,11 @@
-"""What is remembered: the SQLAlchemy tables and the one repository class that writes them.
+"""What is remembered: the SQLAlchemy tables (``schema``), the statements over them
+(``statements``), the engine set-up (``engine_setup``), the records that reads return
+(``records``) and the one repository class that writes them (``repository``).
 
 ``storage`` knows only ``primitives`` (to parse programs), never torch, evaluator or search.
 """
 
-from .repository import (
-    DEFAULT_URL,
-    ENV_URL,
+from .records import (
     CampaignBusy,
     CampaignRecord,
     ConfirmationRecord,
@@ -14,9 +14,9 @@ from .repository import (
     HurdleRecord,
     IndividualRecord,
     NotFound,
-    Repository,
     ScreenRecord,
 )
+from .repository import DEFAULT_URL, ENV_URL, Repository
 from .schema import (
     CAMPAIGN_STATUSES,
     FINAL_STATUSES,

@@ -254,7 +254,7 @@ def test_a_damaged_database_is_one_line_on_every_command(small_campaign, tmp_pat
 def test_the_console_script_turns_a_late_database_error_into_one_line(monkeypatch, capsys):
     from sqlalchemy.exc import DatabaseError
 
-    from search import cli
+    from cli import main as cli
 
     def broken_app():
         raise DatabaseError("SELECT 1", {}, Exception("database disk image is malformed"))
