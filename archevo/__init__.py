@@ -11,10 +11,10 @@ The names below are the public API; everything else may change between versions.
 ``examples/quickstart.py`` runs each of them end to end.
 """
 
-from evaluator.compile import compile_model
+from evaluator.compiler import compile_model
 from evaluator.export import export_model as export
 from evaluator.presets import PRESETS, Preset, get_preset
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, TrainResult, train
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluator.compile import compile_model
+from evaluator.compiler import compile_model
 from evaluator.presets import PRESETS
 from evaluator.train import parameter_groups
 from primitives.cost import training_flops

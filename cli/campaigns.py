@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from evaluator.export import export_model
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 

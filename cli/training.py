@@ -21,7 +21,7 @@ from rich.table import Table
 from evaluator.budget import parse_budget
 from evaluator.corpora import CorpusError
 from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, TrainResult
 from evaluator.train import train as train_architecture
 from primitives.cost import training_memory_bytes

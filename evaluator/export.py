@@ -17,7 +17,7 @@ from primitives.cost import parameter_count
 from primitives.listing import list_architecture
 from primitives.program import Architecture, ModelSpec
 
-from .compile import generate_source
+from .compiler import generate_source
 
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"

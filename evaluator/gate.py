@@ -26,7 +26,7 @@ from primitives.types import MODEL_UNITS
 from primitives.validate import ProgramError
 
 from . import runtime
-from .compile import causal_half, causal_pair, compile_program, randomize_parameters
+from .compiler import causal_half, causal_pair, compile_program, randomize_parameters
 
 #: AutoML-Zero's fixed FEC seed (kFunctionalCacheRandomSeed).
 PROBE_SEED = 235732282

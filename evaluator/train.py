@@ -31,7 +31,7 @@ from primitives.cost import TRAINING_MULTIPLIER, forward_flops
 from primitives.program import Architecture, ModelSpec
 
 from .budget import Budget, parse_budget
-from .compile import check_causality, compile_model, count_parameters
+from .compiler import check_causality, compile_model, count_parameters
 
 Status = Literal["ok", "stopped_at_hurdle", "diverged", "error", "timeout"]
 OnHurdle = Callable[[int, float, float], bool]
@@ -43,7 +43,7 @@ CURVE_POINTS = 50  # the train-loss curve is sampled about every 1/50 of the bud
 
 
 class TokenData(Protocol):
-    """What ``train`` needs of a corpus (evaluator.tokenize.TokenizedCorpus has it)."""
+    """What ``train`` needs of a corpus (evaluator.tokenization.TokenizedCorpus has it)."""
 
     train: np.ndarray
     validation: np.ndarray

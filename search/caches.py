@@ -9,7 +9,7 @@ a cold start.
 from __future__ import annotations
 
 from evaluator import gate
-from evaluator.compile import clear_compile_cache
+from evaluator.compiler import clear_compile_cache
 from primitives import graph
 
 from . import campaign

@@ -35,7 +35,7 @@ from evaluator.budget import parse_budget
 from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tasks import TASKS
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig
 from primitives.cost import TRAINING_MULTIPLIER, model_cost, training_memory_bytes
 from primitives.graph import architecture_hash

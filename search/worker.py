@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from evaluator.budget import parse_budget
-from evaluator.tokenize import TokenizedCorpus, load_tokenized
+from evaluator.tokenization import TokenizedCorpus, load_tokenized
 from evaluator.train import TrainConfig, train
 from primitives.program import Architecture, ModelSpec
 from primitives.validate import parse_architecture

@@ -26,7 +26,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from evaluator.compile import compile_model
+from evaluator.compiler import compile_model
 from evaluator.gate import GateRejected, gate
 from primitives.builder import Builder
 from primitives.cost import parameter_count, training_flops

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator.compile import compile_model, torch_forward_flops
+from evaluator.compiler import compile_model, torch_forward_flops
 from primitives.builder import Builder
 from primitives.cost import TRAINING_MULTIPLIER, Flops, forward_flops, program_flops, training_flops
 from primitives.program import ModelSpec, Program

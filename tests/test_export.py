@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from evaluator.compile import compile_model
+from evaluator.compiler import compile_model
 from evaluator.export import TOKENIZER, WEIGHTS, export_model
 from primitives.program import ModelSpec
 from primitives.seeds import SEEDS, seed

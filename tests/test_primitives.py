@@ -258,7 +258,7 @@ def test_reserved_names_cover_every_public_attribute_of_nn_module():
 
 
 def test_a_description_cannot_break_the_generated_source():
-    from evaluator.compile import generate_source
+    from evaluator.compiler import generate_source
 
     architecture = seed("transformer").model_copy(update={"description": 'ends in a backslash \\\n"""; import os'})
     compile(generate_source(ModelSpec(), architecture), "<test>", "exec")

@@ -106,7 +106,7 @@ def test_a_program_that_validates_compiles_and_trains_one_step(program):
     """Validation is complete: nothing it passes may fail later in codegen or in a step."""
     import torch
 
-    from evaluator.compile import compile_model
+    from evaluator.compiler import compile_model
     from primitives.program import Architecture, ModelSpec
     from primitives.seeds import seed
 

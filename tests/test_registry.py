@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from evaluator import gate
-from evaluator.compile import NonCausalError, check_causality, compile_model, compile_program, count_parameters
+from evaluator.compiler import NonCausalError, check_causality, compile_model, compile_program, count_parameters
 from primitives.builder import Builder
 from primitives.cost import program_cost
 from primitives.listing import format_instruction, list_architecture
@@ -126,7 +126,7 @@ def test_a_failing_candidate_shows_its_generated_line_and_caches_clear():
     import linecache
     import traceback
 
-    from evaluator.compile import _bytecode
+    from evaluator.compiler import _bytecode
 
     layer = compile_model(SPEC, seed("transformer", SPEC)).layers[0]
     with pytest.raises(RuntimeError) as failure:

@@ -17,7 +17,7 @@ import zlib
 import pytest
 import torch
 
-from evaluator.compile import (
+from evaluator.compiler import (
     NonCausalError,
     check_causality,
     compile_model,

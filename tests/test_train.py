@@ -101,7 +101,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 def test_no_weight_decay_on_gains_biases_and_per_head_scalars():
     torch.manual_seed(0)
-    from evaluator.compile import compile_model
+    from evaluator.compiler import compile_model
 
     model = compile_model(SPEC, seed("sas", SPEC))
     decay, no_decay = parameter_groups(model, 0.1)

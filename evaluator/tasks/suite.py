@@ -30,7 +30,7 @@ from torch import nn
 from primitives.cost import training_flops
 from primitives.program import Architecture, ModelSpec
 
-from ..compile import check_causality, compile_model
+from ..compiler import check_causality, compile_model
 from . import instances
 from .instances import IGNORE, Settings
 

@@ -65,7 +65,7 @@ PROTOCOLS: dict[str, Preset] = {p.name: p for p in (
 
 def train_one(protocol: Preset, arm: str, training_seed: int) -> dict:
     """One run in a worker process: one torch thread, the protocol's recipe at ``training_seed``."""
-    from evaluator.tokenize import load_tokenized
+    from evaluator.tokenization import load_tokenized
     from evaluator.train import train
 
     data = load_tokenized("default", protocol.spec.vocab_size, max_train_tokens=protocol.max_train_tokens)

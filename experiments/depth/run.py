@@ -35,7 +35,7 @@ import numpy as np
 
 from evaluator.provenance import read_jsonl
 from evaluator.budget import parse_budget
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, train, validation_windows
 from primitives.program import ModelSpec
 from primitives.seeds import seed

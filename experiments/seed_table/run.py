@@ -69,7 +69,7 @@ def measure_speeds(arms: list[str], steps: int, rounds: int) -> dict:
 
     import torch
 
-    from evaluator.compile import compile_model
+    from evaluator.compiler import compile_model
 
     bench = _load("train_throughput", HERE.parents[1] / "benchmarks" / "train_throughput.py")
     torch.set_num_threads(1)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from evaluator.provenance import read_jsonl
 from evaluator.budget import parse_budget
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, train
 from primitives.graph import architecture_hash
 from primitives.listing import diff_architectures

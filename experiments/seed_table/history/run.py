@@ -26,7 +26,7 @@ import numpy as np
 
 from evaluator.provenance import append_jsonl, code_version, read_jsonl
 from evaluator.budget import parse_budget
-from evaluator.tokenize import load_tokenized
+from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, train
 from primitives.program import ModelSpec
 from primitives.seeds import SEEDS, seed

@@ -11,9 +11,9 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 
-from evaluator import tokenize
+from evaluator import tokenization
 from evaluator.corpora import open_corpus
-from evaluator.tokenize import EOT, EOT_ID, load_tokenized
+from evaluator.tokenization import EOT, EOT_ID, load_tokenized
 
 VOCAB = 300
 
@@ -79,7 +79,7 @@ def test_second_call_hits_the_cache(cache: Path, spec: str, monkeypatch: pytest.
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(tokenize, "train_tokenizer", no_training)
+    monkeypatch.setattr(tokenization, "train_tokenizer", no_training)
     start = time.perf_counter()
     second = load_tokenized(spec, VOCAB)
     assert time.perf_counter() - start < 1.0
@@ -115,13 +115,13 @@ def test_lost_race_uses_the_winners_cache(cache: Path, spec: str, monkeypatch: p
     winner = load_tokenized(spec, VOCAB).cache_dir
     saved = winner.parent.parent / "saved"
     shutil.move(winner, saved)
-    real_build = tokenize._build
+    real_build = tokenization._build
 
     def build_then_lose(*args: object, **kwargs: object) -> None:
         real_build(*args, **kwargs)  # type: ignore[arg-type]
         shutil.copytree(saved, winner)  # another process finished first
 
-    monkeypatch.setattr(tokenize, "_build", build_then_lose)
+    monkeypatch.setattr(tokenization, "_build", build_then_lose)
     tc = load_tokenized(spec, VOCAB)
     assert tc.cache_dir == winner
     assert [p.name for p in winner.parent.iterdir()] == [winner.name]
@@ -131,7 +131,7 @@ def test_failed_build_leaves_no_cache(cache: Path, spec: str, monkeypatch: pytes
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tokenize, "_write_tokens", crash)
+    monkeypatch.setattr(tokenization, "_write_tokens", crash)
     with pytest.raises(KeyboardInterrupt):
         load_tokenized(spec, VOCAB)
     assert list((cache / "tokenized").iterdir()) == []
