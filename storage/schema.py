@@ -68,7 +68,9 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
-class Campaign(Base):
+class CampaignRow(Base):
+    """A campaign as stored (``search.campaign.Campaign`` is the driver that runs one)."""
+
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

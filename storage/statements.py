@@ -15,7 +15,7 @@ from .records import CampaignRecord, ConfirmationRecord, DriverRecord, HurdleRec
 from .schema import (
     FINAL_STATUSES,
     OPEN_STATUSES,
-    Campaign,
+    CampaignRow,
     CampaignDriver,
     ConfirmationRun,
     HurdleEvaluation,
@@ -24,7 +24,7 @@ from .schema import (
 )
 
 
-_C = Campaign.__table__.c
+_C = CampaignRow.__table__.c
 _I = Individual.__table__.c
 _H = HurdleEvaluation.__table__.c
 INDIVIDUAL_FIELDS = tuple(f.name for f in fields(IndividualRecord))
@@ -36,15 +36,15 @@ CAMPAIGN_BY_NAME = _CAMPAIGN_SELECT.where(_C.name == bindparam("name"))
 CAMPAIGN_BY_ID = _CAMPAIGN_SELECT.where(_C.id == bindparam("id"))
 CAMPAIGNS = _CAMPAIGN_SELECT.order_by(_C.id)
 CAMPAIGN_ID_BY_NAME = select(_C.id).where(_C.name == bindparam("name"))
-INSERT_CAMPAIGN = insert(Campaign.__table__)
+INSERT_CAMPAIGN = insert(CampaignRow.__table__)
 SET_CAMPAIGN_STATUS = (
-    update(Campaign.__table__)
+    update(CampaignRow.__table__)
     .where(_C.name == bindparam("b_name"))
     .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
 )
 
 SET_CAMPAIGN_CONFIG = (
-    update(Campaign.__table__)
+    update(CampaignRow.__table__)
     .where(_C.name == bindparam("b_name"))
     .values(config_json=bindparam("b_config"), updated_at=bindparam("b_now"))
 )
