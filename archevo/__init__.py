@@ -25,7 +25,24 @@ from search.confirm import confirm, summarize
 from storage import Repository
 
 __all__ = [
-    "Architecture", "Campaign", "CampaignConfig", "ModelSpec", "PRESETS", "Preset", "Repository", "SEEDS",
-    "TrainConfig", "TrainResult", "clear_caches", "compile_model", "confirm", "export", "get_preset", "load_tokenized",
-    "parse_architecture", "seed", "summarize", "train",
+    "Architecture",
+    "Campaign",
+    "CampaignConfig",
+    "ModelSpec",
+    "PRESETS",
+    "Preset",
+    "Repository",
+    "SEEDS",
+    "TrainConfig",
+    "TrainResult",
+    "clear_caches",
+    "compile_model",
+    "confirm",
+    "export",
+    "get_preset",
+    "load_tokenized",
+    "parse_architecture",
+    "seed",
+    "summarize",
+    "train",
 ]

@@ -61,8 +61,10 @@ def main() -> None:
             grouped = seconds(lambda v: grouped_conv1d(v, module.weight), x, backward, args.repeats)
             shifted = seconds(module, x, backward, args.repeats)
             name = "forward+backward" if backward else "forward"
-            print(f"{str(list(shape)):<22} {name:<16} {grouped * 1e3:8.3f}ms {shifted * 1e3:10.3f}ms "
-                  f"{grouped / shifted:8.2f}x")
+            print(
+                f"{str(list(shape)):<22} {name:<16} {grouped * 1e3:8.3f}ms {shifted * 1e3:10.3f}ms "
+                f"{grouped / shifted:8.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class Timers:
                 self.calls[name] += 1
                 if self._stack:
                     self._stack[-1][2] += elapsed
+
         return timed
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, int]]:
@@ -99,8 +100,16 @@ SECTIONS = {
     "evaluator (fake)": ("evaluate", None, None),
 }
 WRITES = ("add_individual", "set_fingerprint", "mark_running", "record_result", "record_hurdle")
-QUERIES = ("population", "hurdle_losses", "find_by_hash", "find_by_fingerprint", "next_birth", "unfinished",
-           "get_individual", "get_campaign")
+QUERIES = (
+    "population",
+    "hurdle_losses",
+    "find_by_hash",
+    "find_by_fingerprint",
+    "next_birth",
+    "unfinished",
+    "get_individual",
+    "get_campaign",
+)
 
 
 def instrument(timers: Timers) -> None:
@@ -119,8 +128,11 @@ def group_of(section: str) -> str:
         return "storage writes"
     if section.startswith("query:"):
         return "population/threshold/dedup queries"
-    return {"propose": "mutate + validate + hash", "gate": "gate (compile/causality/fingerprint)",
-            "evaluate": "evaluator (fake)"}[SECTIONS[section][0]]
+    return {
+        "propose": "mutate + validate + hash",
+        "gate": "gate (compile/causality/fingerprint)",
+        "evaluate": "evaluator (fake)",
+    }[SECTIONS[section][0]]
 
 
 # --------------------------------------------------------------------------- the run
@@ -135,16 +147,26 @@ def main() -> None:
     parser.add_argument("--individuals", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="2,000 individuals")
     parser.add_argument("--hurdles", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0, help="campaign seed (the fake fitness is random: "
-                        "each seed drifts to other programs, so compare rates over several)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="campaign seed (the fake fitness is random: "
+        "each seed drifts to other programs, so compare rates over several)",
+    )
     parser.add_argument("--seeds", default="transformer", help="comma-separated seed programs")
     parser.add_argument("--db", help="SQLAlchemy URL (default: a SQLite file in a temporary directory)")
     parser.add_argument("--profile", action="store_true", help="also run under cProfile and print the top functions")
-    parser.add_argument("--trace-window", type=int, default=100,
-                        help="trace allocations (tracemalloc, ~4x slower) over this many individuals before each "
-                             "checkpoint; 0: never")
+    parser.add_argument(
+        "--trace-window",
+        type=int,
+        default=100,
+        help="trace allocations (tracemalloc, ~4x slower) over this many individuals before each checkpoint; 0: never",
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here")
-    parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of the process's CPU time")
+    parser.add_argument(
+        "--wall", action="store_true", help="time with the wall clock instead of the process's CPU time"
+    )
     args = parser.parse_args()
     if args.wall:
         global clock
@@ -155,10 +177,22 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="archevo-bench-"))
     os.environ.setdefault("ARCHEVO_CACHE_DIR", str(workdir / "cache"))
     url = args.db or f"sqlite:///{workdir / 'search.db'}"
-    config = CampaignConfig(name="bench", seed=args.seed, seed_programs=args.seeds.split(","), population=100, sample=10,
-                            max_evals=total, hurdles=args.hurdles, hurdle_min_samples=5, backend="inprocess",
-                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
-                            max_train_tokens=None, budget="12s", spec=ModelSpec())
+    config = CampaignConfig(
+        name="bench",
+        seed=args.seed,
+        seed_programs=args.seeds.split(","),
+        population=100,
+        sample=10,
+        max_evals=total,
+        hurdles=args.hurdles,
+        hurdle_min_samples=5,
+        backend="inprocess",
+        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
+        vocab_size=300,
+        max_train_tokens=None,
+        budget="12s",
+        spec=ModelSpec(),
+    )
 
     timers = Timers()
     instrument(timers)
@@ -170,8 +204,16 @@ def main() -> None:
     traced_from = {c - window: c for c in checkpoints} if window > 0 else {}
     rows: list[dict] = []
     untraced: dict[str, float] = defaultdict(float)  # section seconds outside the traced windows
-    state = {"done": 0, "t": None, "from": 1, "snapshot": timers.snapshot(), "start": None, "traced_s": 0.0,
-             "traced_n": 0, "trace_t": 0.0}
+    state = {
+        "done": 0,
+        "t": None,
+        "from": 1,
+        "snapshot": timers.snapshot(),
+        "start": None,
+        "traced_s": 0.0,
+        "traced_n": 0,
+        "trace_t": 0.0,
+    }
 
     def close_timing_window() -> None:
         """Rate and breakdown over the untraced individuals since the last checkpoint."""
@@ -181,8 +223,13 @@ def main() -> None:
         count = max(state["done"] - state["from"], 1)
         for k, v in seconds.items():
             untraced[k] += v - old.get(k, 0.0)
-        rows.append({"individuals": state["done"], "rate": count / (now - state["t"]),
-                     "ms_per_individual": {k: (v - old.get(k, 0.0)) / count * 1e3 for k, v in seconds.items()}})
+        rows.append(
+            {
+                "individuals": state["done"],
+                "rate": count / (now - state["t"]),
+                "ms_per_individual": {k: (v - old.get(k, 0.0)) / count * 1e3 for k, v in seconds.items()},
+            }
+        )
 
     def on_event(event: dict) -> None:
         if event["kind"] != "recorded":
@@ -216,10 +263,16 @@ def main() -> None:
         clear_caches()  # each is bounded by a count of recent programs: what is left grows with the campaign
         gc.collect()
         row["blocks_without_caches"] = sys.getallocatedblocks()
-        print(f"  {done:>6} individuals  {row['rate']:6.1f}/s   RSS {mib(row['rss'])}   python blocks "
-              f"{row['blocks']:,} ({row['blocks_without_caches']:,} without the bounded caches)   gc objects {row['objects']:,}"
-              + (f"   retained over the last {window} (traced): {row['retained_in_window'] / 1024:.0f} KiB"
-                 if "retained_in_window" in row else ""), flush=True)
+        print(
+            f"  {done:>6} individuals  {row['rate']:6.1f}/s   RSS {mib(row['rss'])}   python blocks "
+            f"{row['blocks']:,} ({row['blocks_without_caches']:,} without the bounded caches)   gc objects {row['objects']:,}"
+            + (
+                f"   retained over the last {window} (traced): {row['retained_in_window'] / 1024:.0f} KiB"
+                if "retained_in_window" in row
+                else ""
+            ),
+            flush=True,
+        )
         state["from"], state["t"], state["snapshot"] = done, clock(), timers.snapshot()
 
     collecting = {"since": 0.0, "seconds": 0.0, "collections": 0}
@@ -233,10 +286,15 @@ def main() -> None:
 
     gc.callbacks.append(on_gc)
     campaign = Campaign(repo, config, backend=InProcessBackend(evaluator), on_event=on_event)
-    print(f"search loop: {total:,} individuals, P=100 S=10, {args.hurdles} hurdles, seeds {args.seeds}, "
-          f"in-process fake evaluator, {url}, torch threads {torch.get_num_threads()}", flush=True)
-    print(f"  RSS before the loop {mib(process.memory_info().rss)}; tracemalloc runs only over the "
-          f"{window} individuals before each checkpoint (rates exclude those)")
+    print(
+        f"search loop: {total:,} individuals, P=100 S=10, {args.hurdles} hurdles, seeds {args.seeds}, "
+        f"in-process fake evaluator, {url}, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    print(
+        f"  RSS before the loop {mib(process.memory_info().rss)}; tracemalloc runs only over the "
+        f"{window} individuals before each checkpoint (rates exclude those)"
+    )
     profiler = cProfile.Profile() if args.profile else None
     wall = clock()
     if profiler:
@@ -251,16 +309,24 @@ def main() -> None:
     # ------------------------------------------------------------------ report
     _, calls = timers.snapshot()
     rate = measured / loop_seconds
-    print(f"\n{total:,} individuals: {rate:.1f} individuals per {'wall' if args.wall else 'CPU'} second over the {measured:,} untraced ones "
-          f"({loop_seconds:.1f} s; whole run incl. tokenizing and traced windows {wall:.1f} s)")
+    print(
+        f"\n{total:,} individuals: {rate:.1f} individuals per {'wall' if args.wall else 'CPU'} second over the {measured:,} untraced ones "
+        f"({loop_seconds:.1f} s; whole run incl. tokenizing and traced windows {wall:.1f} s)"
+    )
     counts = repo.status_counts(campaign.campaign.id)
-    sizes = [sum(len(sub.body) for program in individual.architecture().programs().values()
-                 for sub in program.subprograms) for individual in repo.finished_individuals(campaign.campaign.id)]
-    print(f"programs drifted to {sum(sizes) / len(sizes):.1f} instructions on average "
-          f"(last 1,000: {sum(sizes[-1000:]) / len(sizes[-1000:]):.1f}; seed {sizes[0]})")
+    sizes = [
+        sum(len(sub.body) for program in individual.architecture().programs().values() for sub in program.subprograms)
+        for individual in repo.finished_individuals(campaign.campaign.id)
+    ]
+    print(
+        f"programs drifted to {sum(sizes) / len(sizes):.1f} instructions on average "
+        f"(last 1,000: {sum(sizes[-1000:]) / len(sizes[-1000:]):.1f}; seed {sizes[0]})"
+    )
     stats = campaign.evolution.stats
-    print(f"statuses {counts}; mutations tried {sum(stats.tried.values())}, invalid {sum(stats.invalid.values())} "
-          f"(of which gate rejections {sum(campaign.rejections.values())}: {campaign.rejections}), unchanged {sum(stats.unchanged.values())}")
+    print(
+        f"statuses {counts}; mutations tried {sum(stats.tried.values())}, invalid {sum(stats.invalid.values())} "
+        f"(of which gate rejections {sum(campaign.rejections.values())}: {campaign.rejections}), unchanged {sum(stats.unchanged.values())}"
+    )
 
     print("\nwhere the time goes (exclusive ms per individual, untraced individuals; 'other' = untimed driver code):")
     groups: dict[str, float] = defaultdict(float)
@@ -269,29 +335,39 @@ def main() -> None:
     groups["other (loop, tournament, events, job dumps)"] = loop_seconds - sum(untraced.values())
     for name, value in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<48} {value / measured * 1e3:8.3f} ms  {value / loop_seconds:6.1%}")
-    print(f"  of all this, automatic garbage collection          {collecting['seconds'] / measured * 1e3:8.3f} ms  "
-          f"({collecting['collections'] / total:.2f} collections/individual; charged to whichever section allocated)")
+    print(
+        f"  of all this, automatic garbage collection          {collecting['seconds'] / measured * 1e3:8.3f} ms  "
+        f"({collecting['collections'] / total:.2f} collections/individual; charged to whichever section allocated)"
+    )
     print("\n  by section:")
     for name, value in sorted(untraced.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<48} {value / measured * 1e3:8.3f} ms  {value / loop_seconds:6.1%}  "
-              f"({calls[name] / total:5.2f} calls/individual)")
+        print(
+            f"  {name:<48} {value / measured * 1e3:8.3f} ms  {value / loop_seconds:6.1%}  "
+            f"({calls[name] / total:5.2f} calls/individual)"
+        )
 
     if len(rows) > 1:
-        print(f"\n  growth: ms per individual in the window before {rows[0]['individuals']:,} and before "
-              f"{rows[-1]['individuals']:,} (largest changes)")
+        print(
+            f"\n  growth: ms per individual in the window before {rows[0]['individuals']:,} and before "
+            f"{rows[-1]['individuals']:,} (largest changes)"
+        )
         first, last = rows[0]["ms_per_individual"], rows[-1]["ms_per_individual"]
         for name in sorted(untraced, key=lambda n: -abs(last.get(n, 0) - first.get(n, 0)))[:6]:
             print(f"  {name:<48} {first.get(name, 0):8.3f} -> {last.get(name, 0):8.3f}")
 
     print("\nmemory of the driver:")
     for row in rows:
-        line = (f"  after {row['individuals']:>6}: RSS {mib(row['rss'])}, python blocks {row['blocks']:,} "
-                f"({row['blocks_without_caches']:,} without the bounded caches), gc objects {row['objects']:,}")
+        line = (
+            f"  after {row['individuals']:>6}: RSS {mib(row['rss'])}, python blocks {row['blocks']:,} "
+            f"({row['blocks_without_caches']:,} without the bounded caches), gc objects {row['objects']:,}"
+        )
         if "retained_in_window" in row:
-            line += (f"; tracemalloc over the last {window}: {row['retained_in_window'] / 1024:.0f} KiB still "
-                     f"allocated ({row['retained_in_window'] / window:.0f} B/individual), peak "
-                     f"{mib(row['peak_in_window'])}; largest: "
-                     + ", ".join(f"{where} {size / 1024:.0f} KiB" for where, size in row["retained_by"]))
+            line += (
+                f"; tracemalloc over the last {window}: {row['retained_in_window'] / 1024:.0f} KiB still "
+                f"allocated ({row['retained_in_window'] / window:.0f} B/individual), peak "
+                f"{mib(row['peak_in_window'])}; largest: "
+                + ", ".join(f"{where} {size / 1024:.0f} KiB" for where, size in row["retained_by"])
+            )
         print(line)
 
     if profiler:
@@ -300,9 +376,20 @@ def main() -> None:
             pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
             print(f"\ncProfile, top 25 by {order}:\n" + out.getvalue().split("\n", 6)[-1])
     if args.json:
-        args.json.write_text(json.dumps({"individuals": total, "measured": measured, "seconds": loop_seconds,
-                                         "rate": rate, "sections_s": untraced, "calls": calls, "checkpoints": rows},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "individuals": total,
+                    "measured": measured,
+                    "seconds": loop_seconds,
+                    "rate": rate,
+                    "sections_s": untraced,
+                    "calls": calls,
+                    "checkpoints": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

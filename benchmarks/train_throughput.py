@@ -61,8 +61,9 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int
 class Trainer:
     """One model with its own AdamW: ``run(steps)`` returns seconds per training step."""
 
-    def __init__(self, name: str, model: torch.nn.Module, batch: torch.Tensor, lr: float = 1e-4,
-                 dtype: torch.dtype | None = None):
+    def __init__(
+        self, name: str, model: torch.nn.Module, batch: torch.Tensor, lr: float = 1e-4, dtype: torch.dtype | None = None
+    ):
         self.name, self.model, self.batch = name, model, batch
         self.dtype = dtype  # autocast dtype (None: fp32)
         self.x, self.y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
@@ -91,12 +92,19 @@ class Trainer:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor, use_compile: bool,
-          precision: str) -> list[Trainer]:
+def build(
+    name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor, use_compile: bool, precision: str
+) -> list[Trainer]:
     torch.manual_seed(0)
     compiled = compile_model(spec, seed(name, spec))
-    reference = build_reference(name, vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers,
-                                n_heads=spec.n_heads, seq_len=spec.seq_len)
+    reference = build_reference(
+        name,
+        vocab_size=spec.vocab_size,
+        d_model=spec.d_model,
+        n_layers=spec.n_layers,
+        n_heads=spec.n_heads,
+        seq_len=spec.seq_len,
+    )
     reference.load_from(compiled)
     with torch.no_grad():  # same weights → same function (a wrong comparison would be worthless)
         probe = batch[:4, :-1].cpu()
@@ -106,8 +114,10 @@ def build(name: str, spec: ModelSpec, device: torch.device, batch: torch.Tensor,
     compiled.to(device).train()
     reference.to(device).train()
     dtype = PRECISIONS[precision]
-    trainers = [Trainer(f"{name} {precision} compiled", compiled, batch, dtype=dtype),
-                Trainer(f"{name} {precision} hand-written", reference, batch, dtype=dtype)]
+    trainers = [
+        Trainer(f"{name} {precision} compiled", compiled, batch, dtype=dtype),
+        Trainer(f"{name} {precision} hand-written", reference, batch, dtype=dtype),
+    ]
     if use_compile:
         for base in list(trainers):
             clone = Trainer(f"{base.name} +torch.compile", base.model, batch, dtype=dtype)
@@ -123,8 +133,22 @@ def packed_rate(name: str, preset: str, batch_size: int, copies: int, steps: int
     once (the median step of each, summed)."""
     import subprocess
 
-    command = [sys.executable, __file__, "--single", name, "--preset", preset, "--batch-size", str(batch_size),
-               "--steps", str(steps), "--device", "cuda", "--precision", precision]
+    command = [
+        sys.executable,
+        __file__,
+        "--single",
+        name,
+        "--preset",
+        preset,
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+        "--device",
+        "cuda",
+        "--precision",
+        precision,
+    ]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
     return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
 
@@ -150,19 +174,26 @@ def main(argv: list[str] | None = None) -> None:
     preset = PRESETS[args.preset]
     spec = preset.spec
     batch_size = args.batch_size or preset.train.batch_size
-    batch = torch.randint(spec.vocab_size, (batch_size, spec.seq_len + 1),
-                          generator=torch.Generator().manual_seed(0)).to(device)
+    batch = torch.randint(
+        spec.vocab_size, (batch_size, spec.seq_len + 1), generator=torch.Generator().manual_seed(0)
+    ).to(device)
     tokens = batch_size * spec.seq_len
     if args.single:  # a child of --packing: train one compiled candidate, print its tokens/s
         torch.manual_seed(0)
-        trainer = Trainer(args.single, compile_model(spec, seed(args.single, spec)).to(device).train(), batch,
-                          dtype=PRECISIONS[args.precision])
+        trainer = Trainer(
+            args.single,
+            compile_model(spec, seed(args.single, spec)).to(device).train(),
+            batch,
+            dtype=PRECISIONS[args.precision],
+        )
         trainer.run(args.warmup, device)
         print(tokens / statistics.median(trainer.run(args.steps, device) for _ in range(3)))
         return
     precisions = args.precision.split(",")
-    print(f"preset {args.preset}: ModelSpec {spec.model_dump()}  batch {batch_size} × {spec.seq_len} = {tokens} "
-          f"tokens/step  device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}")
+    print(
+        f"preset {args.preset}: ModelSpec {spec.model_dump()}  batch {batch_size} × {spec.seq_len} = {tokens} "
+        f"tokens/step  device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}"
+    )
 
     trainers: list[Trainer] = []
     flops: dict[str, float] = {}
@@ -188,8 +219,10 @@ def main(argv: list[str] | None = None) -> None:
             rates[p].append(matmul_rate(device, PRECISIONS[p] or torch.float32))
     peaks = {p: statistics.median(r) for p, r in rates.items()}
     for p, r in rates.items():
-        print(f"{p} matmul 2048²: {peaks[p] / 1e9:.1f} GFLOP/s (median of {len(r)}, range "
-              f"{min(r) / 1e9:.0f}–{max(r) / 1e9:.0f})")
+        print(
+            f"{p} matmul 2048²: {peaks[p] / 1e9:.1f} GFLOP/s (median of {len(r)}, range "
+            f"{min(r) / 1e9:.0f}–{max(r) / 1e9:.0f})"
+        )
     print()
 
     header = f"{'model':50s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} {'vs hand-written':>15s}"
@@ -203,19 +236,26 @@ def main(argv: list[str] | None = None) -> None:
         peak = peaks[trainer.name.split()[1]]
         reference = trainer.name.replace("compiled", "hand-written")
         ratio = f"{medians[reference] / seconds:.3f}" if "compiled" in trainer.name.split()[2] else ""
-        print(f"{trainer.name:50s} {seconds * 1e3:8.1f} {rate:9.0f} {model_flops / 1e9:8.1f} {model_flops / peak:6.1%} "
-              f"{ratio:>15s}")
-    print("\n(train FLOPs/token: " + ", ".join(f"{n} {training_flops(spec, seed(n, spec)) / 1e6:.2f}M" for n in args.seeds)
-          + "; 'vs hand-written' = compiled tokens/s ÷ hand-written tokens/s, target ≥ 1.0; MFU against the "
-            "matmul rate of the row's precision)")
+        print(
+            f"{trainer.name:50s} {seconds * 1e3:8.1f} {rate:9.0f} {model_flops / 1e9:8.1f} {model_flops / peak:6.1%} "
+            f"{ratio:>15s}"
+        )
+    print(
+        "\n(train FLOPs/token: "
+        + ", ".join(f"{n} {training_flops(spec, seed(n, spec)) / 1e6:.2f}M" for n in args.seeds)
+        + "; 'vs hand-written' = compiled tokens/s ÷ hand-written tokens/s, target ≥ 1.0; MFU against the "
+        "matmul rate of the row's precision)"
+    )
     if args.packing and device.type == "cuda":
         print("\ncandidates per GPU (compiled programs, separate processes):")
         for name in args.seeds:
             for precision in precisions:
                 for copies in (int(c) for c in args.packing.split(",")):
                     rate = packed_rate(name, args.preset, batch_size, copies, args.steps, precision)
-                    print(f"  {name} {precision} × {copies}: {rate:,.0f} tokens/s in all "
-                          f"({flops[f'{name} {precision} compiled'] * rate / peaks[precision]:.1%} MFU)")
+                    print(
+                        f"  {name} {precision} × {copies}: {rate:,.0f} tokens/s in all "
+                        f"({flops[f'{name} {precision} compiled'] * rate / peaks[precision]:.1%} MFU)"
+                    )
 
 
 if __name__ == "__main__":

@@ -103,9 +103,11 @@ class ProgressView:
             self.training[event["id"]] = (event["birth"], time.monotonic())
         elif event["kind"] == "recorded":
             self.training.pop(event["id"], None)
-            self.note = f"#{event['birth']} {event['status']}" + \
-                (f" {event['fitness']:.4f}" if event.get("fitness") else "") + \
-                (f"  ({event['mutation']})" if event.get("mutation") else "")
+            self.note = (
+                f"#{event['birth']} {event['status']}"
+                + (f" {event['fitness']:.4f}" if event.get("fitness") else "")
+                + (f"  ({event['mutation']})" if event.get("mutation") else "")
+            )
         self._refresh_counts()
 
     def _refresh_counts(self) -> None:
@@ -120,22 +122,31 @@ class ProgressView:
     def __rich__(self) -> Table:
         elapsed = time.monotonic() - self.start
         new = self.done - (self.done_at_start or 0)
-        eta = f", ETA {_duration(elapsed / new * (self.max_evals - self.done))}" if new and self.done < self.max_evals \
+        eta = (
+            f", ETA {_duration(elapsed / new * (self.max_evals - self.done))}"
+            if new and self.done < self.max_evals
             else ""
+        )
         table = Table(title=f"campaign {self.name}", show_header=False, width=min(console.width, 80))
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
         table.add_row("progress", ProgressBar(total=self.max_evals, completed=self.done, width=40))
-        table.add_row("evaluations", f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, "
-                                     f"{_duration(elapsed)}{eta}")
+        table.add_row(
+            "evaluations",
+            f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, {_duration(elapsed)}{eta}",
+        )
         now = time.monotonic()
-        table.add_row("training", ", ".join(f"#{birth} {now - since:.0f} s" for birth, since in
-                                            sorted(self.training.values())) or "–")
+        table.add_row(
+            "training",
+            ", ".join(f"#{birth} {now - since:.0f} s" for birth, since in sorted(self.training.values())) or "–",
+        )
         table.add_row("best loss", f"{self.best[0].fitness:.4f} (individual {self.best[0].id})" if self.best else "–")
         table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in self.hurdles) or "–")
-        table.add_row("dup / rejected", f"{self.counts.get('duplicate', 0)} / {self.counts.get('rejected', 0)}"
-                                        + (f", screened out {self.counts['screened_out']}"
-                                           if self.counts.get("screened_out") else ""))
+        table.add_row(
+            "dup / rejected",
+            f"{self.counts.get('duplicate', 0)} / {self.counts.get('rejected', 0)}"
+            + (f", screened out {self.counts['screened_out']}" if self.counts.get("screened_out") else ""),
+        )
         failures = {s: self.counts[s] for s in ("diverged", "error", "timeout") if self.counts.get(s)}
         table.add_row("failures", ", ".join(f"{s} {n}" for s, n in failures.items()) or "0")
         table.add_row("latest", self.note[:200])
@@ -167,8 +178,9 @@ def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) 
             except CampaignBusy as error:
                 raise fail(str(error)) from None
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: nothing is lost; `archevo search resume {config.name}` continues the campaign",
-                   err=True)
+        typer.echo(
+            f"interrupted: nothing is lost; `archevo search resume {config.name}` continues the campaign", err=True
+        )
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -193,18 +205,34 @@ def start(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
     keep_weights: bool = typer.Option(False, "--keep-weights", help="keep trained weights for export"),
-    screen: Optional[str] = typer.Option(None, "--screen", help="comma-separated tasks a child must pass before "
-                                         "training (`archevo tasks`), e.g. pair_recall"),
-    screen_margin: Optional[float] = typer.Option(None, "--screen-margin", help="how far below its seed's accuracy "
-                                                  "a child may score (default 0.1)"),
+    screen: Optional[str] = typer.Option(
+        None,
+        "--screen",
+        help="comma-separated tasks a child must pass before training (`archevo tasks`), e.g. pair_recall",
+    ),
+    screen_margin: Optional[float] = typer.Option(
+        None, "--screen-margin", help="how far below its seed's accuracy a child may score (default 0.1)"
+    ),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
-    overrides = {"name": name, "preset": preset, "seed_programs": seed_program,
-                 "population": population, "sample": sample, "budget": budget, "hurdles": hurdles,
-                 "max_evals": max_evals, "workers": workers, "corpus": corpus, "seed": seed_value,
-                 "backend": backend, "ray_address": ray_address, "keep_weights": keep_weights or None,
-                 "screen": None if screen is None else [t.strip() for t in screen.split(",") if t.strip()],
-                 "screen_margin": screen_margin}
+    overrides = {
+        "name": name,
+        "preset": preset,
+        "seed_programs": seed_program,
+        "population": population,
+        "sample": sample,
+        "budget": budget,
+        "hurdles": hurdles,
+        "max_evals": max_evals,
+        "workers": workers,
+        "corpus": corpus,
+        "seed": seed_value,
+        "backend": backend,
+        "ray_address": ray_address,
+        "keep_weights": keep_weights or None,
+        "screen": None if screen is None else [t.strip() for t in screen.split(",") if t.strip()],
+        "screen_margin": screen_margin,
+    }
     try:
         if config_file is not None:
             config = CampaignConfig.from_toml(config_file, **overrides)
@@ -223,28 +251,36 @@ def start(
 
 
 @search.command("resume")
-def resume(name: str,
-           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
-           workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
-           max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
-           eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
-           force: bool = typer.Option(False, "--force", help="take over from a driver that stopped answering"),
-           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def resume(
+    name: str,
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
+    workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
+    max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
+    eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
+    force: bool = typer.Option(False, "--force", help="take over from a driver that stopped answering"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost.
     The overrides change where and how long it runs, never its recipe."""
     with open_repository(db) as repo:
         campaign = find_campaign(repo, name)
         stored = campaign_config(campaign)
-        overrides = {"ray_address": ray_address, "workers": workers, "max_evals": max_evals,
-                     "eval_timeout_s": eval_timeout}
+        overrides = {
+            "ray_address": ray_address,
+            "workers": workers,
+            "max_evals": max_evals,
+            "eval_timeout_s": eval_timeout,
+        }
         try:
-            config = CampaignConfig.model_validate({**stored.model_dump(),
-                                                    **{k: v for k, v in overrides.items() if v is not None}})
+            config = CampaignConfig.model_validate(
+                {**stored.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+            )
         except ValidationError as error:
             raise fail(validation_message(error))
         if config.max_evals < stored.max_evals:
-            raise fail(f"--max-evals {config.max_evals}: the campaign already has {stored.max_evals}; it can "
-                       "only be extended")
+            raise fail(
+                f"--max-evals {config.max_evals}: the campaign already has {stored.max_evals}; it can only be extended"
+            )
         if config != stored:
             repo.set_campaign_config(name, config.model_dump(mode="json"))
             if config.max_evals > stored.max_evals:
@@ -265,48 +301,77 @@ def campaign_state(repo: Repository, campaign: CampaignRecord) -> str:
     return "stopped: resume"
 
 
-def status(name: Optional[str] = typer.Argument(None),
-           as_json: bool = typer.Option(False, "--json", help="a JSON list, one object per campaign"),
-           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def status(
+    name: Optional[str] = typer.Argument(None),
+    as_json: bool = typer.Option(False, "--json", help="a JSON list, one object per campaign"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """Every campaign with its progress: running (a live driver), stopped (resume it) or finished."""
     repo = open_repository(db, readonly=True)
     rows = []
     for campaign in [find_campaign(repo, name)] if name else repo.list_campaigns():
         counts = repo.status_counts(campaign.id)
         best = repo.top(campaign.id, 1)
-        rows.append({"name": campaign.name, "state": campaign_state(repo, campaign),
-                     "done": sum(n for s, n in counts.items() if s not in ("pending", "running")),
-                     "max_evals": campaign.config.get("max_evals"), "best_loss": best[0].fitness if best else None,
-                     "duplicates": counts.get("duplicate", 0), "rejected": counts.get("rejected", 0),
-                     "screened_out": counts.get("screened_out", 0),
-                     "failures": sum(counts.get(s, 0) for s in ("diverged", "error", "timeout")),
-                     "compute_flops": dict(zip(("training", "screen"), repo.compute(campaign.id))),
-                     "screen": _seed_screens(repo, campaign),
-                     "hurdles": [{"hurdle": h, "reached": r, "passed": p} for h, r, p in
-                                 repo.hurdle_pass_counts(campaign.id)],
-                     "created": campaign.created_at.isoformat(timespec="seconds")})
+        rows.append(
+            {
+                "name": campaign.name,
+                "state": campaign_state(repo, campaign),
+                "done": sum(n for s, n in counts.items() if s not in ("pending", "running")),
+                "max_evals": campaign.config.get("max_evals"),
+                "best_loss": best[0].fitness if best else None,
+                "duplicates": counts.get("duplicate", 0),
+                "rejected": counts.get("rejected", 0),
+                "screened_out": counts.get("screened_out", 0),
+                "failures": sum(counts.get(s, 0) for s in ("diverged", "error", "timeout")),
+                "compute_flops": dict(zip(("training", "screen"), repo.compute(campaign.id))),
+                "screen": _seed_screens(repo, campaign),
+                "hurdles": [
+                    {"hurdle": h, "reached": r, "passed": p} for h, r, p in repo.hurdle_pass_counts(campaign.id)
+                ],
+                "created": campaign.created_at.isoformat(timespec="seconds"),
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="campaigns")
-    for column in ("name", "state", "done", "best", "dup/rej/scr/fail", "hurdles passed", "FLOPs (screen)",
-                   "created (UTC)"):
+    for column in (
+        "name",
+        "state",
+        "done",
+        "best",
+        "dup/rej/scr/fail",
+        "hurdles passed",
+        "FLOPs (screen)",
+        "created (UTC)",
+    ):
         table.add_column(column, overflow="fold")
     for r in rows:
         spent = r["compute_flops"]
         total = spent["training"] + spent["screen"]
-        table.add_row(r["name"], r["state"], f"{r['done']}/{r['max_evals']}", _number(r["best_loss"]),
-                      f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
-                      " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
-                      f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
-                      r["created"].replace("T", " ")[:16])
+        table.add_row(
+            r["name"],
+            r["state"],
+            f"{r['done']}/{r['max_evals']}",
+            _number(r["best_loss"]),
+            f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
+            " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
+            f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
+            r["created"].replace("T", " ")[:16],
+        )
     out = Console()
     out.print(table)
     for r in rows:
         if r["screen"]:
-            out.print(f"screen of {r['name']} (margin {r['screen']['margin']:g}): " + "; ".join(
-                f"seed {name} " + ", ".join(f"{task} {accuracy:.3f}" for task, accuracy in scores.items())
-                for name, scores in r["screen"]["seeds"].items()), highlight=False, markup=False)
+            out.print(
+                f"screen of {r['name']} (margin {r['screen']['margin']:g}): "
+                + "; ".join(
+                    f"seed {name} " + ", ".join(f"{task} {accuracy:.3f}" for task, accuracy in scores.items())
+                    for name, scores in r["screen"]["seeds"].items()
+                ),
+                highlight=False,
+                markup=False,
+            )
 
 
 def _seed_screens(repo: Repository, campaign: CampaignRecord) -> dict[str, Any] | None:
@@ -335,13 +400,30 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     screens = repo.screens(campaign.id)
     diffs = [seed_diff(repo, r) for r in rows]  # before printing anything: a bad row fails it all
     if as_json:
-        print(json.dumps([{"rank": rank, "id": r.id, "birth": r.birth, "loss": r.fitness, "status": r.status,
-                           "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "parameters": r.parameters,
-                           "flops_per_token": r.flops_per_token, "hurdles_passed": r.hurdles_passed,
-                           "root_seed": r.root_seed, "diff_from_seed": diff,
-                           "screen": {s.task: s.accuracy for s in screens.get(r.id, [])} or None,
-                           "confirmed": confirmed[r.id].as_dict() if r.id in confirmed else None}
-                          for rank, (r, diff) in enumerate(zip(rows, diffs), 1)], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "rank": rank,
+                        "id": r.id,
+                        "birth": r.birth,
+                        "loss": r.fitness,
+                        "status": r.status,
+                        "perplexity": r.perplexity,
+                        "bits_per_byte": r.bits_per_byte,
+                        "parameters": r.parameters,
+                        "flops_per_token": r.flops_per_token,
+                        "hurdles_passed": r.hurdles_passed,
+                        "root_seed": r.root_seed,
+                        "diff_from_seed": diff,
+                        "screen": {s.task: s.accuracy for s in screens.get(r.id, [])} or None,
+                        "confirmed": confirmed[r.id].as_dict() if r.id in confirmed else None,
+                    }
+                    for rank, (r, diff) in enumerate(zip(rows, diffs), 1)
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"top {k} of campaign {campaign.name}")
     columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
@@ -352,16 +434,27 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
     for column in columns:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(rows, 1):
-        cells = [str(rank), str(r.id), _number(r.fitness), _number(r.bits_per_byte, 3),
-                 f"{r.parameters:,}" if r.parameters else "–",
-                 f"{r.flops_per_token:.3g}" if r.flops_per_token else "–", str(r.hurdles_passed or 0)]
+        cells = [
+            str(rank),
+            str(r.id),
+            _number(r.fitness),
+            _number(r.bits_per_byte, 3),
+            f"{r.parameters:,}" if r.parameters else "–",
+            f"{r.flops_per_token:.3g}" if r.flops_per_token else "–",
+            str(r.hurdles_passed or 0),
+        ]
         if screens:
             cells.append(" ".join(f"{s.accuracy:.2f}" for s in screens.get(r.id, [])) or "–")
         if confirmed:
             c = confirmed.get(r.id)
-            cells += ["–", "–"] if c is None or c.loss_mean is None else \
-                [f"{c.loss_mean:.4f} ± {c.loss_std:.4f}",
-                 "–" if c.speedup_mean is None else f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f}"]
+            cells += (
+                ["–", "–"]
+                if c is None or c.loss_mean is None
+                else [
+                    f"{c.loss_mean:.4f} ± {c.loss_std:.4f}",
+                    "–" if c.speedup_mean is None else f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f}",
+                ]
+            )
         table.add_row(*cells)
     out = Console()
     out.print(table)
@@ -373,10 +466,12 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
         out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {diff}", highlight=False, markup=False)
 
 
-def top(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
-        k: int = typer.Option(10, "-k", help="how many"),
-        as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
-        db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def top(
+    name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
+    k: int = typer.Option(10, "-k", help="how many"),
+    as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """The k best individuals of a campaign."""
     if not 1 <= k <= MAX_K:
         raise fail(f"-k {k}: show between 1 and {MAX_K:,} individuals")
@@ -391,9 +486,11 @@ def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
     return individual
 
 
-def show(individual_id: int = typer.Argument(..., metavar="ID"),
-         as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def show(
+    individual_id: int = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """An individual: its program, its diff against its seed and its parent, lineage, hurdle
     curve, task-screen scores and confirmation runs."""
     repo = open_repository(db, readonly=True)
@@ -406,24 +503,57 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
     parent = lineage[1] if len(lineage) > 1 else None
     from_parent = diff_architectures(parent.architecture(), architecture) if parent else None
     if as_json:
-        print(json.dumps({
-            **{k: v for k, v in dataclasses.asdict(individual).items() if k != "architecture_json"},
-            "architecture": architecture.model_dump(mode="json"),
-            "diff_from_seed": from_seed,
-            "diff_from_parent": from_parent,
-            "lineage": [{"id": m.id, "fitness": m.fitness, "mutation": m.mutation} for m in lineage],
-            "hurdles": [{"hurdle": h.hurdle, "fraction": h.fraction, "loss": h.loss, "threshold": h.threshold,
-                         "passed": h.passed} for h in repo.hurdles(individual_id)],
-            "screen": [{"task": s.task, "accuracy": s.accuracy, "chance": s.chance, "seconds": s.seconds,
-                        "flops": s.flops} for s in screen],
-            "confirmation_runs": [{"budget": r.budget, "training_seed": r.training_seed, "status": r.status,
-                                   "val_loss": r.val_loss, "error": r.error} for r in runs],
-        }, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    **{k: v for k, v in dataclasses.asdict(individual).items() if k != "architecture_json"},
+                    "architecture": architecture.model_dump(mode="json"),
+                    "diff_from_seed": from_seed,
+                    "diff_from_parent": from_parent,
+                    "lineage": [{"id": m.id, "fitness": m.fitness, "mutation": m.mutation} for m in lineage],
+                    "hurdles": [
+                        {
+                            "hurdle": h.hurdle,
+                            "fraction": h.fraction,
+                            "loss": h.loss,
+                            "threshold": h.threshold,
+                            "passed": h.passed,
+                        }
+                        for h in repo.hurdles(individual_id)
+                    ],
+                    "screen": [
+                        {
+                            "task": s.task,
+                            "accuracy": s.accuracy,
+                            "chance": s.chance,
+                            "seconds": s.seconds,
+                            "flops": s.flops,
+                        }
+                        for s in screen
+                    ],
+                    "confirmation_runs": [
+                        {
+                            "budget": r.budget,
+                            "training_seed": r.training_seed,
+                            "status": r.status,
+                            "val_loss": r.val_loss,
+                            "error": r.error,
+                        }
+                        for r in runs
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
-    cost = (f", {individual.parameters:,} parameters" if individual.parameters else "") + \
-        (f", {individual.flops_per_token:.3g} training FLOPs/token" if individual.flops_per_token else "")
-    print(f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
-          f"loss {_number(individual.fitness)}{cost}, seed {individual.root_seed}")
+    cost = (f", {individual.parameters:,} parameters" if individual.parameters else "") + (
+        f", {individual.flops_per_token:.3g} training FLOPs/token" if individual.flops_per_token else ""
+    )
+    print(
+        f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
+        f"loss {_number(individual.fitness)}{cost}, seed {individual.root_seed}"
+    )
     if individual.error:
         print(f"message: {individual.error}")
     print("\n" + list_architecture(architecture))
@@ -435,26 +565,34 @@ def show(individual_id: int = typer.Argument(..., metavar="ID"),
         print(f"  {member.id:>5}  loss {_number(member.fitness)}  {member.mutation or '(seed)'}")
     print("\nhurdle curve:")
     for hurdle in repo.hurdles(individual_id):
-        print(f"  hurdle {hurdle.hurdle} at {hurdle.fraction:.3f} of the budget: loss {_number(hurdle.loss)}, "
-              f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}")
+        print(
+            f"  hurdle {hurdle.hurdle} at {hurdle.fraction:.3f} of the budget: loss {_number(hurdle.loss)}, "
+            f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}"
+        )
     if individual.val_loss is not None:
         print(f"  end of budget: loss {_number(individual.val_loss)}")
     if screen:
         print("\ntask screen:")
         for score in screen:
-            print(f"  {score.task}: accuracy {score.accuracy:.3f} (chance {score.chance:.3f}), {score.seconds:.1f} s, "
-                  f"{score.flops:.3g} training FLOPs")
+            print(
+                f"  {score.task}: accuracy {score.accuracy:.3f} (chance {score.chance:.3f}), {score.seconds:.1f} s, "
+                f"{score.flops:.3g} training FLOPs"
+            )
     if runs:
         print("\nconfirmation runs:")
         for run in runs:
-            print(f"  budget {run.budget}, training seed {run.training_seed}: {run.status}, "
-                  f"loss {_number(run.val_loss)}" + (f" ({run.error})" if run.error else ""))
+            print(
+                f"  budget {run.budget}, training seed {run.training_seed}: {run.status}, "
+                f"loss {_number(run.val_loss)}" + (f" ({run.error})" if run.error else "")
+            )
 
 
-def export(individual_id: int = typer.Argument(..., metavar="ID"),
-           out: Path = typer.Option(..., "-o", "--out", help="output directory"),
-           weights: bool = typer.Option(False, "--weights", help="include trained weights (safetensors) when kept"),
-           db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def export(
+    individual_id: int = typer.Argument(..., metavar="ID"),
+    out: Path = typer.Option(..., "-o", "--out", help="output directory"),
+    weights: bool = typer.Option(False, "--weights", help="include trained weights (safetensors) when kept"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """Write a standalone model.py, config.json and README.md for an individual."""
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
@@ -468,26 +606,43 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
         stored = Path(weights_file).resolve()  # never copy an arbitrary path the database names
         expected = Path(Path(config.weights_dir).name) / config.name / f"{individual.id}.safetensors"
         if stored.parts[-3:] != expected.parts:
-            raise fail(f"individual {individual_id}'s weights {weights_file} are not the campaign's own "
-                       f"(…/{expected}); not copied")
+            raise fail(
+                f"individual {individual_id}'s weights {weights_file} are not the campaign's own "
+                f"(…/{expected}); not copied"
+            )
     confirmed = summarize(repo, individual.campaign_id).get(individual.id)
-    metadata = {"campaign": config.name, "individual": individual.id, "status": individual.status,
-                "root_seed": individual.root_seed, "validation_loss": individual.val_loss,
-                "perplexity": individual.perplexity, "bits_per_byte": individual.bits_per_byte,
-                "budget": config.budget, "corpus": config.corpus, "changes_from_seed": seed_diff(repo, individual)}
+    metadata = {
+        "campaign": config.name,
+        "individual": individual.id,
+        "status": individual.status,
+        "root_seed": individual.root_seed,
+        "validation_loss": individual.val_loss,
+        "perplexity": individual.perplexity,
+        "bits_per_byte": individual.bits_per_byte,
+        "budget": config.budget,
+        "corpus": config.corpus,
+        "changes_from_seed": seed_diff(repo, individual),
+    }
     if confirmed is not None and confirmed.speedup_mean is not None:
-        metadata["confirmed_speedup"] = (f"{confirmed.speedup_mean:.2f} ± {confirmed.speedup_std:.2f} over "
-                                         f"{confirmed.paired} training seeds at {confirmed.budget}")
+        metadata["confirmed_speedup"] = (
+            f"{confirmed.speedup_mean:.2f} ± {confirmed.speedup_std:.2f} over "
+            f"{confirmed.paired} training seeds at {confirmed.budget}"
+        )
     try:
         data = load_tokenized(config.corpus, config.spec.vocab_size, max_train_tokens=config.max_train_tokens)
     except (OSError, RuntimeError, ValueError) as error:
         raise fail(f"cannot load the tokenizer of corpus {config.corpus!r}: {error}")
     try:
-        directory = export_model(out, config.spec, individual.architecture(),
-                                 Path(weights_file) if weights_file else None, metadata,
-                                 tokenizer=data.cache_dir / "tokenizer.json",
-                                 title=f"{config.name} · individual {individual.id}",
-                                 summary=_export_summary(individual, config.budget, metadata))
+        directory = export_model(
+            out,
+            config.spec,
+            individual.architecture(),
+            Path(weights_file) if weights_file else None,
+            metadata,
+            tokenizer=data.cache_dir / "tokenizer.json",
+            title=f"{config.name} · individual {individual.id}",
+            summary=_export_summary(individual, config.budget, metadata),
+        )
     except OSError as error:
         raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
@@ -495,21 +650,29 @@ def export(individual_id: int = typer.Argument(..., metavar="ID"),
 
 def _export_summary(individual: IndividualRecord, budget: str, metadata: dict) -> str:
     """The exported README's first paragraph: what the individual is and how far to trust it."""
-    trained = {"ok": "trained to the end of its budget",
-               "stopped_at_hurdle": f"stopped at hurdle {(individual.hurdles_passed or 0) + 1}, before the end of "
-                                    "its budget"}.get(individual.status, individual.status)
+    trained = {
+        "ok": "trained to the end of its budget",
+        "stopped_at_hurdle": f"stopped at hurdle {(individual.hurdles_passed or 0) + 1}, before the end of its budget",
+    }.get(individual.status, individual.status)
     loss = f"validation loss {individual.val_loss:.4f}" if individual.val_loss is not None else "no validation loss"
-    confirmed = (f"Confirmed speedup against its seed: {metadata['confirmed_speedup']}." if "confirmed_speedup"
-                 in metadata else "Not confirmed: `archevo confirm` retrains it at fresh training seeds.")
-    return (f"Individual {individual.id} of campaign {metadata['campaign']}, from seed `{individual.root_seed}`: "
-            f"{trained}, {loss} at budget {budget}. Changes from the seed: {metadata['changes_from_seed']}. "
-            f"{confirmed}")
+    confirmed = (
+        f"Confirmed speedup against its seed: {metadata['confirmed_speedup']}."
+        if "confirmed_speedup" in metadata
+        else "Not confirmed: `archevo confirm` retrains it at fresh training seeds."
+    )
+    return (
+        f"Individual {individual.id} of campaign {metadata['campaign']}, from seed `{individual.root_seed}`: "
+        f"{trained}, {loss} at budget {budget}. Changes from the seed: {metadata['changes_from_seed']}. "
+        f"{confirmed}"
+    )
 
 
-def compare(names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="two or more campaigns"),
-            out: Path = typer.Option(Path("compare.png"), "-o", "--out", help="the plot (PNG)"),
-            as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-            db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def compare(
+    names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="two or more campaigns"),
+    out: Path = typer.Option(Path("compare.png"), "-o", "--out", help="the plot (PNG)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """Campaigns side by side: best-so-far against compute in one plot, and one table (best,
     median, the best confirmed individual's speedup, compute spent)."""
     from .compare import plot_comparison, summarize_campaign
@@ -519,19 +682,43 @@ def compare(names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="
     repo = open_repository(db, readonly=True)
     summaries = [summarize_campaign(repo, find_campaign(repo, name)) for name in names]
     if as_json:
-        print(json.dumps([{**dataclasses.asdict(s), "confirmed": s.confirmed.as_dict() if s.confirmed else None}
-                          for s in summaries], indent=2))
+        print(
+            json.dumps(
+                [
+                    {**dataclasses.asdict(s), "confirmed": s.confirmed.as_dict() if s.confirmed else None}
+                    for s in summaries
+                ],
+                indent=2,
+            )
+        )
     else:
         table = Table(title="campaigns compared")
-        for column in ("campaign", "individuals", "trained", "best loss", "median loss", "confirmed speedup",
-                       "compute (FLOPs)"):
+        for column in (
+            "campaign",
+            "individuals",
+            "trained",
+            "best loss",
+            "median loss",
+            "confirmed speedup",
+            "compute (FLOPs)",
+        ):
             table.add_column(column, justify="left" if column == "campaign" else "right")
         for s in summaries:
             c = s.confirmed
-            speedup = (f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f} (#{c.individual_id}, {c.paired} seeds)"
-                       if c is not None and c.speedup_mean is not None else "–")
-            table.add_row(s.name, str(s.individuals), str(s.trained), _number(s.best), _number(s.median), speedup,
-                          f"{s.compute:.3g}")
+            speedup = (
+                f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f} (#{c.individual_id}, {c.paired} seeds)"
+                if c is not None and c.speedup_mean is not None
+                else "–"
+            )
+            table.add_row(
+                s.name,
+                str(s.individuals),
+                str(s.trained),
+                _number(s.best),
+                _number(s.median),
+                speedup,
+                f"{s.compute:.3g}",
+            )
         Console().print(table)
     try:
         plot_comparison(summaries, out)
@@ -541,8 +728,10 @@ def compare(names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="
         print(f"wrote {out}")
 
 
-def dashboard(port: int = typer.Option(8080, "--port", min=0, max=65535, help="port on 127.0.0.1 (0: any free one)"),
-              db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def dashboard(
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="port on 127.0.0.1 (0: any free one)"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """A read-only web dashboard on 127.0.0.1: campaigns with live progress, top-k with diffs,
     individuals' listings, lineage and hurdles, the campaign plots."""
     from .dashboard import serve  # flask only when serving
@@ -555,9 +744,11 @@ def dashboard(port: int = typer.Option(8080, "--port", min=0, max=65535, help="p
         raise fail(f"--port {port}: cannot listen on 127.0.0.1:{port}: {error.strerror or error}")
 
 
-def plot(name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
-         out: Path = typer.Option(Path("plots"), "-o", "--out", help="output directory"),
-         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def plot(
+    name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
+    out: Path = typer.Option(Path("plots"), "-o", "--out", help="output directory"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """PNG plots of a campaign: progress, hurdle survival, parameters vs loss, best lineage."""
     from .plots import plot_campaign  # matplotlib only when plotting
 

@@ -44,10 +44,15 @@ def summarize_campaign(repo: Repository, campaign: CampaignRecord) -> CampaignSu
                 curve.append((spent, best))
     confirmed = [c for c in summarize(repo, campaign.id).values() if c.loss_mean is not None]
     return CampaignSummary(
-        name=campaign.name, individuals=len(individuals), trained=sum(bool(i.flops) for i in individuals),
-        best=min(losses) if losses else None, median=statistics.median(losses) if losses else None, compute=spent,
+        name=campaign.name,
+        individuals=len(individuals),
+        trained=sum(bool(i.flops) for i in individuals),
+        best=min(losses) if losses else None,
+        median=statistics.median(losses) if losses else None,
+        compute=spent,
         curve=curve + ([(spent, best)] if curve else []),
-        confirmed=min(confirmed, key=lambda c: c.loss_mean) if confirmed else None)
+        confirmed=min(confirmed, key=lambda c: c.loss_mean) if confirmed else None,
+    )
 
 
 def plot_comparison(summaries: list[CampaignSummary], path) -> None:
@@ -62,8 +67,12 @@ def plot_comparison(summaries: list[CampaignSummary], path) -> None:
         if summary.curve:
             x, y = zip(*summary.curve)
             axes.step(x, y, where="post", label=f"{summary.name} (best {summary.best:.4f})")
-    axes.set(xscale="log", xlabel="training FLOPs spent (screen included)", ylabel="best validation loss so far",
-             title="campaigns compared at equal compute")
+    axes.set(
+        xscale="log",
+        xlabel="training FLOPs spent (screen included)",
+        ylabel="best validation loss so far",
+        title="campaigns compared at equal compute",
+    )
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

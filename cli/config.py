@@ -28,11 +28,17 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(data: dict[str, Any]) -> str:
     """Flat fields first, then one [table] per nested model; unset (None) fields as comments."""
-    flat = [f"{k} = {_toml_value(v)}" if v is not None else f"# {k} = (unset)"
-            for k, v in data.items() if not isinstance(v, dict) or not v or k == "mutation_weights"]
-    tables = [f"\n[{k}]\n" + "\n".join(f"{f} = {_toml_value(x)}" if x is not None else f"# {f} = (unset)"
-                                         for f, x in v.items())
-              for k, v in data.items() if isinstance(v, dict) and v and k != "mutation_weights"]
+    flat = [
+        f"{k} = {_toml_value(v)}" if v is not None else f"# {k} = (unset)"
+        for k, v in data.items()
+        if not isinstance(v, dict) or not v or k == "mutation_weights"
+    ]
+    tables = [
+        f"\n[{k}]\n"
+        + "\n".join(f"{f} = {_toml_value(x)}" if x is not None else f"# {f} = (unset)" for f, x in v.items())
+        for k, v in data.items()
+        if isinstance(v, dict) and v and k != "mutation_weights"
+    ]
     return "\n".join(flat) + "\n" + "\n".join(tables) + "\n"
 
 

@@ -26,9 +26,14 @@ def confirmed_table(rows: dict[int, Confirmed], title: str) -> Table:
     for column in ("id", "seed", "loss (mean ± std)", "speedup vs seed", "wins", "runs"):
         table.add_column(column, overflow="fold")
     for c in sorted(rows.values(), key=lambda c: (c.loss_mean is None, c.loss_mean or 0.0)):
-        table.add_row(str(c.individual_id), c.root_seed, _fmt(c.loss_mean, c.loss_std, 4),
-                      _fmt(c.speedup_mean, c.speedup_std, 2), f"{c.wins}/{c.paired}",
-                      f"{c.runs}" + (f" ({c.failures} failed)" if c.failures else ""))
+        table.add_row(
+            str(c.individual_id),
+            c.root_seed,
+            _fmt(c.loss_mean, c.loss_std, 4),
+            _fmt(c.speedup_mean, c.speedup_std, 2),
+            f"{c.wins}/{c.paired}",
+            f"{c.runs}" + (f" ({c.failures} failed)" if c.failures else ""),
+        )
     return table
 
 
@@ -54,14 +59,22 @@ def confirm_command(
             parse_budget(budget)
         except ValueError as error:
             raise fail(f"--budget: {error}")
-        columns = (TextColumn("confirming {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("confirming {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console) as bar:
             task = bar.add_task(f"{name} at {budget}", total=None, info="")
 
             def on_run(record, done: int, total: int) -> None:
-                info = "" if record is None else \
-                    f"last: {record.individual_id} seed {record.training_seed} {record.status}"
+                info = (
+                    ""
+                    if record is None
+                    else f"last: {record.individual_id} seed {record.training_seed} {record.status}"
+                )
                 bar.update(task, total=total, completed=done, info=info)
 
             confirm(repo, config, k, seeds, budget, on_run=on_run)

@@ -105,9 +105,17 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
             finished = repo.count(c.id, FINAL_STATUSES)  # a count, not the rows: this page refreshes itself
             max_evals = config.get("max_evals") or 0
             best = repo.top(c.id, 1)
-            rows.append({"name": c.name, "status": c.status, "finished": finished, "max_evals": max_evals,
-                         "percent": round(100 * finished / max_evals) if max_evals else 0,
-                         "best": _number(best[0].fitness) if best else "–", "budget": config.get("budget", "")})
+            rows.append(
+                {
+                    "name": c.name,
+                    "status": c.status,
+                    "finished": finished,
+                    "max_evals": max_evals,
+                    "percent": round(100 * finished / max_evals) if max_evals else 0,
+                    "best": _number(best[0].fitness) if best else "–",
+                    "budget": config.get("budget", ""),
+                }
+            )
         return page("campaigns", CAMPAIGNS, refresh=REFRESH_SECONDS, campaigns=rows, url=url)
 
     @app.route("/campaign/<name>")
@@ -118,16 +126,31 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         for individual in repo.top(c.id, top_k):
             root = repo.lineage(individual.id)[-1]
             k = confirmed.get(individual.id)
-            rows.append({"id": individual.id, "loss": _number(individual.fitness), "status": individual.status,
-                         "parameters": f"{individual.parameters:,}" if individual.parameters else "–",
-                         "flops": f"{individual.flops_per_token:.3g}" if individual.flops_per_token else "–",
-                         "confirmed": f"{k.speedup_mean:.2f} ± {k.speedup_std:.2f}" if k and k.speedup_mean else "–",
-                         "diff": "; ".join(diff_architectures(root.architecture(), individual.architecture()))
-                         or "(the seed itself)"})
-        return page(f"campaign {name}", CAMPAIGN, refresh=REFRESH_SECONDS, name=name, rows=rows, figures=FIGURES,
-                    status=c.status, finished=repo.count(c.id, FINAL_STATUSES),
-                    max_evals=c.config.get("max_evals"), budget=c.config.get("budget"),
-                    seeds=", ".join(c.config.get("seed_programs", [])))
+            rows.append(
+                {
+                    "id": individual.id,
+                    "loss": _number(individual.fitness),
+                    "status": individual.status,
+                    "parameters": f"{individual.parameters:,}" if individual.parameters else "–",
+                    "flops": f"{individual.flops_per_token:.3g}" if individual.flops_per_token else "–",
+                    "confirmed": f"{k.speedup_mean:.2f} ± {k.speedup_std:.2f}" if k and k.speedup_mean else "–",
+                    "diff": "; ".join(diff_architectures(root.architecture(), individual.architecture()))
+                    or "(the seed itself)",
+                }
+            )
+        return page(
+            f"campaign {name}",
+            CAMPAIGN,
+            refresh=REFRESH_SECONDS,
+            name=name,
+            rows=rows,
+            figures=FIGURES,
+            status=c.status,
+            finished=repo.count(c.id, FINAL_STATUSES),
+            max_evals=c.config.get("max_evals"),
+            budget=c.config.get("budget"),
+            seeds=", ".join(c.config.get("seed_programs", [])),
+        )
 
     @app.route("/campaign/<name>/<figure>.png")
     def plot(name: str, figure: str) -> Response:
@@ -154,15 +177,35 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         if record is None:
             abort(404, f"no individual {individual_id}")
         campaign = next(c for c in repo.list_campaigns() if c.id == record.campaign_id)
-        lineage = [{"id": m.id, "loss": _number(m.fitness), "mutation": m.mutation or f"seed {m.root_seed}"}
-                   for m in repo.lineage(individual_id)[::-1]]
-        hurdles = [{"hurdle": h.hurdle, "fraction": f"{h.fraction:.3f}", "loss": _number(h.loss), "threshold": _number(h.threshold),
-                    "passed": "yes" if h.passed else "no"} for h in repo.hurdles(individual_id)]
-        return page(f"individual {individual_id}", INDIVIDUAL, campaign=campaign.name, status=record.status,
-                    loss=_number(record.fitness), parameters=f"{record.parameters:,}" if record.parameters else "–",
-                    flops=f"{record.flops_per_token:.3g}" if record.flops_per_token else "–", error=record.error,
-                    lineage=lineage, hurdles=hurdles, listing=list_architecture(record.architecture()),
-                    final=_number(record.val_loss), id=individual_id)
+        lineage = [
+            {"id": m.id, "loss": _number(m.fitness), "mutation": m.mutation or f"seed {m.root_seed}"}
+            for m in repo.lineage(individual_id)[::-1]
+        ]
+        hurdles = [
+            {
+                "hurdle": h.hurdle,
+                "fraction": f"{h.fraction:.3f}",
+                "loss": _number(h.loss),
+                "threshold": _number(h.threshold),
+                "passed": "yes" if h.passed else "no",
+            }
+            for h in repo.hurdles(individual_id)
+        ]
+        return page(
+            f"individual {individual_id}",
+            INDIVIDUAL,
+            campaign=campaign.name,
+            status=record.status,
+            loss=_number(record.fitness),
+            parameters=f"{record.parameters:,}" if record.parameters else "–",
+            flops=f"{record.flops_per_token:.3g}" if record.flops_per_token else "–",
+            error=record.error,
+            lineage=lineage,
+            hurdles=hurdles,
+            listing=list_architecture(record.architecture()),
+            final=_number(record.val_loss),
+            id=individual_id,
+        )
 
     @app.route("/individual/<int:individual_id>/curve.png")
     def curve(individual_id: int) -> Response:
@@ -175,8 +218,9 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         # the tokens the whole budget takes: what it trained over the fraction it reached
         reached = hurdles[-1].fraction if record.status == "stopped_at_hurdle" and hurdles else 1.0
         out = io.BytesIO()
-        plots.plot_curve(repo.result(individual_id) or {}, hurdles, record.tokens / reached if record.tokens else None,
-                         out)
+        plots.plot_curve(
+            repo.result(individual_id) or {}, hurdles, record.tokens / reached if record.tokens else None, out
+        )
         return Response(out.getvalue(), mimetype="image/png")
 
     return app

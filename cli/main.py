@@ -16,8 +16,11 @@ from .programs import programs
 from .tasks import tasks_command
 from .training import presets, train
 
-app = typer.Typer(help="Evolutionary architecture search over the primitives of a Transformer layer.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Evolutionary architecture search over the primitives of a Transformer layer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -27,8 +30,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                           help="print the version and exit")) -> None:
+def main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """Evolutionary architecture search over the primitives of a Transformer layer."""
 
 

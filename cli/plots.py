@@ -43,20 +43,37 @@ def progress_figure(individuals: list[IndividualRecord], window: int) -> plt.Fig
     along the bottom, with the best so far and a running median."""
     losses = np.array([_loss(i) for i in individuals])
     best = np.fmin.accumulate(np.where(np.isnan(losses), np.inf, losses))
-    median = [np.nanmedian(losses[max(0, k - window + 1): k + 1]) if np.isfinite(losses[max(0, k - window + 1): k + 1]).any()
-              else np.nan for k in range(len(losses))]
+    median = [
+        np.nanmedian(losses[max(0, k - window + 1) : k + 1])
+        if np.isfinite(losses[max(0, k - window + 1) : k + 1]).any()
+        else np.nan
+        for k in range(len(losses))
+    ]
     stopped = np.array([i.status == "stopped_at_hurdle" for i in individuals], dtype=bool)
     order = np.arange(len(losses))
     figure, axes = plt.subplots(figsize=(7, 4))
     axes.scatter(order[~stopped], losses[~stopped], s=8, alpha=0.4, label="full budget")
-    axes.scatter(order[stopped], losses[stopped], s=10, alpha=0.5, marker="x", color="C7",
-                 label="stopped at a hurdle (loss at that hurdle)")
+    axes.scatter(
+        order[stopped],
+        losses[stopped],
+        s=10,
+        alpha=0.5,
+        marker="x",
+        color="C7",
+        label="stopped at a hurdle (loss at that hurdle)",
+    )
     axes.plot(np.where(np.isinf(best), np.nan, best), label="best so far")
     axes.plot(median, label=f"median of the last {window}")
     screened = order[[i.status == "screened_out" for i in individuals]] if individuals else order
     if screened.size:
-        axes.plot(screened, np.full(screened.size, axes.get_ylim()[0]), "|", color="C3", markersize=12,
-                  label="screened out by the task screen (not trained)")
+        axes.plot(
+            screened,
+            np.full(screened.size, axes.get_ylim()[0]),
+            "|",
+            color="C3",
+            markersize=12,
+            label="screened out by the task screen (not trained)",
+        )
     axes.set(xlabel="evaluations (in finishing order)", ylabel="validation loss (nats/token)", title="search progress")
     axes.legend()
     figure.tight_layout()
@@ -94,14 +111,14 @@ def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
     listed in full beside the plot (annotations on the points overlap and get cut)."""
     chain = lineage[::-1]  # seed first
     labels = [f"{x}: {member.mutation or f'seed {member.root_seed}'}" for x, member in enumerate(chain)]
-    figure, (axes, text) = plt.subplots(1, 2, figsize=(13, 4 + 0.18 * len(chain)),
-                                        gridspec_kw={"width_ratios": [1, 1.3]})
+    figure, (axes, text) = plt.subplots(
+        1, 2, figsize=(13, 4 + 0.18 * len(chain)), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
     axes.plot(range(len(chain)), [_loss(i) for i in chain], marker="o")
     for x, member in enumerate(chain):
         axes.annotate(str(x), (x, _loss(member)), fontsize=8, xytext=(3, 4), textcoords="offset points")
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axes.set(xlabel="generation", ylabel="validation loss (nats/token)",
-             title=f"lineage of individual {lineage[0].id}")
+    axes.set(xlabel="generation", ylabel="validation loss (nats/token)", title=f"lineage of individual {lineage[0].id}")
     text.axis("off")
     wrapped = "\n".join(textwrap.fill(label, 90, subsequent_indent="    ") for label in labels)
     text.text(0, 1, wrapped, va="top", ha="left", fontsize=7, family="monospace", transform=text.transAxes)
@@ -125,8 +142,14 @@ def plot_curve(result: dict, hurdles: list, budget_tokens: float | None, path: P
         for h in hurdles:
             x = h.fraction * budget_tokens
             if h.loss is not None:
-                axes.plot([x], [h.loss], "s", color="C3" if not h.passed else "C2", markersize=8,
-                          label=f"hurdle {h.hurdle} ({'passed' if h.passed else 'stopped'})")
+                axes.plot(
+                    [x],
+                    [h.loss],
+                    "s",
+                    color="C3" if not h.passed else "C2",
+                    markersize=8,
+                    label=f"hurdle {h.hurdle} ({'passed' if h.passed else 'stopped'})",
+                )
             if h.threshold is not None:
                 axes.plot([x], [h.threshold], "_", color="black", markersize=16)
     axes.set(xlabel="tokens", ylabel="loss (nats/token)", title="training curve and hurdles (threshold: black bar)")
@@ -143,8 +166,11 @@ def plot_screen(individuals: list[IndividualRecord], screens: dict[int, list[Scr
     tasks = list(dict.fromkeys(s.task for scores in screens.values() for s in scores))
     figure, panels = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for axes, task in zip(panels[0], tasks):
-        points = [(k, i, next(s for s in screens[i.id] if s.task == task)) for k, i in enumerate(individuals)
-                  if any(s.task == task for s in screens.get(i.id, []))]
+        points = [
+            (k, i, next(s for s in screens[i.id] if s.task == task))
+            for k, i in enumerate(individuals)
+            if any(s.task == task for s in screens.get(i.id, []))
+        ]
         out = [(k, s.accuracy) for k, i, s in points if i.status == "screened_out"]
         kept = [(k, s.accuracy) for k, i, s in points if i.status != "screened_out"]
         for group, colour, label in ((kept, "C0", "passed"), (out, "C3", "screened out")):
@@ -154,8 +180,12 @@ def plot_screen(individuals: list[IndividualRecord], screens: dict[int, list[Scr
             if i.parent_id is None:
                 axes.axhline(s.accuracy, color="C2", linewidth=1, label=f"seed {i.root_seed}")
         axes.axhline(points[0][2].chance if points else 0, color="C7", linestyle=":", label="chance")
-        axes.set(xlabel="evaluations (in finishing order)", ylabel="accuracy on held-out instances",
-                 title=f"task screen: {task}", ylim=(-0.02, 1.02))
+        axes.set(
+            xlabel="evaluations (in finishing order)",
+            ylabel="accuracy on held-out instances",
+            title=f"task screen: {task}",
+            ylim=(-0.02, 1.02),
+        )
         axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

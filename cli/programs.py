@@ -39,8 +39,10 @@ def list_seeds() -> None:
 
 
 @programs.command("show")
-def show(reference: str = typer.Argument(..., metavar="NAME|FILE.json"),
-         as_json: bool = typer.Option(False, "--json", help="print JSON that `programs validate` accepts")) -> None:
+def show(
+    reference: str = typer.Argument(..., metavar="NAME|FILE.json"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON that `programs validate` accepts"),
+) -> None:
     """The program listing, or its JSON."""
     architecture = load(reference)
     if as_json:

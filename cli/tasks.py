@@ -48,8 +48,12 @@ def tasks_command(
     reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
     tasks: str = typer.Option(",".join(DEFAULT_SUITE), "--tasks", help="comma-separated task names"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="data and initialisation seed"),
-    settings: list[str] = typer.Option([], "--set", metavar="[TASK.]KEY=VALUE",
-                                       help="a harder setting, e.g. seq_len=128 or in_context_recall.vocab_size=64"),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="[TASK.]KEY=VALUE",
+        help="a harder setting, e.g. seq_len=128 or in_context_recall.vocab_size=64",
+    ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="training steps per task (default: the task's)"),
     threads: int = typer.Option(1, "--threads", min=1, max=1024, help="torch CPU threads"),
     as_json: bool = typer.Option(False, "--json", help="print the scores as one JSON object on stdout"),
@@ -65,33 +69,54 @@ def tasks_command(
         overrides = parse_settings(settings, names)
         for name in names:
             get_task(name).configure(overrides[name])
-        architecture = resolve(reference, ModelSpec(d_model=recipe.d_model, n_layers=recipe.n_layers,
-                                                    n_heads=recipe.n_heads))
+        architecture = resolve(
+            reference, ModelSpec(d_model=recipe.d_model, n_layers=recipe.n_layers, n_heads=recipe.n_heads)
+        )
     except TaskError as error:
         raise _fail(str(error)) from None
     except (ProgramError, KeyError) as error:
         raise _fail(str(error.args[0] if isinstance(error, KeyError) else error)) from None
     torch.set_num_threads(threads)
     scores = []
-    columns = (TextColumn("{task.description:26s}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (TextColumn("{task.description:26s}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=as_json) as bar:
         for name in names:
             task = bar.add_task(name, total=recipe.steps or get_task(name).steps)
             try:
-                scores.append(score_task(architecture, name, seed, overrides[name], recipe,
-                                         progress=lambda done, total, task=task: bar.update(task, completed=done,
-                                                                                             total=total)))
+                scores.append(
+                    score_task(
+                        architecture,
+                        name,
+                        seed,
+                        overrides[name],
+                        recipe,
+                        progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                    )
+                )
             except TaskError as error:
                 raise _fail(str(error)) from None
     mean = statistics.mean(s.accuracy for s in scores)
     if as_json:
-        print(json.dumps({"program": architecture.name, "seed": seed, "mean_accuracy": mean,
-                          "scores": [s.model_dump() for s in scores]}))
+        print(
+            json.dumps(
+                {
+                    "program": architecture.name,
+                    "seed": seed,
+                    "mean_accuracy": mean,
+                    "scores": [s.model_dump() for s in scores],
+                }
+            )
+        )
         return
     table = Table(title=f"{architecture.name} on the task suite (seed {seed})")
-    for column, justify in (("task", "left"), ("accuracy", "right"), ("chance", "right"), ("steps", "right"),
-                            ("seconds", "right"), ("status", "left")):
+    for column, justify in (
+        ("task", "left"),
+        ("accuracy", "right"),
+        ("chance", "right"),
+        ("steps", "right"),
+        ("seconds", "right"),
+        ("status", "left"),
+    ):
         table.add_column(column, justify=justify)
     for s in scores:
         table.add_row(s.task, f"{s.accuracy:.3f}", f"{s.chance:.3f}", str(s.steps), f"{s.seconds:.1f}", s.status)

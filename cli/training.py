@@ -31,8 +31,11 @@ from primitives.validate import ProgramError
 
 err = Console(stderr=True)
 
-_STAGES = {"bpe": "training the tokenizer (characters)", "train": "tokenizing train (tokens)",
-           "validation": "tokenizing validation (tokens)"}
+_STAGES = {
+    "bpe": "training the tokenizer (characters)",
+    "train": "tokenizing train (tokens)",
+    "validation": "tokenizing validation (tokens)",
+}
 
 
 def _fail(message: str) -> typer.Exit:
@@ -89,8 +92,11 @@ def _summary(result: TrainResult, entropy: float | None) -> Table:
 
 def train(
     reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
-    preset_name: str = typer.Option(DEFAULT_PRESET, "--preset", help="protocol: frame, recipe and budget "
-                                    "(`archevo presets` lists them); the options below override it"),
+    preset_name: str = typer.Option(
+        DEFAULT_PRESET,
+        "--preset",
+        help="protocol: frame, recipe and budget (`archevo presets` lists them); the options below override it",
+    ),
     budget: str | None = typer.Option(None, "--budget", help="60s, 5m, 3e12flops or 2e6tokens (default: the preset's)"),
     corpus: str = typer.Option("default", "--corpus", help="default, lm1b:PATH or text:GLOB"),
     seed: int = typer.Option(0, "--seed", help="initialisation and data-order seed"),
@@ -113,8 +119,7 @@ def train(
         preset = get_preset(preset_name)
     except KeyError as error:
         raise _fail(f"--preset: {error.args[0]}") from None
-    overrides = {"vocab_size": vocab_size, "d_model": d_model, "n_layers": layers, "n_heads": heads,
-                 "seq_len": seq_len}
+    overrides = {"vocab_size": vocab_size, "d_model": d_model, "n_layers": layers, "n_heads": heads, "seq_len": seq_len}
     try:
         spec = ModelSpec(**{**preset.spec.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as error:
@@ -127,24 +132,41 @@ def train(
         parsed_budget = parse_budget(budget or preset.budget)
     except ValueError as error:
         raise _fail(str(error)) from None
-    need, free = training_memory_bytes(spec, architecture, batch_size or preset.train.batch_size), \
-        psutil.virtual_memory().available
+    need, free = (
+        training_memory_bytes(spec, architecture, batch_size or preset.train.batch_size),
+        psutil.virtual_memory().available,
+    )
     if need > free:
-        raise _fail(f"the model is too large for this machine: one training step needs about {need / 2**30:.1f} GiB, "
-                    f"{free / 2**30:.1f} GiB is free (check --layers, --seq-len, --d-model, --batch-size)")
+        raise _fail(
+            f"the model is too large for this machine: one training step needs about {need / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB is free (check --layers, --seq-len, --d-model, --batch-size)"
+        )
     recipe = {"batch_size": batch_size, "lr": lr}
     try:
-        config = TrainConfig(**{**preset.train.model_dump(), **{k: v for k, v in recipe.items() if v is not None},
-                                "seed": seed, "threads": threads, "device": device, "precision": precision,
-                                "compile": compile_model,
-                                "hurdles": [float(h) for h in hurdles.split(",") if h.strip()]})
+        config = TrainConfig(
+            **{
+                **preset.train.model_dump(),
+                **{k: v for k, v in recipe.items() if v is not None},
+                "seed": seed,
+                "threads": threads,
+                "device": device,
+                "precision": precision,
+                "compile": compile_model,
+                "hurdles": [float(h) for h in hurdles.split(",") if h.strip()],
+            }
+        )
     except ValidationError as error:
         raise _fail(f"training config: {validation_message(error)}") from None
     except ValueError:
         raise _fail(f"--hurdles {hurdles!r}: expected comma-separated fractions such as 0.25,0.5") from None
 
-    columns = (TextColumn("{task.description}"), BarColumn(bar_width=16),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=16),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(f"corpus {corpus}", total=None, info="")
 
@@ -152,18 +174,27 @@ def train(
             bar.update(task, description=_STAGES.get(stage, stage), info=f"{count:,}")
 
         try:
-            data = load_tokenized(corpus, spec.vocab_size, max_train_tokens=preset.max_train_tokens,
-                                  progress=tokenize_progress)
+            data = load_tokenized(
+                corpus, spec.vocab_size, max_train_tokens=preset.max_train_tokens, progress=tokenize_progress
+            )
         except (CorpusError, ValueError, OSError) as error:
             raise _fail(f"corpus {corpus}: {' '.join(str(error).split())}") from None
-        bar.update(task, description="corpus", total=1, completed=1,
-                   info=f"{len(data.train) / 1e6:.1f}M train / {len(data.validation) / 1e3:.0f}k val tokens")
+        bar.update(
+            task,
+            description="corpus",
+            total=1,
+            completed=1,
+            info=f"{len(data.train) / 1e6:.1f}M train / {len(data.validation) / 1e3:.0f}k val tokens",
+        )
         spec = spec.model_copy(update={"vocab_size": data.vocab_size})
         training = bar.add_task(architecture.name, total=1000, info="compiling")
 
         def train_progress(step: int, fraction: float, loss: float, tokens_per_second: float) -> None:
-            bar.update(training, completed=1000 * fraction,
-                       info=f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s")
+            bar.update(
+                training,
+                completed=1000 * fraction,
+                info=f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s",
+            )
 
         result = train_architecture(spec, architecture, data, parsed_budget, config, progress=train_progress)
         bar.update(training, completed=1000)
@@ -185,8 +216,10 @@ def presets(as_json: bool = typer.Option(False, "--json", help="the presets as o
         return
     console = Console()
     for name, preset in PRESETS.items():
-        console.print(f"[bold]{name}[/bold]{' (default)' if name == DEFAULT_PRESET else ''}: {preset.description}",
-                      highlight=False)
+        console.print(
+            f"[bold]{name}[/bold]{' (default)' if name == DEFAULT_PRESET else ''}: {preset.description}",
+            highlight=False,
+        )
         table = Table(show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")

@@ -21,13 +21,25 @@ KINDS: tuple[str, ...] = ("seconds", "flops", "tokens")
 
 # unit suffix → (kind, multiplier)
 _UNITS: dict[str, tuple[str, float]] = {
-    "s": ("seconds", 1.0), "sec": ("seconds", 1.0), "secs": ("seconds", 1.0), "second": ("seconds", 1.0),
+    "s": ("seconds", 1.0),
+    "sec": ("seconds", 1.0),
+    "secs": ("seconds", 1.0),
+    "second": ("seconds", 1.0),
     "seconds": ("seconds", 1.0),
-    "m": ("seconds", 60.0), "min": ("seconds", 60.0), "mins": ("seconds", 60.0), "minute": ("seconds", 60.0),
+    "m": ("seconds", 60.0),
+    "min": ("seconds", 60.0),
+    "mins": ("seconds", 60.0),
+    "minute": ("seconds", 60.0),
     "minutes": ("seconds", 60.0),
-    "h": ("seconds", 3600.0), "hour": ("seconds", 3600.0), "hours": ("seconds", 3600.0),
-    "flop": ("flops", 1.0), "flops": ("flops", 1.0),
-    "tok": ("tokens", 1.0), "toks": ("tokens", 1.0), "token": ("tokens", 1.0), "tokens": ("tokens", 1.0),
+    "h": ("seconds", 3600.0),
+    "hour": ("seconds", 3600.0),
+    "hours": ("seconds", 3600.0),
+    "flop": ("flops", 1.0),
+    "flops": ("flops", 1.0),
+    "tok": ("tokens", 1.0),
+    "toks": ("tokens", 1.0),
+    "token": ("tokens", 1.0),
+    "tokens": ("tokens", 1.0),
 }
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+\.(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _EXAMPLES = "e.g. 60s, 5m, 1h, 3e12flops or 2e6tokens"
@@ -74,8 +86,9 @@ def parse_budget(text: str) -> Budget:
     # one-letter units are case-sensitive: "5M" would read as five million, not five minutes
     key = unit if len(unit) == 1 else unit.lower()
     if key not in _UNITS:
-        raise ValueError(f"the budget {text!r} has an unknown unit {unit!r}: expected s, m, h, flops or tokens "
-                         f"({_EXAMPLES})")
+        raise ValueError(
+            f"the budget {text!r} has an unknown unit {unit!r}: expected s, m, h, flops or tokens ({_EXAMPLES})"
+        )
     kind, scale = _UNITS[key]
     amount = float(number) * scale
     if not (math.isfinite(amount) and amount > 0):

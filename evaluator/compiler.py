@@ -57,8 +57,10 @@ class _Class:
     def source(self) -> str:
         init = "\n".join(f"        {line}" for line in self.init) or "        pass"
         forward = "\n".join(f"        {line}" for line in self.forward)
-        return (f"class {self.name}(nn.Module):\n    def __init__(self):\n        super().__init__()\n{init}\n\n"
-                f"    def forward(self, {', '.join(self.params)}):\n{forward}\n        return {self.output}\n")
+        return (
+            f"class {self.name}(nn.Module):\n    def __init__(self):\n        super().__init__()\n{init}\n\n"
+            f"    def forward(self, {', '.join(self.params)}):\n{forward}\n        return {self.output}\n"
+        )
 
 
 class _Generator:
@@ -103,8 +105,12 @@ class _Generator:
             op = REGISTRY[ins.op]
             context = {f"in{j}": name for j, name in enumerate(ins.inputs)}
             context.update({key: repr(value) for key, value in ins.attrs.items()})
-            context.update(out=ins.out, heads=self.spec.n_heads, d_out=self._width(types[ins.out]),
-                           d_in=self._width(types[ins.inputs[0]]) if ins.inputs else 0)
+            context.update(
+                out=ins.out,
+                heads=self.spec.n_heads,
+                d_out=self._width(types[ins.out]),
+                d_in=self._width(types[ins.inputs[0]]) if ins.inputs else 0,
+            )
             if op.module:
                 cls.init.append(f"self.{ins.out} = {op.module.format(**context)}")
             cls.forward.append(f"{ins.out} = {op.expr.format(**context)}")
@@ -152,11 +158,13 @@ def _model_sources(spec: ModelSpec, architecture: Architecture) -> list[str]:
         base = place.replace("[", "").replace("]", "").capitalize()
         class_of[place] = generator.program_class(program, base, place)
     layers = [class_of[architecture.layer_place(i)] for i in range(spec.n_layers)]
-    build = (f"def build_model():\n    return LanguageModel(\n"
-             f"        vocab_size={spec.vocab_size}, d_model={spec.d_model}, seq_len={spec.seq_len},\n"
-             f"        positions={spec.positions!r}, tie_embeddings={spec.tie_embeddings},\n"
-             f"        layers=[{', '.join(f'{c}()' for c in layers)}],\n"
-             f"        final={class_of['final']}(),\n    )\n")
+    build = (
+        f"def build_model():\n    return LanguageModel(\n"
+        f"        vocab_size={spec.vocab_size}, d_model={spec.d_model}, seq_len={spec.seq_len},\n"
+        f"        positions={spec.positions!r}, tie_embeddings={spec.tie_embeddings},\n"
+        f"        layers=[{', '.join(f'{c}()' for c in layers)}],\n"
+        f"        final={class_of['final']}(),\n    )\n"
+    )
     return [c.source() for c in generator.classes.values()] + [build]
 
 
@@ -177,8 +185,9 @@ def compile_model(spec: ModelSpec, architecture: Architecture) -> runtime.Langua
     return _run(_model_sources(spec, validate_architecture(architecture)))["build_model"]()
 
 
-def compile_program(spec: ModelSpec, program: Program, where: str = "program",
-                    blocks: dict[str, Callable] | None = None) -> nn.Module:
+def compile_program(
+    spec: ModelSpec, program: Program, where: str = "program", blocks: dict[str, Callable] | None = None
+) -> nn.Module:
     """One validated layer program alone, as a module from the residual stream to the residual
     stream (the gate probes programs one at a time). ``blocks`` replaces runtime.py's building
     blocks by name (the gate lends pre-built ones)."""
@@ -244,7 +253,9 @@ def randomize_parameters(params: Iterable[torch.Tensor], generator: torch.Genera
     (Fixup's W^O, SAS's W^Q, ReZero's gains)."""
     params = list(params)
     sizes = [p.numel() for p in params]
-    scale = torch.from_numpy(np.repeat(np.float32([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params]), sizes))
+    scale = torch.from_numpy(
+        np.repeat(np.float32([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params]), sizes)
+    )
     offset = torch.from_numpy(np.repeat(np.float32([1.0 if p.dim() <= 1 else 0.0 for p in params]), sizes))
     with torch.no_grad():  # one draw for all of them
         torch.nn.utils.vector_to_parameters(torch.randn(sum(sizes), generator=generator) * scale + offset, params)
@@ -269,8 +280,9 @@ def check_causality(model: runtime.LanguageModel, spec: ModelSpec, seed: int = 0
                 continue
 
 
-def causal_outputs(body: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], inputs: torch.Tensor,
-                   generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+def causal_outputs(
+    body: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], inputs: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
     """``body(inputs)`` (a tuple of [batch, time, ...] tensors), checked for causality on the
     way: the same batch runs beside a copy whose positions after the middle position t are
     redrawn, and no output up to t may move. One forward pass of twice the batch; no backward."""
@@ -281,7 +293,7 @@ def causal_pair(inputs: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     """``inputs`` [batch, time, ...] followed by a copy whose positions after the middle are redrawn."""
     t = inputs.shape[1] // 2
     redrawn = inputs.clone()
-    redrawn[:, t + 1:] = torch.randn(redrawn[:, t + 1:].shape, generator=generator, dtype=inputs.dtype)
+    redrawn[:, t + 1 :] = torch.randn(redrawn[:, t + 1 :].shape, generator=generator, dtype=inputs.dtype)
     return torch.cat([inputs, redrawn])
 
 
@@ -297,6 +309,9 @@ def causal_half(output: torch.Tensor) -> torch.Tensor:
         raise NonFiniteProbe("architecture", "cannot check causality: the probe's outputs are not finite")
     leak, scale = float(np.abs(after - before).max()), float(np.abs(before).max())
     if leak > 1e-6 * max(scale, 1e-12):
-        raise NonCausalError("architecture", f"not causal: outputs at positions ≤ {t} depend on later tokens "
-                                             f"(they move by {leak:.3g} at scale {scale:.3g})")
+        raise NonCausalError(
+            "architecture",
+            f"not causal: outputs at positions ≤ {t} depend on later tokens "
+            f"(they move by {leak:.3g} at scale {scale:.3g})",
+        )
     return output[:half]

@@ -252,9 +252,7 @@ def _warn_counts(n_train: int | None, n_heldout: int | None, where: Path) -> Non
     if n_train is not None and n_train != LM1B_EXPECTED_TRAIN:
         warnings.warn(f"LM1B at {where}: {n_train} training shards, expected {LM1B_EXPECTED_TRAIN}", stacklevel=3)
     if n_heldout is not None and n_heldout != LM1B_EXPECTED_HELDOUT:
-        warnings.warn(
-            f"LM1B at {where}: {n_heldout} held-out pieces, expected {LM1B_EXPECTED_HELDOUT}", stacklevel=3
-        )
+        warnings.warn(f"LM1B at {where}: {n_heldout} held-out pieces, expected {LM1B_EXPECTED_HELDOUT}", stacklevel=3)
 
 
 def lm1b_corpus(path: str | os.PathLike[str], *, heldout: Heldout = "first") -> Corpus:
@@ -337,8 +335,10 @@ def _lm1b_tar_corpus(tar_path: Path, heldout: Heldout) -> Corpus:
                 count += 1
                 number = int(match.group(1))
                 if number < previous:
-                    warnings.warn(f"LM1B at {tar_path}: {member.name} is out of shard order; "
-                                  "sentences follow archive order", stacklevel=2)
+                    warnings.warn(
+                        f"LM1B at {tar_path}: {member.name} is out of shard order; sentences follow archive order",
+                        stacklevel=2,
+                    )
                 previous = number
                 if split == "validation" and heldout == "first" and number != 0:
                     continue

@@ -78,17 +78,34 @@ continued = model.generate(tokens[:, :8], 20, temperature=0.8, top_k=20)   # [1,
 def hf_config(spec: ModelSpec, architecture: Architecture, metadata: dict[str, Any]) -> dict[str, Any]:
     """config.json: the fields Hugging Face users look for, and the archevo program under its
     own key (``archevo programs validate config.json`` reads it back)."""
-    return {"model_type": "archevo", "architectures": ["LanguageModel"], "vocab_size": spec.vocab_size,
-            "hidden_size": spec.d_model, "num_hidden_layers": spec.n_layers, "num_attention_heads": spec.n_heads,
-            "max_position_embeddings": spec.seq_len, "tie_word_embeddings": spec.tie_embeddings,
-            "torch_dtype": "float32",
-            "archevo": {"spec": spec.model_dump(mode="json"), "architecture": architecture.model_dump(mode="json"),
-                        "metadata": metadata}}
+    return {
+        "model_type": "archevo",
+        "architectures": ["LanguageModel"],
+        "vocab_size": spec.vocab_size,
+        "hidden_size": spec.d_model,
+        "num_hidden_layers": spec.n_layers,
+        "num_attention_heads": spec.n_heads,
+        "max_position_embeddings": spec.seq_len,
+        "tie_word_embeddings": spec.tie_embeddings,
+        "torch_dtype": "float32",
+        "archevo": {
+            "spec": spec.model_dump(mode="json"),
+            "architecture": architecture.model_dump(mode="json"),
+            "metadata": metadata,
+        },
+    }
 
 
-def export_model(directory: str | Path, spec: ModelSpec, architecture: Architecture,
-                 weights: Path | None = None, metadata: dict[str, Any] | None = None,
-                 tokenizer: Path | None = None, title: str | None = None, summary: str | None = None) -> Path:
+def export_model(
+    directory: str | Path,
+    spec: ModelSpec,
+    architecture: Architecture,
+    weights: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    tokenizer: Path | None = None,
+    title: str | None = None,
+    summary: str | None = None,
+) -> Path:
     """Write model.py, config.json, README.md (and the weights and the tokenizer.json the model
     was trained with, when given) into ``directory``. ``title`` and ``summary`` head the README
     (default: the architecture's name and description)."""
@@ -103,13 +120,27 @@ def export_model(directory: str | Path, spec: ModelSpec, architecture: Architect
         (out / TOKENIZER).write_bytes(Path(tokenizer).read_bytes())
     files = [name for name, present in ((WEIGHTS, weights), (TOKENIZER, tokenizer)) if present]
     example = (EXAMPLE_WITH_TOKENIZER if tokenizer is not None else EXAMPLE_WITHOUT_TOKENIZER).format(
-        weights=f'"{WEIGHTS}"' if weights else "", vocab=spec.vocab_size, seq_len=spec.seq_len)
+        weights=f'"{WEIGHTS}"' if weights else "", vocab=spec.vocab_size, seq_len=spec.seq_len
+    )
     metrics = "".join(f"- {key}: {value}\n" for key, value in metadata.items() if not isinstance(value, (dict, list)))
-    (out / "README.md").write_text(README.format(
-        title=title or architecture.name, summary=summary or architecture.description,
-        files=f"; beside it {' and '.join(f'`{f}`' for f in files)}" if files else "; no trained weights (random init)",
-        example=example, vocab=spec.vocab_size, seq_len=spec.seq_len, d_model=spec.d_model, layers=spec.n_layers,
-        heads=spec.n_heads, positions=spec.positions, tied="tied" if spec.tie_embeddings else "untied",
-        parameters=parameter_count(spec, architecture), metrics=f"\n{metrics}" if metrics else "",
-        listing=list_architecture(architecture)))
+    (out / "README.md").write_text(
+        README.format(
+            title=title or architecture.name,
+            summary=summary or architecture.description,
+            files=f"; beside it {' and '.join(f'`{f}`' for f in files)}"
+            if files
+            else "; no trained weights (random init)",
+            example=example,
+            vocab=spec.vocab_size,
+            seq_len=spec.seq_len,
+            d_model=spec.d_model,
+            layers=spec.n_layers,
+            heads=spec.n_heads,
+            positions=spec.positions,
+            tied="tied" if spec.tie_embeddings else "untied",
+            parameters=parameter_count(spec, architecture),
+            metrics=f"\n{metrics}" if metrics else "",
+            listing=list_architecture(architecture),
+        )
+    )
     return out

@@ -84,6 +84,7 @@ class BlockPool:
                 block, digest = self._block(f"{call}#{repeats[call]}", getattr(runtime, name), args, kwargs)
                 digests.append(digest)
                 return block
+
             return lend
 
         return {name: lender(name) for name in self.NAMES}
@@ -133,8 +134,8 @@ def _frame(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     spec = probe_spec(heads)
     generator = torch.Generator().manual_seed(PROBE_SEED)
     # Token embeddings as randomize_parameters draws them (std 1/√d); the head is tied to them.
-    stream = torch.randn(PROBE_BATCH, spec.seq_len, spec.d_model, generator=generator) * spec.d_model ** -0.5
-    head = torch.randn(spec.vocab_size, spec.d_model, generator=generator) * spec.d_model ** -0.5
+    stream = torch.randn(PROBE_BATCH, spec.seq_len, spec.d_model, generator=generator) * spec.d_model**-0.5
+    head = torch.randn(spec.vocab_size, spec.d_model, generator=generator) * spec.d_model**-0.5
     return causal_pair(stream, generator), head
 
 
@@ -145,8 +146,11 @@ def _quantised(outputs: np.ndarray) -> bytes:
     if not np.isfinite(outputs).all():
         outputs = np.nan_to_num(outputs, nan=7.0, posinf=8.0, neginf=9.0)
     scale = np.maximum(np.abs(outputs).max(axis=-1, keepdims=True), 1e-30)
-    return np.concatenate([np.round(outputs / scale * QUANTUM), np.round(np.log2(scale) * QUANTUM)],
-                          axis=-1).astype(np.int64).tobytes()
+    return (
+        np.concatenate([np.round(outputs / scale * QUANTUM), np.round(np.log2(scale) * QUANTUM)], axis=-1)
+        .astype(np.int64)
+        .tobytes()
+    )
 
 
 def probe(spec: ModelSpec, architecture: Architecture) -> str:

@@ -51,7 +51,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="cpu",
             description="calibrated on a 2-core CPU: 4 layers of width 128 over a 1,024-token BPE, sequences of "
-                        "128; Primer-EZ beats the Transformer here (experiments/calibration)",
+            "128; Primer-EZ beats the Transformer here (experiments/calibration)",
             spec=ModelSpec(vocab_size=1024, d_model=128, n_layers=4, n_heads=4, seq_len=128),
             train=TrainConfig(batch_size=8, eval_points=10),
             budget="1e6tokens",
@@ -59,7 +59,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="primer",
             description="Primer's LM1B search configuration (d 512, 6 layers, d_ff 2048, 8 heads, sequences of "
-                        "64, 4,096-token batches); for a GPU",
+            "64, 4,096-token batches); for a GPU",
             spec=ModelSpec(vocab_size=32768, d_model=512, n_layers=6, n_heads=8, seq_len=64),
             train=TrainConfig(batch_size=64, eval_points=10),
             budget="300s",

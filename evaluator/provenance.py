@@ -12,8 +12,9 @@ def code_version(where: Path) -> str:
     """The checked-out commit at ``where``, '+dirty' if tracked files were changed; 'unknown'
     outside a git checkout."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=where, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

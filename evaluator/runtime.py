@@ -68,9 +68,9 @@ class DepthwiseCausalConv(nn.Module):
         kernel, time = self.weight.shape[-1], x.shape[1]
         padded = F.pad(x, (0, 0, kernel - 1, 0))
         taps = self.weight[:, 0]  # [width, kernel], oldest tap first
-        y = padded[:, kernel - 1:] * taps[:, -1]
+        y = padded[:, kernel - 1 :] * taps[:, -1]
         for lag in range(1, kernel):
-            y = y + padded[:, kernel - 1 - lag: kernel - 1 - lag + time] * taps[:, -1 - lag]
+            y = y + padded[:, kernel - 1 - lag : kernel - 1 - lag + time] * taps[:, -1 - lag]
         return y
 
 
@@ -153,10 +153,10 @@ def _rotary(x: torch.Tensor, heads: int, base: float) -> torch.Tensor:
     half = d // 2
     frequency = base ** (-2.0 * torch.arange(half, dtype=torch.float32, device=x.device) / d)
     angle = torch.arange(t, dtype=torch.float32, device=x.device)[:, None] * frequency  # [t, half]
-    cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)       # [t, 1, half]
+    cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)  # [t, 1, half]
     xh = x.view(b, t, heads, d)
-    x1, x2 = xh[..., :half], xh[..., half:2 * half]
-    turned = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, xh[..., 2 * half:]], dim=-1)
+    x1, x2 = xh[..., :half], xh[..., half : 2 * half]
+    turned = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, xh[..., 2 * half :]], dim=-1)
     return turned.reshape(b, t, w)
 
 
@@ -186,8 +186,12 @@ class RelativeBias(nn.Module):
         distance = (torch.arange(t, device=device)[:, None] - torch.arange(t, device=device)).clamp(min=0)
         count = self.weight.shape[1]
         exact = count // 2
-        far = exact + (torch.log(distance.float().clamp(min=1) / exact) / math.log(self.max_distance / exact)
-                       * (count - exact)).long()
+        far = (
+            exact
+            + (
+                torch.log(distance.float().clamp(min=1) / exact) / math.log(self.max_distance / exact) * (count - exact)
+            ).long()
+        )
         return torch.where(distance < exact, distance, far.clamp(max=count - 1))
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
@@ -223,8 +227,9 @@ def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: 
     return _merge(scores @ _heads(v, heads) / scores.sum(-1, keepdim=True))
 
 
-def _gated_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
-                            heads: int) -> torch.Tensor:
+def _gated_linear_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, heads: int
+) -> torch.Tensor:
     """Linear attention with a decay per head and position, log α_r = log σ(mean of the head's
     channels of g_r) / 16 (GLA's temperature τ = 16), in the parallel form: the decay from j to
     i is exp(Σ_{j<r≤i} log α_r), masked above the diagonal before the exponential."""
@@ -258,8 +263,16 @@ def sinusoidal_positions(seq_len: int, width: int) -> torch.Tensor:
 class LanguageModel(nn.Module):
     """Token embedding (+ positions) → layers → final program → unembedding (tied by default)."""
 
-    def __init__(self, vocab_size: int, d_model: int, seq_len: int, positions: str, tie_embeddings: bool,
-                 layers: list, final: nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        seq_len: int,
+        positions: str,
+        tie_embeddings: bool,
+        layers: list,
+        final: nn.Module,
+    ):
         super().__init__()
         self.seq_len = seq_len
         self.wte = nn.Embedding(vocab_size, d_model)
@@ -293,23 +306,26 @@ class LanguageModel(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         if idx.shape[1] > self.seq_len:
-            raise ValueError(f"{idx.shape[1]} tokens exceed the model's context of {self.seq_len}: crop the input "
-                             "(generate() keeps the last seq_len tokens)")
+            raise ValueError(
+                f"{idx.shape[1]} tokens exceed the model's context of {self.seq_len}: crop the input "
+                "(generate() keeps the last seq_len tokens)"
+            )
         logits = self.lm_head(self.body(self.embed(idx)))
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     @torch.no_grad()
-    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None) -> torch.Tensor:
+    def generate(
+        self, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None
+    ) -> torch.Tensor:
         """``prompt_ids`` [batch, time] followed by ``max_new_tokens`` sampled tokens (nanoGPT's
         loop: the context is cropped to the last seq_len tokens; temperature 0 is greedy)."""
         if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
             raise ValueError(f"prompt_ids must be [batch, time] with at least one token, got {tuple(prompt_ids.shape)}")
         idx = prompt_ids
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.seq_len:])[:, -1]
+            logits = self(idx[:, -self.seq_len :])[:, -1]
             if temperature == 0:
                 token = logits.argmax(-1, keepdim=True)
             else:

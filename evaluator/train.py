@@ -78,8 +78,11 @@ class TrainConfig(BaseModel):
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """The autocast dtype of this recipe on its device (None: plain fp32)."""
-        wanted = self.precision if self.precision != "auto" else \
-            ("bf16" if torch.device(self.device).type == "cuda" else "fp32")
+        wanted = (
+            self.precision
+            if self.precision != "auto"
+            else ("bf16" if torch.device(self.device).type == "cuda" else "fp32")
+        )
         return torch.bfloat16 if wanted == "bf16" else None
 
     @field_validator("hurdles")
@@ -190,8 +193,7 @@ def validation_windows(validation: np.ndarray, seq_len: int, count: int) -> np.n
     available = (len(validation) - 1) // seq_len
     count = min(count, available)
     if count < 1:
-        raise ValueError(f"the validation split has {len(validation)} tokens, too few for one window of "
-                         f"{seq_len + 1}")
+        raise ValueError(f"the validation split has {len(validation)} tokens, too few for one window of {seq_len + 1}")
     starts = np.linspace(0, len(validation) - seq_len - 1, count).astype(np.int64)
     return np.asarray(validation[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int64)
 
@@ -203,7 +205,7 @@ def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
+        chunk = windows[i : i + batch_size]
         _, loss = model(chunk[:, :-1], chunk[:, 1:])
         total += loss.item() * chunk.shape[0]
         count += chunk.shape[0]
@@ -334,8 +336,9 @@ class _Run:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device cuda was asked for but torch sees no CUDA device")
         if data.vocab_size > spec.vocab_size:
-            raise ValueError(f"the data's vocabulary ({data.vocab_size}) is larger than the model's "
-                             f"({spec.vocab_size})")
+            raise ValueError(
+                f"the data's vocabulary ({data.vocab_size}) is larger than the model's ({spec.vocab_size})"
+            )
         torch.manual_seed(config.seed)
         model = compile_model(spec, self.architecture)
         # The gate's probe checks causality on one tiny draw, which a saturated activation can
@@ -346,8 +349,9 @@ class _Run:
         result.forward_flops_per_token = forward_flops(spec, self.architecture).total
         result.flops_per_token = TRAINING_MULTIPLIER * result.forward_flops_per_token
         model.to(self.device).train()
-        self.autocast = torch.autocast(self.device.type, dtype=config.autocast_dtype or torch.float32,
-                                       enabled=config.autocast_dtype is not None)
+        self.autocast = torch.autocast(
+            self.device.type, dtype=config.autocast_dtype or torch.float32, enabled=config.autocast_dtype is not None
+        )
         windows = validation_windows(data.validation, spec.seq_len, config.eval_batches * config.batch_size)
         self.windows = torch.from_numpy(windows).to(self.device)
         if config.max_memory_mb is not None:
@@ -356,8 +360,9 @@ class _Run:
                 probe = probe.repeat(math.ceil(config.batch_size / len(probe)), 1)[: config.batch_size]
             need = step_memory_bytes(model, probe) / 2**20
             if need > config.max_memory_mb:
-                raise StepMemoryError(f"out of memory: one step needs {need:.0f} MB, the limit is "
-                                      f"{config.max_memory_mb:g} MB")
+                raise StepMemoryError(
+                    f"out of memory: one step needs {need:.0f} MB, the limit is {config.max_memory_mb:g} MB"
+                )
         self.model = model
         self._loop()
 
@@ -365,8 +370,9 @@ class _Run:
         spec, config, result, budget = self.spec, self.config, self.result, self.budget
         model = self.model
         step_model = torch.compile(model) if config.compile else model  # same parameters, compiled forward
-        optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
-                                      betas=config.betas, fused=True)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=True
+        )
         params = [p for group in optimizer.param_groups for p in group["params"]]
         sample = _Sampler(self.data.train, config.batch_size, spec.seq_len, config.seed, self.device)
         batch_tokens = config.batch_size * spec.seq_len
@@ -393,8 +399,15 @@ class _Run:
                 last.val_loss = loss  # an evaluation right after a curve point: one point, not two
                 return
             mean = curve_loss / curve_steps if curve_steps else None
-            result.loss_curve.append(CurvePoint(tokens=step * batch_tokens, flops=step * flops_per_step,
-                                                seconds=train_seconds, train_loss=_finite(mean), val_loss=loss))
+            result.loss_curve.append(
+                CurvePoint(
+                    tokens=step * batch_tokens,
+                    flops=step * flops_per_step,
+                    seconds=train_seconds,
+                    train_loss=_finite(mean),
+                    val_loss=loss,
+                )
+            )
             curve_loss, curve_steps = 0.0, 0
 
         def check() -> bool:
@@ -452,8 +465,9 @@ class _Run:
                 record(_finite(loss_value))
                 stop = False
                 for index in crossed:
-                    result.hurdle_losses.append(HurdleLoss(fraction=hurdles[index], loss=_finite(loss_value),
-                                                           step=step))
+                    result.hurdle_losses.append(
+                        HurdleLoss(fraction=hurdles[index], loss=_finite(loss_value), step=step)
+                    )
                     if not math.isfinite(loss_value):
                         result.status, result.diverged_step = "diverged", step
                         result.message = f"the validation loss became {loss_value} at hurdle {hurdles[index]:g}"
@@ -461,8 +475,9 @@ class _Run:
                         break
                     if self.on_hurdle is not None and not self.on_hurdle(index, hurdles[index], loss_value):
                         result.status = "stopped_at_hurdle"
-                        result.message = f"stopped at hurdle {index} (fraction {hurdles[index]:g}, " \
-                                         f"validation loss {loss_value:.4f})"
+                        result.message = (
+                            f"stopped at hurdle {index} (fraction {hurdles[index]:g}, validation loss {loss_value:.4f})"
+                        )
                         self._finish(loss_value)
                         stop = True
                         break
@@ -480,8 +495,10 @@ class _Run:
                 record(loss_value)
             if config.max_seconds is not None and time.perf_counter() - self.start > config.max_seconds:
                 result.status = "timeout"
-                result.message = (f"stopped after {time.perf_counter() - self.start:.1f} s, the cap is "
-                                  f"{config.max_seconds:g} s, at {min(fraction, 1.0):.1%} of the budget {budget}")
+                result.message = (
+                    f"stopped after {time.perf_counter() - self.start:.1f} s, the cap is "
+                    f"{config.max_seconds:g} s, at {min(fraction, 1.0):.1%} of the budget {budget}"
+                )
                 break
             tick = time.perf_counter()
         if pending and result.status != "diverged":

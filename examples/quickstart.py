@@ -34,14 +34,27 @@ def main() -> None:
     recipe = archevo.TrainConfig(batch_size=4, threads=1)
     for name in ("transformer", "primer_ez"):
         result = archevo.train(SPEC, archevo.seed(name, SPEC), data, BUDGET, recipe)
-        print(f"{name}: validation loss {result.val_loss:.3f}, {result.tokens:,} tokens, "
-              f"{result.flops_per_token / 1e3:.0f}k training FLOPs/token, {result.parameters:,} parameters")
+        print(
+            f"{name}: validation loss {result.val_loss:.3f}, {result.tokens:,} tokens, "
+            f"{result.flops_per_token / 1e3:.0f}k training FLOPs/token, {result.parameters:,} parameters"
+        )
 
     # 2. a campaign: aging evolution from the Transformer, every result in the database
     repo = archevo.Repository(args.db)
-    config = archevo.CampaignConfig(name="quickstart", backend="inprocess", max_evals=6, population=4, sample=2,
-                                    budget=BUDGET, hurdles=0, corpus=CORPUS, vocab_size=SPEC.vocab_size,
-                                    max_train_tokens=20_000, spec=SPEC, train=recipe)
+    config = archevo.CampaignConfig(
+        name="quickstart",
+        backend="inprocess",
+        max_evals=6,
+        population=4,
+        sample=2,
+        budget=BUDGET,
+        hurdles=0,
+        corpus=CORPUS,
+        vocab_size=SPEC.vocab_size,
+        max_train_tokens=20_000,
+        spec=SPEC,
+        train=recipe,
+    )
     archevo.Campaign(repo, config).run()
     campaign = repo.get_campaign("quickstart")
     top = repo.top(campaign.id, 3)
@@ -51,14 +64,18 @@ def main() -> None:
     # 3. retrain the best and its seed at two fresh training seeds: Primer's speedup, paired
     archevo.confirm(repo, config, k=1, seeds=2, budget=BUDGET)
     for individual_id, confirmed in archevo.summarize(repo, campaign.id).items():
-        print(f"confirmed {individual_id}: loss {confirmed.loss_mean:.3f} ± {confirmed.loss_std:.3f}, "
-              f"wins {confirmed.wins}/{confirmed.paired}")
+        print(
+            f"confirmed {individual_id}: loss {confirmed.loss_mean:.3f} ± {confirmed.loss_std:.3f}, "
+            f"wins {confirmed.wins}/{confirmed.paired}"
+        )
 
     # 4. export the best as standalone PyTorch and run it
     directory = archevo.export(args.out, SPEC, top[0].architecture())
     model = archevo.compile_model(SPEC, top[0].architecture()).eval()
     prompt = torch.tensor([data.tokenizer.encode("def loads(s):").ids])
-    print(f"exported to {directory}; a random-weight sample: {data.tokenizer.decode(model.generate(prompt, 8)[0].tolist())!r}")
+    print(
+        f"exported to {directory}; a random-weight sample: {data.tokenizer.decode(model.generate(prompt, 8)[0].tolist())!r}"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def _elements(value: ValueType, spec: ModelSpec) -> int:
     return spec.n_heads * spec.seq_len if value.kind == "map" else 1
 
 
-def _instructions(program: Program, index: int, inputs: list[ValueType],
-                  spec: ModelSpec) -> Iterator[tuple[OpDef, list[int], int, dict]]:
+def _instructions(
+    program: Program, index: int, inputs: list[ValueType], spec: ModelSpec
+) -> Iterator[tuple[OpDef, list[int], int, dict]]:
     """Every primitive instruction a call of subprogram ``index`` runs (callees expanded), as
     (op, input elements per token, output elements per token, attributes)."""
     sub = program.subprograms[index]
@@ -98,10 +99,13 @@ def model_cost(spec: ModelSpec, architecture: Architecture) -> tuple[Flops, int]
     product, the loss's log-softmax)."""
     per_place = {place: program_cost(p, spec) for place, p in architecture.programs().items()}
     places = _runs(spec, architecture)
-    flops = Flops(matmul=2.0 * spec.vocab_size * spec.d_model,
-                  other=LOSS_FLOPS_PER_ENTRY * spec.vocab_size + (spec.d_model if spec.positions != "none" else 0))
-    parameters = spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2) + \
-        (spec.seq_len * spec.d_model if spec.positions == "learned" else 0)
+    flops = Flops(
+        matmul=2.0 * spec.vocab_size * spec.d_model,
+        other=LOSS_FLOPS_PER_ENTRY * spec.vocab_size + (spec.d_model if spec.positions != "none" else 0),
+    )
+    parameters = spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2) + (
+        spec.seq_len * spec.d_model if spec.positions == "learned" else 0
+    )
     for place, count in places.items():
         flops += per_place[place][0] * count
         parameters += per_place[place][1] * count
@@ -128,7 +132,9 @@ def training_memory_bytes(spec: ModelSpec, architecture: Architecture, batch_siz
     and two moments, plus the activations autograd keeps, every instruction's output counted
     (attention maps at heads × seq_len per token) and the logits three times."""
     places, programs = _runs(spec, architecture), architecture.programs()
-    kept = sum(count * sum(d_out for _, _, d_out, _ in _instructions(programs[place], 0, [seq(MODEL_UNITS)], spec))
-               for place, count in places.items())
+    kept = sum(
+        count * sum(d_out for _, _, d_out, _ in _instructions(programs[place], 0, [seq(MODEL_UNITS)], spec))
+        for place, count in places.items()
+    )
     per_token = kept + 3 * spec.vocab_size + 2 * spec.d_model
     return 4.0 * (4 * parameter_count(spec, architecture) + batch_size * spec.seq_len * per_token)

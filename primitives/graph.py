@@ -65,8 +65,12 @@ def _label(op: str, attrs: dict) -> str:
     return op + (json.dumps(attrs, sort_keys=True, separators=(",", ":")) if attrs else "")
 
 
-def _dataflow(program: Program, index: int, add_input: Callable[[int, str], Hashable],
-              add_value: Callable[[str, Instruction, list], Hashable]) -> Hashable:
+def _dataflow(
+    program: Program,
+    index: int,
+    add_input: Callable[[int, str], Hashable],
+    add_value: Callable[[str, Instruction, list], Hashable],
+) -> Hashable:
     """Walk subprogram ``index`` in dependency order with calls inlined: ``add_input(position,
     name)`` and ``add_value(path, instruction, source nodes)`` make the nodes (``path`` is the
     call path, ``attention/q``). Returns the output's node."""
@@ -125,8 +129,9 @@ def _function(program: Program, index: int) -> Program:
     if index == 0:
         return program
     position = {s.name: i for i, s in enumerate(program.subprograms)}
-    reached = _reachable(index, lambda i: [position[ins.attrs["target"]]
-                                           for ins in program.subprograms[i].body if ins.op == CALL])
+    reached = _reachable(
+        index, lambda i: [position[ins.attrs["target"]] for ins in program.subprograms[i].body if ins.op == CALL]
+    )
     return Program(subprograms=[program.subprograms[i] for i in sorted(reached)])
 
 
@@ -163,8 +168,9 @@ def _program_hash(program: Program, index: int) -> str:
         op = REGISTRY.get(ins.op)
         return value(_label(ins.op, ins.attrs), sources, op is not None and op.commutative)
 
-    output = _dataflow(program, index, lambda position, name: value(_label("input", {"position": position}), []),
-                       add_value)
+    output = _dataflow(
+        program, index, lambda position, name: value(_label("input", {"position": position}), []), add_value
+    )
     live = _reachable(output, sources_of.__getitem__)
     return _digest(hashes[output], sorted(hashes[node] for node in live))
 

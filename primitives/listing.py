@@ -14,8 +14,11 @@ from .validate import topological_order
 
 def format_value(value: object) -> str:
     if isinstance(value, dict):  # an initialiser
-        fields = [f"{v:g}" if isinstance(v, float) else "/".join(f"{x:.3g}" for x in v)
-                  for k, v in value.items() if k != "kind"]
+        fields = [
+            f"{v:g}" if isinstance(v, float) else "/".join(f"{x:.3g}" for x in v)
+            for k, v in value.items()
+            if k != "kind"
+        ]
         return f"{value['kind']}({', '.join(fields)})"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -36,8 +39,11 @@ def describe_op(ins: Instruction) -> str:
 def format_instruction(ins: Instruction) -> str:
     """``q_conv = dconv3(q)``: attributes shown only where they differ from the default."""
     in_name = {"width", "kernel"}
-    attrs = {} if ins.op == CALL else {k: v for k, v in ins.attrs.items()
-                                      if v != REGISTRY[ins.op].attrs[k].default and k not in in_name}
+    attrs = (
+        {}
+        if ins.op == CALL
+        else {k: v for k, v in ins.attrs.items() if v != REGISTRY[ins.op].attrs[k].default and k not in in_name}
+    )
     shown = "".join(f" {k}={format_value(v)}" for k, v in attrs.items())
     return f"{ins.out} = {describe_op(ins)}({', '.join(ins.inputs)}){shown}"
 
@@ -76,8 +82,11 @@ def diff_subprograms(old: Subprogram, new: Subprogram) -> list[str]:
         if describe_op(was) != describe_op(now):
             changes.append(f"{name}: {describe_op(was)} → {describe_op(now)}")
         elif was.attrs != now.attrs:
-            changed = [f"{k} {format_value(was.attrs.get(k))} → {format_value(now.attrs.get(k))}"
-                       for k in sorted(set(was.attrs) | set(now.attrs)) if was.attrs.get(k) != now.attrs.get(k)]
+            changed = [
+                f"{k} {format_value(was.attrs.get(k))} → {format_value(now.attrs.get(k))}"
+                for k in sorted(set(was.attrs) | set(now.attrs))
+                if was.attrs.get(k) != now.attrs.get(k)
+            ]
             changes.append(f"{name}: {describe_op(now)} {', '.join(changed)}")
         if was.inputs != now.inputs and not _rerouted_through_insertion(was, now, before):
             changes.append(f"{name}: inputs ({', '.join(was.inputs)}) → ({', '.join(now.inputs)})")
@@ -87,12 +96,17 @@ def diff_subprograms(old: Subprogram, new: Subprogram) -> list[str]:
 
 
 def _describe_insertion(ins: Instruction, before: dict, after: dict) -> str:
-    """"relu → square(relu)" for a pointwise op wrapped around an old value, else
+    """ "relu → square(relu)" for a pointwise op wrapped around an old value, else
     "+ dconv3 after q"."""
     old_inputs = [n for n in ins.inputs if n in before or n not in after]
     op = REGISTRY.get(ins.op)
-    if len(ins.inputs) == 1 and op is not None and op.mixing == "pointwise" and not op.params([0], 0, ins.attrs, 1) \
-            and ins.inputs[0] in before:
+    if (
+        len(ins.inputs) == 1
+        and op is not None
+        and op.mixing == "pointwise"
+        and not op.params([0], 0, ins.attrs, 1)
+        and ins.inputs[0] in before
+    ):
         inner = describe_op(before[ins.inputs[0]])
         return f"{ins.inputs[0]}: {inner} → {describe_op(ins)}({inner})"
     where = f" after {', '.join(old_inputs)}" if old_inputs else f" on {', '.join(ins.inputs)}"

@@ -99,7 +99,9 @@ class ModelSpec(_Strict):
         if self.d_model % MODEL_UNITS:
             raise ValueError(f"d_model {self.d_model} is not a multiple of {MODEL_UNITS}")
         if self.unit % self.n_heads:
-            raise ValueError(f"the width unit d_model/{MODEL_UNITS} = {self.unit} does not split into {self.n_heads} heads")
+            raise ValueError(
+                f"the width unit d_model/{MODEL_UNITS} = {self.unit} does not split into {self.n_heads} heads"
+            )
         return self
 
     @property

@@ -82,7 +82,7 @@ class AttrSpec:
 
 def _check_init(value: Any, allowed: tuple[str, ...]) -> dict:
     if not isinstance(value, dict) or "kind" not in value:
-        raise OpError(f"expected an initialiser like {{\"kind\": \"normal\", \"std\": 0.02}}, got {value!r}")
+        raise OpError(f'expected an initialiser like {{"kind": "normal", "std": 0.02}}, got {value!r}')
     kind = value["kind"]
     if kind not in allowed:
         raise OpError(f"initialiser {kind!r} is not one of {', '.join(allowed)}")
@@ -232,8 +232,18 @@ for _name, _expr, _comm in [
     ("max", "torch.maximum({in0}, {in1})", True),
     ("min", "torch.minimum({in0}, {in1})", True),
 ]:
-    _register(OpDef(_name, f"elementwise {_name}; a [b,t,1] column broadcasts over width",
-                    (ANY, ANY), _broadcast, _expr, elementwise(1), commutative=_comm, group="binary"))
+    _register(
+        OpDef(
+            _name,
+            f"elementwise {_name}; a [b,t,1] column broadcasts over width",
+            (ANY, ANY),
+            _broadcast,
+            _expr,
+            elementwise(1),
+            commutative=_comm,
+            group="binary",
+        )
+    )
 
 # (name, code, doc, FLOPs per element: the elementary operations of the formula)
 for _name, _expr, _doc, _cost in [
@@ -268,24 +278,64 @@ for _name, _expr in [
     ("red_max", "{in0}.amax(-1, keepdim=True)"),
     ("red_min", "{in0}.amin(-1, keepdim=True)"),
 ]:
-    _register(OpDef(_name, f"{_name[4:]} over width, giving one value per position",
-                    (("seq",),), _reduce, _expr, _reduction_flops, group="reduction"))
+    _register(
+        OpDef(
+            _name,
+            f"{_name[4:]} over width, giving one value per position",
+            (("seq",),),
+            _reduce,
+            _expr,
+            _reduction_flops,
+            group="reduction",
+        )
+    )
 
-_register(OpDef("cmul", "x · c for the instruction's constant c", (ANY,), _same, "{in0} * {value}", elementwise(1),
-                attrs={"value": AttrSpec("float", 1.0, "the constant")}, group="scalar"))
+_register(
+    OpDef(
+        "cmul",
+        "x · c for the instruction's constant c",
+        (ANY,),
+        _same,
+        "{in0} * {value}",
+        elementwise(1),
+        attrs={"value": AttrSpec("float", 1.0, "the constant")},
+        group="scalar",
+    )
+)
 
 
 def _scalar(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
     return {"": ()}
 
 
-_register(OpDef("scale", "x · s for a learned scalar s (ReZero's α, SAS's β, DeepNorm-free gains)",
-                (ANY,), _same, "{in0} * self.{out}", elementwise(1), attrs={"init": SCALAR_INIT},
-                params=_scalar, module="scalar_parameter({init})", group="scalar"))
-_register(OpDef("shift", "x + s for a learned scalar s (Fixup's bias)",
-                (ANY,), _same, "{in0} + self.{out}", elementwise(1),
-                attrs={"init": AttrSpec("init", zeros(), "initial value", inits=("constant", "zeros", "normal"))},
-                params=_scalar, module="scalar_parameter({init})", group="scalar"))
+_register(
+    OpDef(
+        "scale",
+        "x · s for a learned scalar s (ReZero's α, SAS's β, DeepNorm-free gains)",
+        (ANY,),
+        _same,
+        "{in0} * self.{out}",
+        elementwise(1),
+        attrs={"init": SCALAR_INIT},
+        params=_scalar,
+        module="scalar_parameter({init})",
+        group="scalar",
+    )
+)
+_register(
+    OpDef(
+        "shift",
+        "x + s for a learned scalar s (Fixup's bias)",
+        (ANY,),
+        _same,
+        "{in0} + self.{out}",
+        elementwise(1),
+        attrs={"init": AttrSpec("init", zeros(), "initial value", inits=("constant", "zeros", "normal"))},
+        params=_scalar,
+        module="scalar_parameter({init})",
+        group="scalar",
+    )
+)
 
 
 def _dense_type(types: list[ValueType], attrs: dict) -> ValueType:
@@ -305,13 +355,29 @@ def _dense_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: 
     return 2.0 * d_in[0] * d_out, float(d_out if attrs["bias"] else 0)
 
 
-_register(OpDef(
-    "dense", "x·W (+ b): a projection to a relative width (Primer's CONV 1X1)",
-    (("seq",),), _dense_type, "self.{out}({in0})", _dense_flops,
-    attrs={"width": WIDTH, "bias": BIAS,
-           "init": AttrSpec("init", normal(0.02), "weight initialiser; the bias starts at 0",
-                            inits=("normal", "zeros", "xavier_normal", "identity"))},
-    params=_dense_params, module="Dense({d_in}, {d_out}, bias={bias}, init={init})", group="layer"))
+_register(
+    OpDef(
+        "dense",
+        "x·W (+ b): a projection to a relative width (Primer's CONV 1X1)",
+        (("seq",),),
+        _dense_type,
+        "self.{out}({in0})",
+        _dense_flops,
+        attrs={
+            "width": WIDTH,
+            "bias": BIAS,
+            "init": AttrSpec(
+                "init",
+                normal(0.02),
+                "weight initialiser; the bias starts at 0",
+                inits=("normal", "zeros", "xavier_normal", "identity"),
+            ),
+        },
+        params=_dense_params,
+        module="Dense({d_in}, {d_out}, bias={bias}, init={init})",
+        group="layer",
+    )
+)
 
 
 def _dconv_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
@@ -330,14 +396,29 @@ def _dconv_type(types: list[ValueType], attrs: dict) -> ValueType:
     return types[0]
 
 
-_register(OpDef(
-    "dconv", "causal depthwise convolution along time: one kernel per channel (Primer's MDHA)",
-    (("seq",),), _dconv_type, "self.{out}({in0})", _dconv_flops,
-    attrs={"kernel": KERNEL,
-           "init": AttrSpec("init", PRIMER_DCONV_INIT, "kernel initialiser (taps: current position first)",
-                            inits=("taps", "normal", "constant"))},
-    params=_dconv_params, module="DepthwiseCausalConv({d_in}, {kernel}, init={init})",
-    mixing="causal", group="layer"))
+_register(
+    OpDef(
+        "dconv",
+        "causal depthwise convolution along time: one kernel per channel (Primer's MDHA)",
+        (("seq",),),
+        _dconv_type,
+        "self.{out}({in0})",
+        _dconv_flops,
+        attrs={
+            "kernel": KERNEL,
+            "init": AttrSpec(
+                "init",
+                PRIMER_DCONV_INIT,
+                "kernel initialiser (taps: current position first)",
+                inits=("taps", "normal", "constant"),
+            ),
+        },
+        params=_dconv_params,
+        module="DepthwiseCausalConv({d_in}, {kernel}, init={init})",
+        mixing="causal",
+        group="layer",
+    )
+)
 
 
 def _conv_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
@@ -348,16 +429,38 @@ def _conv_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: i
     return 2.0 * attrs["kernel"] * d_in[0] * d_out, 0.0
 
 
-_register(OpDef(
-    "conv", "causal full convolution along time to a relative width (Primer's CONV Kx1)",
-    (("seq",),), lambda types, attrs: seq(attrs["width"]), "self.{out}({in0})", _conv_flops,
-    attrs={"width": WIDTH, "kernel": KERNEL,
-           "init": AttrSpec("init", normal(0.02), "weight initialiser", inits=("normal", "zeros", "xavier_normal"))},
-    params=_conv_params, module="CausalConv({d_in}, {d_out}, {kernel}, init={init})",
-    mixing="causal", group="layer"))
+_register(
+    OpDef(
+        "conv",
+        "causal full convolution along time to a relative width (Primer's CONV Kx1)",
+        (("seq",),),
+        lambda types, attrs: seq(attrs["width"]),
+        "self.{out}({in0})",
+        _conv_flops,
+        attrs={
+            "width": WIDTH,
+            "kernel": KERNEL,
+            "init": AttrSpec("init", normal(0.02), "weight initialiser", inits=("normal", "zeros", "xavier_normal")),
+        },
+        params=_conv_params,
+        module="CausalConv({d_in}, {d_out}, {kernel}, init={init})",
+        mixing="causal",
+        group="layer",
+    )
+)
 
-_register(OpDef("cumsum", "causal cumulative sum along time", (SEQ_OR_COL,), _same,
-                "torch.cumsum({in0}, dim=1)", elementwise(1), mixing="causal", group="unary"))
+_register(
+    OpDef(
+        "cumsum",
+        "causal cumulative sum along time",
+        (SEQ_OR_COL,),
+        _same,
+        "torch.cumsum({in0}, dim=1)",
+        elementwise(1),
+        mixing="causal",
+        group="unary",
+    )
+)
 
 
 def _norm_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
@@ -372,18 +475,42 @@ def _layernorm_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_l
     return 0.0, float((7 if attrs["bias"] else 6) * d_in[0])
 
 
-_register(OpDef(
-    "layernorm", "LayerNorm over width: g ⊙ (x − μ)/√(σ² + ε) + b, g = 1, b = 0 at init",
-    (("seq",),), _same, "self.{out}({in0})", _layernorm_flops,
-    attrs={"eps": AttrSpec("float", 1e-5, "ε inside the square root", low=0.0, high=1.0, log_scale=True), "bias": AttrSpec("bool", True, "learned b")},
-    params=_norm_params, module="LayerNorm({d_in}, eps={eps}, bias={bias})", group="norm"))
-_register(OpDef(
-    "rmsnorm", "RMSNorm over width: g ⊙ x/√(mean(x²) + ε); 'outside' puts ε on the RMS (SAS code)",
-    (("seq",),), _same, "self.{out}({in0})", elementwise(4),  # square, mean, normalise, gain
-    attrs={"eps": AttrSpec("float", 1e-6, "ε", low=0.0, high=1.0, log_scale=True),
-           "eps_placement": AttrSpec("choice", "inside", "ε inside the root or added to the RMS",
-                                     choices=("inside", "outside"))},
-    params=_norm_params, module="RMSNorm({d_in}, eps={eps}, eps_placement={eps_placement})", group="norm"))
+_register(
+    OpDef(
+        "layernorm",
+        "LayerNorm over width: g ⊙ (x − μ)/√(σ² + ε) + b, g = 1, b = 0 at init",
+        (("seq",),),
+        _same,
+        "self.{out}({in0})",
+        _layernorm_flops,
+        attrs={
+            "eps": AttrSpec("float", 1e-5, "ε inside the square root", low=0.0, high=1.0, log_scale=True),
+            "bias": AttrSpec("bool", True, "learned b"),
+        },
+        params=_norm_params,
+        module="LayerNorm({d_in}, eps={eps}, bias={bias})",
+        group="norm",
+    )
+)
+_register(
+    OpDef(
+        "rmsnorm",
+        "RMSNorm over width: g ⊙ x/√(mean(x²) + ε); 'outside' puts ε on the RMS (SAS code)",
+        (("seq",),),
+        _same,
+        "self.{out}({in0})",
+        elementwise(4),  # square, mean, normalise, gain
+        attrs={
+            "eps": AttrSpec("float", 1e-6, "ε", low=0.0, high=1.0, log_scale=True),
+            "eps_placement": AttrSpec(
+                "choice", "inside", "ε inside the root or added to the RMS", choices=("inside", "outside")
+            ),
+        },
+        params=_norm_params,
+        module="RMSNorm({d_in}, eps={eps}, eps_placement={eps_placement})",
+        group="norm",
+    )
+)
 
 
 # --------------------------------------------------------------------------- attention
@@ -408,31 +535,79 @@ def _attend_flops(d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len:
     return 2.0 * seq_len * d_in[1], 0.0
 
 
-_register(OpDef(
-    "attn_logits", "per-head scores q_h·k_hᵀ/√d_head (unmasked: apply causal_softmax before attend)",
-    (("seq",), ("seq",)), _logits_type, "_attn_logits({in0}, {in1}, {heads})", _logits_flops,
-    mixing="all_pairs", group="attention"))
-_register(OpDef(
-    "causal_softmax", "softmax over keys j ≤ i (the causal mask), per head",
-    (("map",),), _same, "_causal_softmax({in0})", elementwise(5),  # max, subtract, exp, sum, divide
-    mixing="causal", group="attention"))
-_register(OpDef(
-    "attend", "apply an attention map to values: head h of the output is map_h · v_h",
-    (("map",), ("seq",)), lambda types, attrs: types[1], "_attend({in0}, {in1}, {heads})", _attend_flops,
-    mixing="causal", group="attention"))
-_register(OpDef(
-    "identity_map", "the identity attention map I_T (the input only gives the sequence length)",
-    (("seq",),), lambda types, attrs: MAP, "_identity_map({in0})", _free, group="attention"))
-_register(OpDef(
-    "uniform_causal_map", "the map zero logits give under the causal mask: C_ij = 1/i for j ≤ i",
-    (("seq",),), lambda types, attrs: MAP, "_uniform_causal_map({in0})", _free, mixing="causal",
-    group="attention"))
-_register(OpDef(
-    "head_scale", "a learned scalar per head times a map (shaped attention's α_h, β_h, γ_h)",
-    (("map",),), _same, "self.{out} * {in0}", elementwise(1), attrs={"init": SCALAR_INIT},
-    params=_head_params, module="head_parameter({heads}, {init})", group="attention"))
-
-
+_register(
+    OpDef(
+        "attn_logits",
+        "per-head scores q_h·k_hᵀ/√d_head (unmasked: apply causal_softmax before attend)",
+        (("seq",), ("seq",)),
+        _logits_type,
+        "_attn_logits({in0}, {in1}, {heads})",
+        _logits_flops,
+        mixing="all_pairs",
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "causal_softmax",
+        "softmax over keys j ≤ i (the causal mask), per head",
+        (("map",),),
+        _same,
+        "_causal_softmax({in0})",
+        elementwise(5),  # max, subtract, exp, sum, divide
+        mixing="causal",
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "attend",
+        "apply an attention map to values: head h of the output is map_h · v_h",
+        (("map",), ("seq",)),
+        lambda types, attrs: types[1],
+        "_attend({in0}, {in1}, {heads})",
+        _attend_flops,
+        mixing="causal",
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "identity_map",
+        "the identity attention map I_T (the input only gives the sequence length)",
+        (("seq",),),
+        lambda types, attrs: MAP,
+        "_identity_map({in0})",
+        _free,
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "uniform_causal_map",
+        "the map zero logits give under the causal mask: C_ij = 1/i for j ≤ i",
+        (("seq",),),
+        lambda types, attrs: MAP,
+        "_uniform_causal_map({in0})",
+        _free,
+        mixing="causal",
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "head_scale",
+        "a learned scalar per head times a map (shaped attention's α_h, β_h, γ_h)",
+        (("map",),),
+        _same,
+        "self.{out} * {in0}",
+        elementwise(1),
+        attrs={"init": SCALAR_INIT},
+        params=_head_params,
+        module="head_parameter({heads}, {init})",
+        group="attention",
+    )
+)
 
 
 # --------------------------------------------------------------------------- positions and heads
@@ -440,17 +615,31 @@ _register(OpDef(
 # sub-quadratic mixers). Per-head ops split a [b, t, w] value into the model's heads.
 
 
-_register(OpDef(
-    "rotary", "rotary position embedding per head (RoFormer; Llama's rotate-half layout): channel pair "
-              "(i, i + d/2) of a head turns by t·base^(-2i/d) at position t",
-    (("seq",),), _same, "_rotary({in0}, {heads}, {base})", elementwise(3),
-    attrs={"base": AttrSpec("float", 10000.0, "the wavelength base", low=1.0, high=1e7, log_scale=True)},
-    group="position"))
-_register(OpDef(
-    "head_rmsnorm", "RMS normalisation within each head, no gain (QK-norm, as the speedrun applies it)",
-    (("seq",),), _same, "_head_rms_norm({in0}, {heads}, {eps})", elementwise(3),
-    attrs={"eps": AttrSpec("float", 1e-6, "ε inside the root", low=0.0, high=1.0, log_scale=True)},
-    group="attention"))
+_register(
+    OpDef(
+        "rotary",
+        "rotary position embedding per head (RoFormer; Llama's rotate-half layout): channel pair "
+        "(i, i + d/2) of a head turns by t·base^(-2i/d) at position t",
+        (("seq",),),
+        _same,
+        "_rotary({in0}, {heads}, {base})",
+        elementwise(3),
+        attrs={"base": AttrSpec("float", 10000.0, "the wavelength base", low=1.0, high=1e7, log_scale=True)},
+        group="position",
+    )
+)
+_register(
+    OpDef(
+        "head_rmsnorm",
+        "RMS normalisation within each head, no gain (QK-norm, as the speedrun applies it)",
+        (("seq",),),
+        _same,
+        "_head_rms_norm({in0}, {heads}, {eps})",
+        elementwise(3),
+        attrs={"eps": AttrSpec("float", 1e-6, "ε inside the root", low=0.0, high=1.0, log_scale=True)},
+        group="attention",
+    )
+)
 
 
 def _repeat_kv_type(types: list[ValueType], attrs: dict) -> ValueType:
@@ -460,49 +649,101 @@ def _repeat_kv_type(types: list[ValueType], attrs: dict) -> ValueType:
     return seq(width)
 
 
-_register(OpDef(
-    "repeat_kv", "grouped-query attention's keys or values: a value of heads/groups heads, each repeated "
-                 "for the groups query heads that share it (Llama's repeat_kv; where groups does not "
-                 "divide the heads, the whole value is repeated)",
-    (("seq",),), _repeat_kv_type, "_repeat_kv({in0}, {heads}, {groups})", _free,
-    attrs={"groups": AttrSpec("int", 2, "query heads per key/value head", choices=(2, 4, 8))},
-    group="attention"))
-_register(OpDef(
-    "softcap", "c·tanh(x/c): logit soft-capping (Gemma 2, the speedrun)", (ANY,), _same,
-    "{cap} * torch.tanh({in0} / {cap})", elementwise(3),
-    attrs={"cap": AttrSpec("float", 30.0, "the cap c", low=1e-2, high=1e4, log_scale=True)}, group="attention"))
+_register(
+    OpDef(
+        "repeat_kv",
+        "grouped-query attention's keys or values: a value of heads/groups heads, each repeated "
+        "for the groups query heads that share it (Llama's repeat_kv; where groups does not "
+        "divide the heads, the whole value is repeated)",
+        (("seq",),),
+        _repeat_kv_type,
+        "_repeat_kv({in0}, {heads}, {groups})",
+        _free,
+        attrs={"groups": AttrSpec("int", 2, "query heads per key/value head", choices=(2, 4, 8))},
+        group="attention",
+    )
+)
+_register(
+    OpDef(
+        "softcap",
+        "c·tanh(x/c): logit soft-capping (Gemma 2, the speedrun)",
+        (ANY,),
+        _same,
+        "{cap} * torch.tanh({in0} / {cap})",
+        elementwise(3),
+        attrs={"cap": AttrSpec("float", 30.0, "the cap c", low=1e-2, high=1e4, log_scale=True)},
+        group="attention",
+    )
+)
 
 
 def _relative_bias_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
     return {"weight": (heads, attrs["buckets"])}
 
 
-_register(OpDef(
-    "relative_bias", "T5's relative position bias on attention logits: a learned scalar per head and "
-                     "bucket of i − j (exact below buckets/2, log-spaced up to max_distance)",
-    (("map",),), _same, "self.{out}({in0})", elementwise(1),
-    attrs={"buckets": AttrSpec("int", 32, "number of buckets", choices=(16, 32, 64)),
-           "max_distance": AttrSpec("int", 128, "distance of the last bucket", choices=(64, 128, 256)),
-           "init": AttrSpec("init", normal(0.02), "initial biases", inits=("normal", "zeros"))},
-    params=_relative_bias_params, module="RelativeBias({heads}, {buckets}, {max_distance}, init={init})",
-    group="position"))
-_register(OpDef(
-    "alibi", "ALiBi: logits − m_h·(i − j), slopes m_h = 2^(-8(h+1)/H)", (("map",),), _same, "_alibi({in0}, {heads})",
-    elementwise(2), group="position"))
-_register(OpDef(
-    "token_shift", "the previous position's value (zero at the first): RWKV's token shift",
-    (SEQ_OR_COL,), _same, "_token_shift({in0})", _free, mixing="causal", group="time"))
+_register(
+    OpDef(
+        "relative_bias",
+        "T5's relative position bias on attention logits: a learned scalar per head and "
+        "bucket of i − j (exact below buckets/2, log-spaced up to max_distance)",
+        (("map",),),
+        _same,
+        "self.{out}({in0})",
+        elementwise(1),
+        attrs={
+            "buckets": AttrSpec("int", 32, "number of buckets", choices=(16, 32, 64)),
+            "max_distance": AttrSpec("int", 128, "distance of the last bucket", choices=(64, 128, 256)),
+            "init": AttrSpec("init", normal(0.02), "initial biases", inits=("normal", "zeros")),
+        },
+        params=_relative_bias_params,
+        module="RelativeBias({heads}, {buckets}, {max_distance}, init={init})",
+        group="position",
+    )
+)
+_register(
+    OpDef(
+        "alibi",
+        "ALiBi: logits − m_h·(i − j), slopes m_h = 2^(-8(h+1)/H)",
+        (("map",),),
+        _same,
+        "_alibi({in0}, {heads})",
+        elementwise(2),
+        group="position",
+    )
+)
+_register(
+    OpDef(
+        "token_shift",
+        "the previous position's value (zero at the first): RWKV's token shift",
+        (SEQ_OR_COL,),
+        _same,
+        "_token_shift({in0})",
+        _free,
+        mixing="causal",
+        group="time",
+    )
+)
 
 
 def _token_mix_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
     return {"weight": (d_in[0],)}
 
 
-_register(OpDef(
-    "token_mix", "x + μ ⊙ (x_{t−1} − x), a learned mix per channel with the previous position (RWKV)",
-    (("seq",),), _same, "self.{out}({in0})", elementwise(3),
-    attrs={"init": AttrSpec("init", constant(0.5), "initial μ", inits=("constant", "zeros", "normal"))},
-    params=_token_mix_params, module="TokenMix({d_in}, init={init})", mixing="causal", group="time"))
+_register(
+    OpDef(
+        "token_mix",
+        "x + μ ⊙ (x_{t−1} − x), a learned mix per channel with the previous position (RWKV)",
+        (("seq",),),
+        _same,
+        "self.{out}({in0})",
+        elementwise(3),
+        attrs={"init": AttrSpec("init", constant(0.5), "initial μ", inits=("constant", "zeros", "normal"))},
+        params=_token_mix_params,
+        module="TokenMix({d_in}, init={init})",
+        mixing="causal",
+        group="time",
+    )
+)
 
 
 def _mixer_type(types: list[ValueType], attrs: dict) -> ValueType:
@@ -517,26 +758,42 @@ def _linear_attention_flops(d_in: list[int], d_out: int, attrs: dict, heads: int
     return 2.0 * seq_len * (d_in[0] + d_in[2]), 4.0 * (d_in[0] + d_in[1]) + heads * seq_len + d_out
 
 
-_register(OpDef(
-    "linear_attention", "causal linear attention (Katharopoulos et al.), φ = elu + 1: out_i = Σ_{j≤i} "
-                        "φ(q_i)·φ(k_j) v_j / Σ_{j≤i} φ(q_i)·φ(k_j), per head",
-    (("seq",), ("seq",), ("seq",)), _mixer_type, "_linear_attention({in0}, {in1}, {in2}, {heads})",
-    _linear_attention_flops, mixing="causal", group="attention"))
+_register(
+    OpDef(
+        "linear_attention",
+        "causal linear attention (Katharopoulos et al.), φ = elu + 1: out_i = Σ_{j≤i} "
+        "φ(q_i)·φ(k_j) v_j / Σ_{j≤i} φ(q_i)·φ(k_j), per head",
+        (("seq",), ("seq",), ("seq",)),
+        _mixer_type,
+        "_linear_attention({in0}, {in1}, {in2}, {heads})",
+        _linear_attention_flops,
+        mixing="causal",
+        group="attention",
+    )
+)
 
 
-def _gated_linear_attention_flops(d_in: list[int], d_out: int, attrs: dict, heads: int,
-                                  seq_len: int) -> tuple[float, float]:
+def _gated_linear_attention_flops(
+    d_in: list[int], d_out: int, attrs: dict, heads: int, seq_len: int
+) -> tuple[float, float]:
     # log σ and the per-head mean of the gate; cumsum; per map element a difference, exp, product
     return 2.0 * seq_len * (d_in[0] + d_in[2]), 5.0 * d_in[3] + heads * (1 + 4 * seq_len)
 
 
-_register(OpDef(
-    "gated_linear_attention", "linear attention with a data-dependent decay per head (GLA, scalar form): "
-                              "out_i = Σ_{j≤i} (Π_{j<r≤i} α_r) (q_i·k_j/√d) v_j, α_r = σ(mean of the head's "
-                              "gate channels)^(1/16)",
-    (("seq",), ("seq",), ("seq",), ("seq",)), _mixer_type,
-    "_gated_linear_attention({in0}, {in1}, {in2}, {in3}, {heads})", _gated_linear_attention_flops,
-    mixing="causal", group="attention"))
+_register(
+    OpDef(
+        "gated_linear_attention",
+        "linear attention with a data-dependent decay per head (GLA, scalar form): "
+        "out_i = Σ_{j≤i} (Π_{j<r≤i} α_r) (q_i·k_j/√d) v_j, α_r = σ(mean of the head's "
+        "gate channels)^(1/16)",
+        (("seq",), ("seq",), ("seq",), ("seq",)),
+        _mixer_type,
+        "_gated_linear_attention({in0}, {in1}, {in2}, {in3}, {heads})",
+        _gated_linear_attention_flops,
+        mixing="causal",
+        group="attention",
+    )
+)
 
 
 #: The one structural op: calls a later subprogram, named by the ``target`` attribute.

@@ -19,8 +19,8 @@ from .registry import PRIMER_DCONV_INIT, constant, normal, xavier_normal, zeros
 from .types import MODEL_UNITS
 from .validate import ProgramError, parse_architecture, validate_architecture
 
-D = MODEL_UNITS          # the residual stream: 8 units
-D_FF = 4 * MODEL_UNITS   # the vanilla feed-forward width: 32 units
+D = MODEL_UNITS  # the residual stream: 8 units
+D_FF = 4 * MODEL_UNITS  # the vanilla feed-forward width: 32 units
 D_GLU = round(2 / 3 * D_FF)
 #: Mesh-TF (Primer's and Narang et al.'s code) uses LayerNorm ε = 1e-6; GPT-2-style code 1e-5.
 T5_EPS = 1e-6
@@ -31,9 +31,19 @@ CANON_INIT = normal(0.02)
 # --------------------------------------------------------------------------- sublayers
 
 
-def attention(*, qk_init: dict = normal(), v_init: dict = normal(), out_init: dict = normal(),
-              dconv: bool = False, shared_qk: bool = False, qk_norm: bool = False, rotary: bool = False,
-              kv_groups: int = 1, relative_bias: bool = False, canon: bool = False) -> Subprogram:
+def attention(
+    *,
+    qk_init: dict = normal(),
+    v_init: dict = normal(),
+    out_init: dict = normal(),
+    dconv: bool = False,
+    shared_qk: bool = False,
+    qk_norm: bool = False,
+    rotary: bool = False,
+    kv_groups: int = 1,
+    relative_bias: bool = False,
+    canon: bool = False,
+) -> Subprogram:
     """Multi-head causal self-attention; ``dconv`` adds Primer's depthwise convs after Q, K, V;
     ``shared_qk`` is released Primer's K = DConv(x W^Q), Q = K W^Qs. ``canon`` adds residual
     Canon-B convolutions (kernel 4) after the projections, ``qk_norm`` then normalises each
@@ -186,10 +196,11 @@ def fixup_layer(n_layers: int, d_model: int) -> Program:
     projections, FFN W_2(φ(W_1 x) + b′) without biases."""
     n_blocks = 2 * n_layers
     he = (2 / d_model) ** 0.5
-    attn = attention(qk_init=normal(he * n_blocks ** (-1 / 6)), v_init=normal(he * n_blocks ** (-1 / 6)),
-                     out_init=zeros())
+    attn = attention(
+        qk_init=normal(he * n_blocks ** (-1 / 6)), v_init=normal(he * n_blocks ** (-1 / 6)), out_init=zeros()
+    )
     m = Builder("ffn")
-    relu = m.relu(m.dense("x", width=D_FF, init=normal(he * n_blocks ** -0.5), out="up"), out="act")
+    relu = m.relu(m.dense("x", width=D_FF, init=normal(he * n_blocks**-0.5), out="up"), out="act")
     mlp = m.build(m.dense(m.shift(relu, init=zeros(), out="shift"), width=D, init=zeros(), out="down"))
     b = Builder("main")
 
@@ -230,8 +241,11 @@ def shaped_attention(first_layer: bool) -> Subprogram:
     values = "x"
     if first_layer:
         delta = b.dense("x", width=D, init=zeros(), out="value_delta")
-        values = b.add(b.scale("x", init=constant(1.0), out="value_skip"),
-                       b.scale(delta, init=constant(1.0), out="value_resid"), out="values")
+        values = b.add(
+            b.scale("x", init=constant(1.0), out="value_skip"),
+            b.scale(delta, init=constant(1.0), out="value_resid"),
+            out="values",
+        )
     return b.build(b.attend(shaped, values, out="heads"))
 
 
@@ -264,11 +278,17 @@ class Seed:
 SEEDS: dict[str, Seed] = {}
 
 
-def _seed(name: str, description: str, layers: Callable[[ModelSpec], list[Program]], final_program: Program,
-          prefix: Callable[[ModelSpec], list[Program]] = lambda spec: []) -> None:
+def _seed(
+    name: str,
+    description: str,
+    layers: Callable[[ModelSpec], list[Program]],
+    final_program: Program,
+    prefix: Callable[[ModelSpec], list[Program]] = lambda spec: [],
+) -> None:
     def build(spec: ModelSpec) -> Architecture:
-        return Architecture(name=name, description=description, prefix=prefix(spec), layers=layers(spec),
-                            final=final_program)
+        return Architecture(
+            name=name, description=description, prefix=prefix(spec), layers=layers(spec), final=final_program
+        )
 
     SEEDS[name] = Seed(name, description, build)
 
@@ -283,20 +303,45 @@ RMS_FINAL = final("rmsnorm")
 NO_FINAL = final(None)
 
 _seed("transformer", "Pre-LN Transformer, ReLU FFN with biases, final LN", _pre_ln("relu"), T5_FINAL)
-_seed("transformer_postln", "Post-LN Transformer (Vaswani et al.), no final norm",
-      lambda spec: [post_norm(attention(), ffn("relu"))], NO_FINAL)
-_seed("primer_ez", "Primer-EZ: Pre-LN + squared ReLU + depthwise convs after Q, K, V",
-      lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu", "square"), eps=T5_EPS)], T5_FINAL)
-_seed("mdha", "Transformer with Primer's depthwise convs after Q, K and V (MDHA) and nothing else",
-      lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu"), eps=T5_EPS)], T5_FINAL)
-_seed("primer", "released Primer: MDHA with shared QK, squared ReLU, pre/post norm", lambda spec: [primer_layer()],
-      T5_FINAL)
+_seed(
+    "transformer_postln",
+    "Post-LN Transformer (Vaswani et al.), no final norm",
+    lambda spec: [post_norm(attention(), ffn("relu"))],
+    NO_FINAL,
+)
+_seed(
+    "primer_ez",
+    "Primer-EZ: Pre-LN + squared ReLU + depthwise convs after Q, K, V",
+    lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu", "square"), eps=T5_EPS)],
+    T5_FINAL,
+)
+_seed(
+    "mdha",
+    "Transformer with Primer's depthwise convs after Q, K and V (MDHA) and nothing else",
+    lambda spec: [pre_norm("layernorm", attention(dconv=True), ffn("relu"), eps=T5_EPS)],
+    T5_FINAL,
+)
+_seed(
+    "primer",
+    "released Primer: MDHA with shared QK, squared ReLU, pre/post norm",
+    lambda spec: [primer_layer()],
+    T5_FINAL,
+)
 _seed("parallel", "parallel block: x + MHA(LN x) + FFN(LN x)", lambda spec: [parallel_layer()], LN_FINAL)
-_seed("sas", "simplified attention sub-block (He & Hofmann): shaped attention, no V/P, no attention skip",
-      lambda spec: [sas_layer(first_layer=False, parallel=False)], LN_FINAL,
-      prefix=lambda spec: [sas_layer(first_layer=True, parallel=False)])
-_seed("sas_p", "SAS-P: parallel simplified block without any skip", lambda spec: [sas_layer(False, True)], LN_FINAL,
-      prefix=lambda spec: [sas_layer(first_layer=True, parallel=True)])
+_seed(
+    "sas",
+    "simplified attention sub-block (He & Hofmann): shaped attention, no V/P, no attention skip",
+    lambda spec: [sas_layer(first_layer=False, parallel=False)],
+    LN_FINAL,
+    prefix=lambda spec: [sas_layer(first_layer=True, parallel=False)],
+)
+_seed(
+    "sas_p",
+    "SAS-P: parallel simplified block without any skip",
+    lambda spec: [sas_layer(False, True)],
+    LN_FINAL,
+    prefix=lambda spec: [sas_layer(first_layer=True, parallel=True)],
+)
 
 
 def _deepnorm(spec: ModelSpec) -> list[Program]:
@@ -307,37 +352,79 @@ def _deepnorm(spec: ModelSpec) -> list[Program]:
 
 
 _seed("deepnorm", "DeepNet: LN(α·x + G(x)), α = (2L)^¼, Xavier gain β = (8L)^-¼ on FFN, V, O", _deepnorm, NO_FINAL)
-_seed("transformer_pp", "Transformer++: RMSNorm everywhere + SwiGLU (d_ff · 2/3)",
-      lambda spec: [pre_norm("rmsnorm", attention(), glu_ffn("swish"))], RMS_FINAL)
+_seed(
+    "transformer_pp",
+    "Transformer++: RMSNorm everywhere + SwiGLU (d_ff · 2/3)",
+    lambda spec: [pre_norm("rmsnorm", attention(), glu_ffn("swish"))],
+    RMS_FINAL,
+)
 _seed("squared_relu", "Transformer with squared ReLU in the FFN", _pre_ln("relu", "square"), T5_FINAL)
 for _act in ("gelu", "swish", "elu", "selu", "sigmoid", "softplus"):
     _seed(_act, f"Transformer with {_act} in the FFN (Narang et al.)", _pre_ln(_act), T5_FINAL)
 for _name, _gate in (("glu", "sigmoid"), ("reglu", "relu"), ("geglu", "gelu"), ("swiglu", "swish"), ("liglu", None)):
-    _seed(_name, f"Transformer with a {_name} FFN, d_ff · 2/3 for equal parameters (Shazeer)",
-          lambda spec, gate=_gate: [pre_norm("layernorm", attention(), glu_ffn(gate), eps=T5_EPS)], T5_FINAL)
-_seed("rmsnorm", "Transformer with RMSNorm in place of every LayerNorm", lambda spec: [pre_norm("rmsnorm", attention(), ffn("relu"))],
-      RMS_FINAL)
-_seed("rezero", "ReZero: y = x + a·F(x), a = 0 at init, no norms", lambda spec: [rezero(None, attention(), ffn("relu"))],
-      NO_FINAL)
-_seed("rezero_ln", "ReZero + LayerNorm: y = x + a·F(LN x), final LN",
-      lambda spec: [rezero("layernorm", attention(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
-_seed("rezero_rms", "ReZero + RMSNorm: y = x + a·F(RMSNorm x), final RMSNorm",
-      lambda spec: [rezero("rmsnorm", attention(), ffn("relu"))], RMS_FINAL)
-_seed("fixup", "Fixup: y = x + s·F(x + b), depth-scaled He init, zero output layers, no norms",
-      lambda spec: [fixup_layer(spec.n_layers, spec.d_model)], final("shift"))
-
+    _seed(
+        _name,
+        f"Transformer with a {_name} FFN, d_ff · 2/3 for equal parameters (Shazeer)",
+        lambda spec, gate=_gate: [pre_norm("layernorm", attention(), glu_ffn(gate), eps=T5_EPS)],
+        T5_FINAL,
+    )
+_seed(
+    "rmsnorm",
+    "Transformer with RMSNorm in place of every LayerNorm",
+    lambda spec: [pre_norm("rmsnorm", attention(), ffn("relu"))],
+    RMS_FINAL,
+)
+_seed(
+    "rezero",
+    "ReZero: y = x + a·F(x), a = 0 at init, no norms",
+    lambda spec: [rezero(None, attention(), ffn("relu"))],
+    NO_FINAL,
+)
+_seed(
+    "rezero_ln",
+    "ReZero + LayerNorm: y = x + a·F(LN x), final LN",
+    lambda spec: [rezero("layernorm", attention(), ffn("relu"), eps=T5_EPS)],
+    T5_FINAL,
+)
+_seed(
+    "rezero_rms",
+    "ReZero + RMSNorm: y = x + a·F(RMSNorm x), final RMSNorm",
+    lambda spec: [rezero("rmsnorm", attention(), ffn("relu"))],
+    RMS_FINAL,
+)
+_seed(
+    "fixup",
+    "Fixup: y = x + s·F(x + b), depth-scaled He init, zero output layers, no norms",
+    lambda spec: [fixup_layer(spec.n_layers, spec.d_model)],
+    final("shift"),
+)
 
 
 # today's blocks (2023-2026)
-_seed("llama", "Llama: pre-RMSNorm, rotary positions on Q and K, SwiGLU (d_ff · 2/3), no biases",
-      lambda spec: [pre_norm("rmsnorm", attention(rotary=True), glu_ffn("swish", bias=False))], RMS_FINAL)
-_seed("speedrun", "modded-nanogpt speedrun block: pre-RMSNorm, QK-norm, rotary, squared ReLU, zero-initialised "
-                  "output projections",
-      lambda spec: [pre_norm("rmsnorm", attention(qk_norm=True, rotary=True, out_init=zeros()),
-                             ffn("relu", "square", bias=False, down_init=zeros()))], RMS_FINAL)
-_seed("canon", "Llama with residual Canon layers (causal depthwise convs, kernel 4) at points A, B, C and D",
-      lambda spec: [canon_norm_layer(attention(rotary=True, canon=True), glu_ffn("swish", bias=False, canon=True))],
-      RMS_FINAL)
+_seed(
+    "llama",
+    "Llama: pre-RMSNorm, rotary positions on Q and K, SwiGLU (d_ff · 2/3), no biases",
+    lambda spec: [pre_norm("rmsnorm", attention(rotary=True), glu_ffn("swish", bias=False))],
+    RMS_FINAL,
+)
+_seed(
+    "speedrun",
+    "modded-nanogpt speedrun block: pre-RMSNorm, QK-norm, rotary, squared ReLU, zero-initialised output projections",
+    lambda spec: [
+        pre_norm(
+            "rmsnorm",
+            attention(qk_norm=True, rotary=True, out_init=zeros()),
+            ffn("relu", "square", bias=False, down_init=zeros()),
+        )
+    ],
+    RMS_FINAL,
+)
+_seed(
+    "canon",
+    "Llama with residual Canon layers (causal depthwise convs, kernel 4) at points A, B, C and D",
+    lambda spec: [canon_norm_layer(attention(rotary=True, canon=True), glu_ffn("swish", bias=False, canon=True))],
+    RMS_FINAL,
+)
 
 
 def _kv_groups(spec: ModelSpec, kv_heads: int = 2) -> int:
@@ -346,18 +433,38 @@ def _kv_groups(spec: ModelSpec, kv_heads: int = 2) -> int:
     return groups if groups in (1, 2, 4, 8) else 1
 
 
-_seed("gqa", "Llama with grouped-query attention: 2 key/value heads shared by the query heads",
-      lambda spec: [pre_norm("rmsnorm", attention(rotary=True, kv_groups=_kv_groups(spec)),
-                             glu_ffn("swish", bias=False))], RMS_FINAL)
-_seed("primer_t5", "Primer-EZ with T5's relative position bias on the logits (Primer's released configs)",
-      lambda spec: [pre_norm("layernorm", attention(dconv=True, relative_bias=True), ffn("relu", "square"),
-                             eps=T5_EPS)], T5_FINAL)
-_seed("linear_attention", "Transformer with causal linear attention (φ = elu + 1) in place of softmax attention",
-      lambda spec: [pre_norm("layernorm", linear_attention(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
-_seed("gla", "gated linear attention (decay per head, head norm, swish output gate) + SwiGLU, pre-RMSNorm",
-      lambda spec: [pre_norm("rmsnorm", gated_linear_attention(), glu_ffn("swish", bias=False))], RMS_FINAL)
-_seed("hyena_lite", "attention-free: short depthwise convolutions with multiplicative gating (H3 / Hyena order 2)",
-      lambda spec: [pre_norm("layernorm", short_conv_mixer(), ffn("relu"), eps=T5_EPS)], T5_FINAL)
+_seed(
+    "gqa",
+    "Llama with grouped-query attention: 2 key/value heads shared by the query heads",
+    lambda spec: [
+        pre_norm("rmsnorm", attention(rotary=True, kv_groups=_kv_groups(spec)), glu_ffn("swish", bias=False))
+    ],
+    RMS_FINAL,
+)
+_seed(
+    "primer_t5",
+    "Primer-EZ with T5's relative position bias on the logits (Primer's released configs)",
+    lambda spec: [pre_norm("layernorm", attention(dconv=True, relative_bias=True), ffn("relu", "square"), eps=T5_EPS)],
+    T5_FINAL,
+)
+_seed(
+    "linear_attention",
+    "Transformer with causal linear attention (φ = elu + 1) in place of softmax attention",
+    lambda spec: [pre_norm("layernorm", linear_attention(), ffn("relu"), eps=T5_EPS)],
+    T5_FINAL,
+)
+_seed(
+    "gla",
+    "gated linear attention (decay per head, head norm, swish output gate) + SwiGLU, pre-RMSNorm",
+    lambda spec: [pre_norm("rmsnorm", gated_linear_attention(), glu_ffn("swish", bias=False))],
+    RMS_FINAL,
+)
+_seed(
+    "hyena_lite",
+    "attention-free: short depthwise convolutions with multiplicative gating (H3 / Hyena order 2)",
+    lambda spec: [pre_norm("layernorm", short_conv_mixer(), ffn("relu"), eps=T5_EPS)],
+    T5_FINAL,
+)
 
 
 def ablated(sublayer: Literal["attention", "ffn"], spec: ModelSpec | None = None) -> Architecture:
@@ -366,8 +473,14 @@ def ablated(sublayer: Literal["attention", "ffn"], spec: ModelSpec | None = None
     kept = {"attention": ffn("relu"), "ffn": attention()}[sublayer]
     b = Builder("main")
     y = b.add("x", b.call(kept.name, b.layernorm("x", eps=T5_EPS, out="norm"), out="branch"), out="y")
-    return validate_architecture(Architecture(name=f"no_{sublayer}", description=f"the Transformer without {sublayer}",
-                                              layers=[Program(subprograms=[b.build(y), kept])], final=T5_FINAL))
+    return validate_architecture(
+        Architecture(
+            name=f"no_{sublayer}",
+            description=f"the Transformer without {sublayer}",
+            layers=[Program(subprograms=[b.build(y), kept])],
+            final=T5_FINAL,
+        )
+    )
 
 
 def seed(name: str, spec: ModelSpec | None = None) -> Architecture:

@@ -21,17 +21,69 @@ from .types import MODEL_UNITS, ValueType, seq
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # matched in full: no trailing newline slips through
 #: Names the generated PyTorch source uses itself, and the attributes of torch's nn.Module a
 #: value (compiled to ``self.<name>``) would shadow (tests check this list against torch's).
-RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super", "training", "add_module", "apply", "bfloat16",
-                      "buffers", "call_super_init", "children", "compile", "cpu", "cuda", "double", "dump_patches",
-                      "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter",
-                      "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers",
-                      "named_children", "named_modules", "named_parameters", "parameters", "register_backward_hook",
-                      "register_buffer", "register_forward_hook", "register_forward_pre_hook",
-                      "register_full_backward_hook", "register_full_backward_pre_hook",
-                      "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
-                      "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
-                      "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
-                      "to_empty", "train", "type", "xpu", "zero_grad"})
+RESERVED = frozenset(
+    {
+        "self",
+        "torch",
+        "nn",
+        "F",
+        "math",
+        "super",
+        "training",
+        "add_module",
+        "apply",
+        "bfloat16",
+        "buffers",
+        "call_super_init",
+        "children",
+        "compile",
+        "cpu",
+        "cuda",
+        "double",
+        "dump_patches",
+        "eval",
+        "extra_repr",
+        "float",
+        "forward",
+        "get_buffer",
+        "get_extra_state",
+        "get_parameter",
+        "get_submodule",
+        "half",
+        "ipu",
+        "load_state_dict",
+        "modules",
+        "mtia",
+        "named_buffers",
+        "named_children",
+        "named_modules",
+        "named_parameters",
+        "parameters",
+        "register_backward_hook",
+        "register_buffer",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_module",
+        "register_parameter",
+        "register_state_dict_post_hook",
+        "register_state_dict_pre_hook",
+        "requires_grad_",
+        "set_extra_state",
+        "set_submodule",
+        "share_memory",
+        "state_dict",
+        "to",
+        "to_empty",
+        "train",
+        "type",
+        "xpu",
+        "zero_grad",
+    }
+)
 
 
 class ProgramError(ValueError):
@@ -85,23 +137,38 @@ def validate_program(program: Program, where: str = "program", normal: Collectio
         if name in names[:i]:
             raise ProgramError(f"{where}.subprograms[{i}]", f"subprogram name {name!r} is used twice")
     if len(program.main.params) != 1:
-        raise ProgramError(f"{where}.{program.main.name}", f"main takes exactly one input (the residual stream), not {len(program.main.params)}")
-    subprograms = [s if any(s is n for n in normal) else _normalise(program, s, f"{where}.{s.name}")
-                   for s in program.subprograms]
+        raise ProgramError(
+            f"{where}.{program.main.name}",
+            f"main takes exactly one input (the residual stream), not {len(program.main.params)}",
+        )
+    subprograms = [
+        s if any(s is n for n in normal) else _normalise(program, s, f"{where}.{s.name}") for s in program.subprograms
+    ]
     unchanged = all(new is old for new, old in zip(subprograms, program.subprograms))
     normalised = program if unchanged else Program(subprograms=subprograms)
     out = infer_types(normalised, 0, [seq(MODEL_UNITS)], where)[normalised.main.output]
     if out != seq(MODEL_UNITS):
-        raise ProgramError(f"{where}.{program.main.name}", f"output {program.main.output!r} is {out}, but a layer must return seq[{MODEL_UNITS}]")
+        raise ProgramError(
+            f"{where}.{program.main.name}",
+            f"output {program.main.output!r} is {out}, but a layer must return seq[{MODEL_UNITS}]",
+        )
     return normalised
 
 
 def _check_name(name: str, where: str) -> None:
     if not isinstance(name, str) or not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED:
-        reserved = "a Python keyword" if keyword.iskeyword(name) else "reserved by the generated nn.Module" \
-            if name in RESERVED else "not a plain name"
-        raise ProgramError(where, f"bad name {name!r} ({reserved}): use lower-case letters, digits and _, "
-                                  "starting with a letter, at most 64 characters")
+        reserved = (
+            "a Python keyword"
+            if keyword.iskeyword(name)
+            else "reserved by the generated nn.Module"
+            if name in RESERVED
+            else "not a plain name"
+        )
+        raise ProgramError(
+            where,
+            f"bad name {name!r} ({reserved}): use lower-case letters, digits and _, "
+            "starting with a letter, at most 64 characters",
+        )
 
 
 def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
@@ -171,9 +238,11 @@ def _at(where: str, index: int, ins: Instruction) -> str:
 def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: str) -> dict[str, Any]:
     if ins.op == CALL:
         target = ins.attrs.get("target")
-        later = [s.name for s in program.subprograms[program.subprograms.index(sub) + 1:]]
+        later = [s.name for s in program.subprograms[program.subprograms.index(sub) + 1 :]]
         if target not in later:
-            raise ProgramError(at, f"call target {target!r} must name a later subprogram ({', '.join(later) or 'none'})")
+            raise ProgramError(
+                at, f"call target {target!r} must name a later subprogram ({', '.join(later) or 'none'})"
+            )
         if set(ins.attrs) != {"target"}:
             raise ProgramError(at, f"call takes only the attribute 'target', not {sorted(set(ins.attrs) - {'target'})}")
         arity = len(program.subprogram(target).params)
@@ -187,7 +256,9 @@ def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: st
         raise ProgramError(at, f"{ins.op} takes {op.arity} input(s), got {len(ins.inputs)}")
     unknown = set(ins.attrs) - set(op.attrs)
     if unknown:
-        raise ProgramError(at, f"{ins.op} has no attribute {sorted(unknown)[0]!r} (it takes {sorted(op.attrs) or 'none'})")
+        raise ProgramError(
+            at, f"{ins.op} has no attribute {sorted(unknown)[0]!r} (it takes {sorted(op.attrs) or 'none'})"
+        )
     attrs = {}
     for name, spec in op.attrs.items():
         try:
@@ -197,8 +268,9 @@ def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: st
     return attrs
 
 
-def infer_types(program: Program, index: int, inputs: list[ValueType], where: str = "program",
-                memo: dict | None = None) -> dict[str, ValueType]:
+def infer_types(
+    program: Program, index: int, inputs: list[ValueType], where: str = "program", memo: dict | None = None
+) -> dict[str, ValueType]:
     """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program).
     ``memo`` (a dict the caller keeps for this program) saves inferring a callee twice."""
     key = (index, tuple(inputs))
@@ -217,8 +289,10 @@ def infer_types(program: Program, index: int, inputs: list[ValueType], where: st
         op = REGISTRY[ins.op]
         for position, (arg, kinds) in enumerate(zip(args, op.inputs)):
             if arg.kind not in kinds:
-                raise ProgramError(_at(f"{where}.{sub.name}", i, ins), f"input {position + 1} ({ins.inputs[position]}) "
-                                                                      f"is {arg}, but {ins.op} takes {' or '.join(kinds)}")
+                raise ProgramError(
+                    _at(f"{where}.{sub.name}", i, ins),
+                    f"input {position + 1} ({ins.inputs[position]}) is {arg}, but {ins.op} takes {' or '.join(kinds)}",
+                )
         try:
             types[ins.out] = op.infer(args, ins.attrs)
         except OpError as error:

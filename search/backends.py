@@ -96,8 +96,9 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
     except OSError as error:
-        raise BackendError(f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: "
-                           f"{error.strerror or error}") from None
+        raise BackendError(
+            f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: {error.strerror or error}"
+        ) from None
 
 
 def local_gpus(gpus_per_worker: float) -> int | None:
@@ -109,8 +110,10 @@ def local_gpus(gpus_per_worker: float) -> int | None:
 
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if have < math.ceil(gpus_per_worker):
-        raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but this machine has {have} CUDA GPU(s): "
-                           "set gpus_per_worker = 0 to train on the CPU, or --ray-address a cluster with GPUs")
+        raise BackendError(
+            f"gpus_per_worker = {gpus_per_worker:g}, but this machine has {have} CUDA GPU(s): "
+            "set gpus_per_worker = 0 to train on the CPU, or --ray-address a cluster with GPUs"
+        )
     return have
 
 
@@ -137,9 +140,17 @@ class RayBackend:
     ``shared`` objects go into Ray's object store once and reach every task as keyword
     arguments (``fn(job, **shared)``): the tokenized corpus for nodes that lack its cache."""
 
-    def __init__(self, fn: JobFunction, workers: int, address: str | None = None, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0, max_retries: int = 2, timeout_s: float | None = None,
-                 shared: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        fn: JobFunction,
+        workers: int,
+        address: str | None = None,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float = 0,
+        max_retries: int = 2,
+        timeout_s: float | None = None,
+        shared: dict[str, Any] | None = None,
+    ):
         import ray
 
         self.ray = ray
@@ -150,12 +161,19 @@ class RayBackend:
             else:
                 start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1), local_gpus(gpus_per_worker))
         if gpus_per_worker and ray.cluster_resources().get("GPU", 0) < gpus_per_worker:
-            raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has "
-                               f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
+            raise BackendError(
+                f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has "
+                f"{ray.cluster_resources().get('GPU', 0):g} GPUs"
+            )
         self.capacity = workers
         self.timeout_s = timeout_s
-        self.remote = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_retries=max_retries,
-                                 retry_exceptions=False, runtime_env=worker_env())(fn)
+        self.remote = ray.remote(
+            num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker,
+            max_retries=max_retries,
+            retry_exceptions=False,
+            runtime_env=worker_env(),
+        )(fn)
         self.shared = {name: ray.put(value) for name, value in (shared or {}).items()}
         self.pending: dict[Any, tuple[Hashable, float]] = {}
 

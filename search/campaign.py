@@ -123,9 +123,14 @@ class CampaignConfig(BaseModel):
         if "vocab_size" in data:
             spec["vocab_size"] = data["vocab_size"]
         train = {**preset.train.model_dump(), "eval_points": 0, "threads": 1, **_given(data.get("train"))}
-        return {**data, "spec": spec, "train": train, "vocab_size": spec["vocab_size"],
-                "budget": data.get("budget", preset.budget),
-                "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens)}
+        return {
+            **data,
+            "spec": spec,
+            "train": train,
+            "vocab_size": spec["vocab_size"],
+            "budget": data.get("budget", preset.budget),
+            "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens),
+        }
 
     @field_validator("max_flops_ratio", "min_flops_ratio", "max_parameters_ratio", mode="before")
     @classmethod
@@ -136,8 +141,10 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _plain_name(cls, name: str) -> str:
         if not NAME.fullmatch(name):
-            raise ValueError(f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
-                             "starting with a letter or digit, at most 100 characters")
+            raise ValueError(
+                f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
+                "starting with a letter or digit, at most 100 characters"
+            )
         return name
 
     @model_validator(mode="after")
@@ -163,8 +170,9 @@ class CampaignConfig(BaseModel):
     def _hurdle_count(self) -> "CampaignConfig":
         if self.hurdle_fractions is not None:
             if "hurdles" in self.model_fields_set and self.hurdles != len(self.hurdle_fractions):
-                raise ValueError(f"hurdles = {self.hurdles} but hurdle_fractions has {len(self.hurdle_fractions)}: "
-                                 "give one of them")
+                raise ValueError(
+                    f"hurdles = {self.hurdles} but hurdle_fractions has {len(self.hurdle_fractions)}: give one of them"
+                )
             self.hurdles = len(self.hurdle_fractions)
         return self
 
@@ -184,7 +192,9 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _known_mutations(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         if weights and set(weights) - set(MUTATIONS):
-            raise ValueError(f"unknown mutation(s) {sorted(set(weights) - set(MUTATIONS))}; known: {', '.join(MUTATIONS)}")
+            raise ValueError(
+                f"unknown mutation(s) {sorted(set(weights) - set(MUTATIONS))}; known: {', '.join(MUTATIONS)}"
+            )
         return weights
 
     @classmethod
@@ -195,8 +205,9 @@ class CampaignConfig(BaseModel):
 
     def hurdle_policy(self) -> HurdlePolicy:
         positions = halving_positions(self.hurdles) if self.hurdle_fractions is None else self.hurdle_fractions
-        return HurdlePolicy(tuple(positions), rule=self.hurdle_rule, quantile=self.hurdle_quantile,
-                            min_samples=self.hurdle_min_samples)
+        return HurdlePolicy(
+            tuple(positions), rule=self.hurdle_rule, quantile=self.hurdle_quantile, min_samples=self.hurdle_min_samples
+        )
 
     def recipe(self) -> str:
         """What makes two evaluations comparable: fitness is reused only under the same recipe."""
@@ -205,7 +216,9 @@ class CampaignConfig(BaseModel):
             keys += ("hurdle_fractions",)
         if self.screen:  # a screened-out result is reused only under the same screen
             keys += ("screen", "screen_margin", "screen_steps", "seed")
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
     def timeout(self) -> float:
         """Seconds before an evaluation is cancelled: ``eval_timeout_s``, else derived from the
@@ -242,8 +255,10 @@ def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> Non
     for name, architecture in seeds.items():
         need = config.workers * training_memory_bytes(config.spec, architecture, config.train.batch_size)
         if need > free:
-            raise ValueError(f"{config.workers} workers training {name} need about {need / 2**30:.1f} GiB, "
-                             f"{free / 2**30:.1f} GiB is free: check spec (layers, seq_len, d_model), batch_size, workers")
+            raise ValueError(
+                f"{config.workers} workers training {name} need about {need / 2**30:.1f} GiB, "
+                f"{free / 2**30:.1f} GiB is free: check spec (layers, seq_len, d_model), batch_size, workers"
+            )
 
 
 def _cost(spec: ModelSpec, architecture: Architecture) -> tuple[float, int]:
@@ -304,9 +319,15 @@ class Parent:
 class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
 
-    def __init__(self, repository: Repository, config: CampaignConfig, backend: Backend | None = None,
-                 on_event: Callable[[Event], None] = lambda event: None, job: JobFunction = run_job,
-                 force: bool = False):
+    def __init__(
+        self,
+        repository: Repository,
+        config: CampaignConfig,
+        backend: Backend | None = None,
+        on_event: Callable[[Event], None] = lambda event: None,
+        job: JobFunction = run_job,
+        force: bool = False,
+    ):
         self.repo, self.config, self.on_event, self.force = repository, config, on_event, force
         # Everything that can fail is tried before the campaign is written: a failed start
         # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
@@ -322,8 +343,9 @@ class Campaign:
         self.config.train.hurdles = list(self.policy.positions)
         self.recipe = config.recipe()
         self._seed_costs = {name: _cost(config.spec, a) for name, a in self.seeds.items()}
-        self.evolution = AgingEvolution(self.seeds, config.population, config.sample, config.seed,
-                                        config.mutation_weights, accept=self._passes_gate)
+        self.evolution = AgingEvolution(
+            self.seeds, config.population, config.sample, config.seed, config.mutation_weights, accept=self._passes_gate
+        )
         self.rejections: dict[str, int] = {}
         self._accepted: tuple[Architecture, Vetted] | None = None  # the child the gate passed last
         # (id, attempt) of each submitted job → the individual and the thresholds it was sent
@@ -331,11 +353,19 @@ class Campaign:
         self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
         self._hurdle_losses: list[RecordedLosses] = []
         # What every job of the campaign shares, validated and serialised once.
-        self._job_frame = EvalJob(architecture_json="", spec=config.spec, budget=config.budget, train=config.train,
-                                  corpus=config.corpus, vocab_size=config.vocab_size,
-                                  max_train_tokens=config.max_train_tokens, screen=config.screen,
-                                  screen_seed=config.seed, screen_steps=config.screen_steps,
-                                  return_weights=config.ray_address is not None).model_dump(mode="json")
+        self._job_frame = EvalJob(
+            architecture_json="",
+            spec=config.spec,
+            budget=config.budget,
+            train=config.train,
+            corpus=config.corpus,
+            vocab_size=config.vocab_size,
+            max_train_tokens=config.max_train_tokens,
+            screen=config.screen,
+            screen_seed=config.seed,
+            screen_steps=config.screen_steps,
+            return_weights=config.ray_address is not None,
+        ).model_dump(mode="json")
         self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
 
     # ----------------------------------------------------------------- the loop
@@ -363,7 +393,9 @@ class Campaign:
         for root in self.repo.roots(cid):  # the seeds' screen scores, recorded with them
             if scores := self.repo.screen_of(root.id):
                 self._screen_bars[root.root_seed] = bars(scores, self.config.screen_margin)
-        self._hurdle_losses = [RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))]
+        self._hurdle_losses = [
+            RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))
+        ]
         for individual in self.repo.unfinished(cid):
             self._submit(individual, self.repo.mark_running(individual.id))
         birth = self.repo.next_birth(cid)
@@ -378,8 +410,10 @@ class Campaign:
                     for key, result in results:
                         self._record(key, result)
                     dispatch: list[IndividualRecord] = []
-                    while (self.backend.in_flight() + len(dispatch) < self.backend.capacity
-                           and birth < self.config.max_evals):
+                    while (
+                        self.backend.in_flight() + len(dispatch) < self.backend.capacity
+                        and birth < self.config.max_evals
+                    ):
                         individual = self._propose(birth)
                         if individual is not None:
                             dispatch.append(individual)
@@ -391,8 +425,10 @@ class Campaign:
                 results = self.backend.wait(timeout=1.0)
                 if time.monotonic() - beat > HEARTBEAT_S:
                     if not self.repo.heartbeat(cid, host, pid):
-                        raise CampaignBusy(f"campaign {self.config.name} was taken over by another driver "
-                                           "(search resume --force); this one stops")
+                        raise CampaignBusy(
+                            f"campaign {self.config.name} was taken over by another driver "
+                            "(search resume --force); this one stops"
+                        )
                     beat = time.monotonic()
         finally:
             self.backend.shutdown()
@@ -409,11 +445,17 @@ class Campaign:
         accepted, self._accepted = self._accepted, None
         architecture = proposal.architecture
         vetted = accepted[1] if accepted and accepted[0] is architecture else self._vet(architecture)
-        seed_scores, failure = self._screen_seed(proposal.root_seed, architecture) \
-            if proposal.parent_id is None and self.config.screen and not vetted.rejection else ([], None)
+        seed_scores, failure = (
+            self._screen_seed(proposal.root_seed, architecture)
+            if proposal.parent_id is None and self.config.screen and not vetted.rejection
+            else ([], None)
+        )
         if vetted.rejection:  # only a seed gets here: children are redrawn instead
-            result = {"status": "error", "fitness": None,
-                      "message": f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}"}
+            result = {
+                "status": "error",
+                "fitness": None,
+                "message": f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}",
+            }
         elif failure:
             result = {"status": "error", "fitness": None, "message": failure}
         elif vetted.original is not None:
@@ -423,9 +465,17 @@ class Campaign:
         else:
             result = None  # to be trained
         individual = self.repo.add_individual(
-            cid, birth, architecture.to_json(indent=None), vetted.arch_hash, proposal.root_seed,
-            self.recipe, proposal.parent_id, proposal.mutation, fingerprint=vetted.fingerprint,
-            dispatched=result is None)
+            cid,
+            birth,
+            architecture.to_json(indent=None),
+            vetted.arch_hash,
+            proposal.root_seed,
+            self.recipe,
+            proposal.parent_id,
+            proposal.mutation,
+            fingerprint=vetted.fingerprint,
+            dispatched=result is None,
+        )
         if seed_scores:
             self.repo.record_screen(individual.id, seed_scores)
             self._screen_bars[proposal.root_seed] = bars(seed_scores, self.config.screen_margin)
@@ -437,11 +487,16 @@ class Campaign:
     def _screen_seed(self, name: str, architecture: Architecture) -> tuple[list[dict[str, Any]], str | None]:
         """(the seed's screen scores, or why the screen could not run it). The driver's own
         work, once per seed: the bar its children face."""
-        self.on_event({"kind": "preparing", "message": f"scoring seed {name} on the screen ({', '.join(self.config.screen)})"})
+        self.on_event(
+            {"kind": "preparing", "message": f"scoring seed {name} on the screen ({', '.join(self.config.screen)})"}
+        )
         try:
             return run_screen(architecture, self.config.screen, self.config.seed, self.config.screen_steps), None
         except Exception as error:  # noqa: BLE001 - recorded as the seed's failure; the campaign goes on
-            return [], f"seed {name} could not be scored on the screen: {type(error).__name__}: {' '.join(str(error).split())}"
+            return (
+                [],
+                f"seed {name} could not be scored on the screen: {type(error).__name__}: {' '.join(str(error).split())}",
+            )
 
     def _store(self, individual_id: int, attempt: int, result: dict[str, Any]) -> bool:
         """Record a result and its screen scores (in the caller's transaction); False if stale."""
@@ -475,8 +530,10 @@ class Campaign:
         if config.min_flops_ratio is config.max_flops_ratio is config.max_parameters_ratio is None:
             return None
         (flops, params), (seed_flops, seed_params) = _cost(config.spec, architecture), self._seed_costs[root_seed]
-        checks = [("FLOPs per token", flops / seed_flops, config.min_flops_ratio, config.max_flops_ratio),
-                  ("parameters", params / seed_params, None, config.max_parameters_ratio)]
+        checks = [
+            ("FLOPs per token", flops / seed_flops, config.min_flops_ratio, config.max_flops_ratio),
+            ("parameters", params / seed_params, None, config.max_parameters_ratio),
+        ]
         for what, ratio, low, high in checks:
             if (low is not None and ratio < low) or (high is not None and ratio > high):
                 bounds = f"[{low if low is not None else 0:g}, {high if high is not None else math.inf:g}]"
@@ -496,20 +553,36 @@ class Campaign:
     def _duplicate_result(self, original: IndividualRecord) -> dict[str, Any]:
         """FEC: reuse the fitness (and the screen scores) of a functionally equal individual; no training."""
         screen = [asdict(s) for s in self.repo.screen_of(original.id)]
-        return {"status": "duplicate", "message": f"functionally equal to individual {original.id}"
-                f"{' (screened out)' if original.status == 'screened_out' else ''}", "screen": screen,
-                "duplicate_of": original.id, "fitness": original.fitness, "val_loss": original.val_loss,
-                "perplexity": original.perplexity, "bits_per_byte": original.bits_per_byte,
-                "parameters": original.parameters, "hurdles_passed": original.hurdles_passed}
+        return {
+            "status": "duplicate",
+            "message": f"functionally equal to individual {original.id}"
+            f"{' (screened out)' if original.status == 'screened_out' else ''}",
+            "screen": screen,
+            "duplicate_of": original.id,
+            "fitness": original.fitness,
+            "val_loss": original.val_loss,
+            "perplexity": original.perplexity,
+            "bits_per_byte": original.bits_per_byte,
+            "parameters": original.parameters,
+            "hurdles_passed": original.hurdles_passed,
+        }
 
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""
         thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
         self._in_flight[(individual.id, attempt)] = individual, thresholds
-        screen = {"screen": [], "screen_bars": {}} if individual.parent_id is None else \
-            {"screen_bars": self._screen_bars.get(individual.root_seed, {})}  # a seed's scores are recorded already
-        job = {**self._job_frame, **screen, "architecture_json": individual.architecture_json, "thresholds": thresholds,
-               "weights_path": self._weights_path(individual) if self.config.keep_weights else None}
+        screen = (
+            {"screen": [], "screen_bars": {}}
+            if individual.parent_id is None
+            else {"screen_bars": self._screen_bars.get(individual.root_seed, {})}
+        )  # a seed's scores are recorded already
+        job = {
+            **self._job_frame,
+            **screen,
+            "architecture_json": individual.architecture_json,
+            "thresholds": thresholds,
+            "weights_path": self._weights_path(individual) if self.config.keep_weights else None,
+        }
         self.backend.submit((individual.id, attempt), job)
         self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
 
@@ -522,18 +595,26 @@ class Campaign:
         result = land_weights(result)
         passed = result.get("hurdle_passed", [])
         if result.get("status") == "ok" and fitness_of(result) is None:  # a worker's claim the driver cannot use
-            result = {**result, "status": "error",
-                      "message": f"the worker reported ok with a validation loss of {result.get('val_loss')!r}"}
+            result = {
+                **result,
+                "status": "error",
+                "message": f"the worker reported ok with a validation loss of {result.get('val_loss')!r}",
+            }
         result = {**result, "fitness": fitness_of(result)}
         hurdles = result.get("hurdle_losses", [])
         # in the caller's transaction: the hurdles and the result land together, or not at all
         recorded = self._store(individual_id, attempt, result)
         for index, hurdle in enumerate(hurdles if recorded else []):
-            self.repo.record_hurdle(individual_id, index, hurdle["fraction"], hurdle.get("loss"),
-                                    thresholds[index] if index < len(thresholds) else None,
-                                    passed[index] if index < len(passed) else True)
+            self.repo.record_hurdle(
+                individual_id,
+                index,
+                hurdle["fraction"],
+                hurdle.get("loss"),
+                thresholds[index] if index < len(thresholds) else None,
+                passed[index] if index < len(passed) else True,
+            )
         if recorded:
-            for index, hurdle in enumerate(hurdles[:len(self._hurdle_losses)]):
+            for index, hurdle in enumerate(hurdles[: len(self._hurdle_losses)]):
                 self._hurdle_losses[index].add(hurdle.get("loss"))
         self._finished(individual, result, recorded)
 
@@ -545,10 +626,18 @@ class Campaign:
         self._emit(individual, result)
 
     def _emit(self, individual: IndividualRecord, result: dict[str, Any]) -> None:
-        self.on_event({"kind": "recorded", "id": individual.id, "birth": individual.birth,
-                       "status": result.get("status"), "fitness": result.get("fitness"),
-                       "mutation": individual.mutation, "rejections": dict(self.rejections),
-                       "invalid": dict(self.evolution.stats.invalid)})
+        self.on_event(
+            {
+                "kind": "recorded",
+                "id": individual.id,
+                "birth": individual.birth,
+                "status": result.get("status"),
+                "fitness": result.get("fitness"),
+                "mutation": individual.mutation,
+                "rejections": dict(self.rejections),
+                "invalid": dict(self.evolution.stats.invalid),
+            }
+        )
 
 
 def make_backend(config: CampaignConfig, job: JobFunction = run_job) -> Backend:
@@ -556,7 +645,21 @@ def make_backend(config: CampaignConfig, job: JobFunction = run_job) -> Backend:
     corpus travels through Ray's object store: the other nodes have no cache of it."""
     if config.backend == "inprocess":
         return InProcessBackend(job)
-    shared = None if config.ray_address is None else \
-        {"corpus": load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens).detached()}
-    return RayBackend(job, config.workers, address=config.ray_address, gpus_per_worker=config.gpus_per_worker,
-                      max_retries=config.max_retries, timeout_s=config.timeout(), shared=shared)
+    shared = (
+        None
+        if config.ray_address is None
+        else {
+            "corpus": load_tokenized(
+                config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens
+            ).detached()
+        }
+    )
+    return RayBackend(
+        job,
+        config.workers,
+        address=config.ray_address,
+        gpus_per_worker=config.gpus_per_worker,
+        max_retries=config.max_retries,
+        timeout_s=config.timeout(),
+        shared=shared,
+    )

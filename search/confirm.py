@@ -40,9 +40,17 @@ def candidates(repo: Repository, campaign_id: int, k: int) -> list[IndividualRec
     return list(chosen.values())
 
 
-def confirm(repo: Repository, config: CampaignConfig, k: int, seeds: int, budget: str,
-            backend: Backend | None = None, on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
-            job: Callable = run_job, individuals: list[IndividualRecord] | None = None) -> None:
+def confirm(
+    repo: Repository,
+    config: CampaignConfig,
+    k: int,
+    seeds: int,
+    budget: str,
+    backend: Backend | None = None,
+    on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
+    job: Callable = run_job,
+    individuals: list[IndividualRecord] | None = None,
+) -> None:
     """Run every (candidate, training seed) at ``budget`` not yet recorded. ``on_run(record,
     done, total)`` is called once before the first run (record None) and after each. The
     candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given."""
@@ -50,11 +58,22 @@ def confirm(repo: Repository, config: CampaignConfig, k: int, seeds: int, budget
     parse_budget(budget)
     recorded = {(r.individual_id, r.training_seed) for r in repo.confirmations(campaign.id) if r.budget == budget}
     chosen = candidates(repo, campaign.id, k) if individuals is None else individuals
-    todo = [(individual, s) for s in training_seeds(config, seeds) for individual in chosen
-            if (individual.id, s) not in recorded]
+    todo = [
+        (individual, s)
+        for s in training_seeds(config, seeds)
+        for individual in chosen
+        if (individual.id, s) not in recorded
+    ]
     train = config.train.model_copy(update={"hurdles": [], "eval_points": max(config.train.eval_points, EVAL_POINTS)})
-    frame = EvalJob(architecture_json="", spec=config.spec, budget=budget, train=train, corpus=config.corpus,
-                    vocab_size=config.vocab_size, max_train_tokens=config.max_train_tokens).model_dump(mode="json")
+    frame = EvalJob(
+        architecture_json="",
+        spec=config.spec,
+        budget=budget,
+        train=train,
+        corpus=config.corpus,
+        vocab_size=config.vocab_size,
+        max_train_tokens=config.max_train_tokens,
+    ).model_dump(mode="json")
     backend = backend or make_backend(config.model_copy(update={"budget": budget}), job)
     total, done = len(todo), 0
     on_run(None, done, total)
@@ -62,8 +81,14 @@ def confirm(repo: Repository, config: CampaignConfig, k: int, seeds: int, budget
         while todo or backend.in_flight():
             while todo and backend.in_flight() < backend.capacity:
                 individual, s = todo.pop(0)
-                backend.submit((individual.id, s), {**frame, "architecture_json": individual.architecture_json,
-                                                    "train": {**frame["train"], "seed": s}})
+                backend.submit(
+                    (individual.id, s),
+                    {
+                        **frame,
+                        "architecture_json": individual.architecture_json,
+                        "train": {**frame["train"], "seed": s},
+                    },
+                )
             for (individual_id, s), result in backend.wait(timeout=1.0):
                 done += 1
                 on_run(repo.record_confirmation(individual_id, s, budget, result), done, total)
@@ -124,12 +149,26 @@ def summarize(repo: Repository, campaign_id: int, budget: str | None = None) -> 
                 continue
             paired += 1
             wins += r.val_loss < base.val_loss
-            value = speedup(validation_curve(base.result.get("loss_curve", []), axis),
-                            validation_curve(r.result.get("loss_curve", []), axis), math.log(vocab))
+            value = speedup(
+                validation_curve(base.result.get("loss_curve", []), axis),
+                validation_curve(r.result.get("loss_curve", []), axis),
+                math.log(vocab),
+            )
             if math.isfinite(value):
                 ups.append(value)
         loss_mean, loss_std = _mean_std([r.val_loss for r in finished.values()])
         up_mean, up_std = _mean_std(ups)
-        out[individual_id] = Confirmed(individual_id, individual.root_seed, budget, len(mine),
-                                       len(mine) - len(finished), loss_mean, loss_std, up_mean, up_std, wins, paired)
+        out[individual_id] = Confirmed(
+            individual_id,
+            individual.root_seed,
+            budget,
+            len(mine),
+            len(mine) - len(finished),
+            loss_mean,
+            loss_std,
+            up_mean,
+            up_std,
+            wins,
+            paired,
+        )
     return out

@@ -54,9 +54,16 @@ def tournament(population: Sequence[tuple[int, float | None]], sample_size: int,
 class AgingEvolution:
     """Proposes the campaign's next individual: the seeds first, then mutated tournament winners."""
 
-    def __init__(self, seeds: dict[str, Architecture], population_size: int, sample_size: int, campaign_seed: int,
-                 mutation_weights: dict[str, float] | None = None,
-                 accept: Callable[[Architecture], bool] = lambda a: True, max_tries: int = 1000):
+    def __init__(
+        self,
+        seeds: dict[str, Architecture],
+        population_size: int,
+        sample_size: int,
+        campaign_seed: int,
+        mutation_weights: dict[str, float] | None = None,
+        accept: Callable[[Architecture], bool] = lambda a: True,
+        max_tries: int = 1000,
+    ):
         self.seeds = seeds
         self.population_size, self.sample_size = population_size, sample_size
         self.campaign_seed = campaign_seed
@@ -65,8 +72,9 @@ class AgingEvolution:
         self.max_tries = max_tries
         self.stats = MutationStats()
 
-    def propose(self, birth: int, population: Sequence[tuple[int, float | None]],
-                load: Callable[[int], Member]) -> Proposal:
+    def propose(
+        self, birth: int, population: Sequence[tuple[int, float | None]], load: Callable[[int], Member]
+    ) -> Proposal:
         """``population``: (id, fitness) of the most recently finished individuals, oldest first
         (before anything has finished, the seed individuals); ``load`` fetches the winner."""
         names = list(self.seeds)
@@ -75,16 +83,23 @@ class AgingEvolution:
         rng = rng_for(self.campaign_seed, birth)
         barren = []
         for _ in range(PARENT_ATTEMPTS):
-            parent = load(tournament(population[-self.population_size:], self.sample_size, rng))
+            parent = load(tournament(population[-self.population_size :], self.sample_size, rng))
             try:
-                child = mutate(parent.architecture(), rng, self.stats, self.mutation_weights, self.max_tries,
-                               accept=self.accept)
+                child = mutate(
+                    parent.architecture(), rng, self.stats, self.mutation_weights, self.max_tries, accept=self.accept
+                )
             except NoValidChild:
                 barren.append(parent.id)
                 continue
-            return Proposal(birth, child.architecture, parent.root_seed, parent.id,
-                            f"{child.kind}: {child.description}")
+            return Proposal(
+                birth, child.architecture, parent.root_seed, parent.id, f"{child.kind}: {child.description}"
+            )
         # Never a stopped campaign: the seed again (stored as a duplicate of its first evaluation).
         name = names[int(rng.integers(len(names)))]
-        return Proposal(birth, self.seeds[name], name, None,
-                        f"reseeded: no valid child of individuals {', '.join(map(str, barren))}")
+        return Proposal(
+            birth,
+            self.seeds[name],
+            name,
+            None,
+            f"reseeded: no valid child of individuals {', '.join(map(str, barren))}",
+        )

@@ -48,13 +48,19 @@ def alive(holder: DriverRecord) -> bool:
 
 def refusal(name: str, force: bool) -> Callable[[DriverRecord], str | None]:
     """The claim policy: why ``name`` may not be taken from its holder, or None to take it."""
+
     def refuse(holder: DriverRecord) -> str | None:
         if force or (holder.host == socket.gethostname() and not _pid_alive(holder.pid)):
             return None
         age = heartbeat_age(holder)
         if alive(holder):
-            return (f"campaign {name} is being driven by pid {holder.pid} on {holder.host} (heartbeat {age:.0f} s "
-                    "ago): wait for it to finish or stop it first")
-        return (f"campaign {name} was driven by pid {holder.pid} on {holder.host}, silent for {age:.0f} s: if that "
-                f"driver is gone, `archevo search resume {name} --force` takes over")
+            return (
+                f"campaign {name} is being driven by pid {holder.pid} on {holder.host} (heartbeat {age:.0f} s "
+                "ago): wait for it to finish or stop it first"
+            )
+        return (
+            f"campaign {name} was driven by pid {holder.pid} on {holder.host}, silent for {age:.0f} s: if that "
+            f"driver is gone, `archevo search resume {name} --force` takes over"
+        )
+
     return refuse

@@ -51,9 +51,14 @@ class Child:
     description: str
 
 
-def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats | None = None,
-           weights: dict[str, float] | None = None, max_tries: int = 1000,
-           accept: Callable[[Architecture], bool] = lambda a: True) -> Child:
+def mutate(
+    parent: Architecture,
+    rng: np.random.Generator,
+    stats: MutationStats | None = None,
+    weights: dict[str, float] | None = None,
+    max_tries: int = 1000,
+    accept: Callable[[Architecture], bool] = lambda a: True,
+) -> Child:
     """One valid child that differs structurally from ``parent`` (and that ``accept`` admits:
     the campaign's gate). Raises NoValidChild after ``max_tries`` draws."""
     stats = stats if stats is not None else MutationStats()
@@ -69,8 +74,9 @@ def mutate(parent: Architecture, rng: np.random.Generator, stats: MutationStats 
         place = places[rng.integers(len(places))]
         program = programs[place]
         try:
-            changed = validate_program(eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place,
-                                       normal=program.subprograms)
+            changed = validate_program(
+                eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place, normal=program.subprograms
+            )
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
             continue
@@ -177,8 +183,12 @@ def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
     if out_type.kind == "seq" and "width" not in op.attrs and all(types[n] != out_type for n in inputs):
         # an op that changes width by itself (repeat_kv) is projected back to its first input's
         # width, so that it can splice in
-        back = Instruction(out=_fresh(sub.model_copy(update={"body": [*sub.body, *new]})), op="dense",
-                           inputs=[new[0].out], attrs={"width": types[inputs[0]].width})
+        back = Instruction(
+            out=_fresh(sub.model_copy(update={"body": [*sub.body, *new]})),
+            op="dense",
+            inputs=[new[0].out],
+            attrs={"width": types[inputs[0]].width},
+        )
         new, out_type = [*new, back], types[inputs[0]]
     anchor = _pick(rng, [n for n in inputs if types[n] == out_type])
     # Placed right after its last input's definition, so the body usually stays in dependency order.
@@ -226,8 +236,14 @@ def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator
     ``dconv(relu(q))`` when they are chained), keeping the wiring."""
     ops = [i for i, ins in enumerate(sub.body) if ins.op != CALL]
     a = _pick(rng, ops)
-    b = _pick(rng, [i for i in ops if i != a and len(sub.body[i].inputs) == len(sub.body[a].inputs)
-                    and sub.body[i].op != sub.body[a].op])
+    b = _pick(
+        rng,
+        [
+            i
+            for i in ops
+            if i != a and len(sub.body[i].inputs) == len(sub.body[a].inputs) and sub.body[i].op != sub.body[a].op
+        ],
+    )
     body = list(sub.body)
     body[a] = body[a].model_copy(update={"op": sub.body[b].op, "attrs": sub.body[b].attrs})
     body[b] = body[b].model_copy(update={"op": sub.body[a].op, "attrs": sub.body[a].attrs})
@@ -237,8 +253,13 @@ def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator
 def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
     """Primer's bank mutation: a constant c → c·10^X + Y (X, Y ~ N(0, 1)), a positive scale
     (ε) c → c·10^X; a width or kernel redrawn from its vocabulary."""
-    candidates = [(i, name) for i, ins in enumerate(sub.body) if ins.op != CALL
-                  for name, spec in REGISTRY[ins.op].attrs.items() if spec.kind in ("int", "float", "init")]
+    candidates = [
+        (i, name)
+        for i, ins in enumerate(sub.body)
+        if ins.op != CALL
+        for name, spec in REGISTRY[ins.op].attrs.items()
+        if spec.kind in ("int", "float", "init")
+    ]
     index, name = _pick(rng, candidates)
     ins = sub.body[index]
     spec = REGISTRY[ins.op].attrs[name]
@@ -256,8 +277,14 @@ def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.G
     return sub.model_copy(update={"body": body})
 
 
-_EDITS = {"delete": _delete, "insert": _insert, "delete_insert": _delete_insert,
-          "change_field": _change_field, "swap": _swap, "change_value": _change_value}
+_EDITS = {
+    "delete": _delete,
+    "insert": _insert,
+    "delete_insert": _delete_insert,
+    "change_field": _change_field,
+    "swap": _swap,
+    "change_value": _change_value,
+}
 
 
 def perturb(value: float, rng: np.random.Generator) -> float:

@@ -18,8 +18,9 @@ from evaluator.tasks import TaskRecipe, score_task
 from primitives.program import Architecture
 
 
-def run_screen(architecture: Architecture, tasks: list[str], seed: int, steps: int | None = None,
-               threads: int | None = None) -> list[dict[str, Any]]:
+def run_screen(
+    architecture: Architecture, tasks: list[str], seed: int, steps: int | None = None, threads: int | None = None
+) -> list[dict[str, Any]]:
     """The program's score on each task, with the seconds and training FLOPs each took, on
     ``threads`` torch threads (as its training would use; default: unchanged)."""
     before = torch.get_num_threads()
@@ -29,8 +30,10 @@ def run_screen(architecture: Architecture, tasks: list[str], seed: int, steps: i
         scores = [score_task(architecture, name, seed, recipe=TaskRecipe(steps=steps)) for name in tasks]
     finally:
         torch.set_num_threads(before)
-    return [{"task": s.task, "accuracy": s.accuracy, "chance": s.chance, "seconds": s.seconds, "flops": s.flops}
-            for s in scores]
+    return [
+        {"task": s.task, "accuracy": s.accuracy, "chance": s.chance, "seconds": s.seconds, "flops": s.flops}
+        for s in scores
+    ]
 
 
 def bars(seed_scores: list[dict[str, Any]] | list[Any], margin: float) -> dict[str, float]:
@@ -43,8 +46,10 @@ def shortfall(scores: list[dict[str, Any]], bars: dict[str, float]) -> str | Non
     for score in scores:
         bar = bars.get(score["task"])
         if bar is not None and score["accuracy"] < bar:
-            return (f"screened out: {score['task']} accuracy {score['accuracy']:.3f} < {bar:.3f} "
-                    f"(the seed's score minus the margin)")
+            return (
+                f"screened out: {score['task']} accuracy {score['accuracy']:.3f} < {bar:.3f} "
+                f"(the seed's score minus the margin)"
+            )
     return None
 
 

@@ -64,8 +64,9 @@ def assigned_device(configured: str) -> str:
 
 def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """(the screen's scores, the screened-out result if the child fails a bar, else None)."""
-    scores = run_screen(architecture, job.screen, job.screen_seed, job.screen_steps, job.train.threads) \
-        if job.screen else []
+    scores = (
+        run_screen(architecture, job.screen, job.screen_seed, job.screen_steps, job.train.threads) if job.screen else []
+    )
     reason = shortfall(scores, job.screen_bars)
     return scores, None if reason is None else {"status": "screened_out", "message": reason, "screen": scores}
 
@@ -79,11 +80,17 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[
     try:
         scores, screened_out = screen_step(job, architecture)
     except Exception as error:  # noqa: BLE001 - a program the task frame cannot run fails as a candidate
-        return {"status": "error", "message": f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500]}
+        return {
+            "status": "error",
+            "message": f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500],
+        }
     if screened_out is not None:
         return screened_out
-    data = corpus if corpus is not None else load_tokenized(job.corpus, job.vocab_size,
-                                                            max_train_tokens=job.max_train_tokens)
+    data = (
+        corpus
+        if corpus is not None
+        else load_tokenized(job.corpus, job.vocab_size, max_train_tokens=job.max_train_tokens)
+    )
     passed: list[bool] = []
 
     def on_hurdle(index: int, fraction: float, loss: float) -> bool:
@@ -93,8 +100,15 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[
     config = job.train.model_copy(update={"device": assigned_device(job.train.device)})
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "weights.safetensors" if job.return_weights else job.weights_path
-        result = train(job.spec, architecture, data, parse_budget(job.budget), config, on_hurdle=on_hurdle,
-                       save_weights=local if job.weights_path else None)
+        result = train(
+            job.spec,
+            architecture,
+            data,
+            parse_budget(job.budget),
+            config,
+            on_hurdle=on_hurdle,
+            save_weights=local if job.weights_path else None,
+        )
         record = result.model_dump(mode="json")
         if job.return_weights and result.weights:
             record["weights"], record[WEIGHTS_BYTES] = job.weights_path, Path(local).read_bytes()

@@ -25,8 +25,9 @@ def decode(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError, RecursionError) as error:
-        raise CorruptRecord(f"{what} in the database is not valid JSON ({type(error).__name__}): the database "
-                            "was damaged or edited") from None
+        raise CorruptRecord(
+            f"{what} in the database is not valid JSON ({type(error).__name__}): the database was damaged or edited"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,9 @@ class IndividualRecord:
             return Architecture.model_validate_json(self.architecture_json)
         except ValueError as error:  # pydantic's ValidationError is one
             reason = error.errors()[0]["msg"] if hasattr(error, "errors") else str(error)
-            raise CorruptRecord(f"individual {self.id}'s stored program does not parse ({reason}): the database "
-                                "was damaged or edited") from None
+            raise CorruptRecord(
+                f"individual {self.id}'s stored program does not parse ({reason}): the database was damaged or edited"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)

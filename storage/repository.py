@@ -228,8 +228,9 @@ class Repository:
             row = c.execute(sql.DRIVER, {"cid": campaign_id}).first()
         return DriverRecord(*row) if row else None
 
-    def claim_driver(self, campaign_id: int, host: str, pid: int,
-                     refusal: Callable[[DriverRecord], str | None]) -> DriverRecord:
+    def claim_driver(
+        self, campaign_id: int, host: str, pid: int, refusal: Callable[[DriverRecord], str | None]
+    ) -> DriverRecord:
         """Make (host, pid) the campaign's driver, in one transaction: if another holds it,
         ``refusal(holder)`` decides (the search's liveness policy): a message raises
         CampaignBusy, None takes the campaign over."""
@@ -259,8 +260,14 @@ class Repository:
         """Replace a campaign's stored config (``search resume`` overrides: workers, cluster,
         a longer campaign; never the recipe)."""
         with self._write() as c:
-            done = c.execute(sql.SET_CAMPAIGN_CONFIG, {"b_name": name, "b_config": json.dumps(sql.as_dict(config), sort_keys=True, default=str),
-                                                    "b_now": utcnow()})
+            done = c.execute(
+                sql.SET_CAMPAIGN_CONFIG,
+                {
+                    "b_name": name,
+                    "b_config": json.dumps(sql.as_dict(config), sort_keys=True, default=str),
+                    "b_now": utcnow(),
+                },
+            )
             if done.rowcount == 0:
                 raise NotFound(f"no campaign named {name!r}")
 
@@ -333,8 +340,13 @@ class Repository:
             if row is not None:  # this birth was added before: a replay after a crash
                 existing = IndividualRecord(*row)
                 if existing.arch_hash != arch_hash:
-                    log.warning("birth %d of campaign %d was stored with another program (%s, not %s): keeping it",
-                                birth, campaign_id, existing.arch_hash, arch_hash)
+                    log.warning(
+                        "birth %d of campaign %d was stored with another program (%s, not %s): keeping it",
+                        birth,
+                        campaign_id,
+                        existing.arch_hash,
+                        arch_hash,
+                    )
                 return existing
             if self.get_campaign(campaign_id) is None:
                 raise NotFound(f"no campaign with id {campaign_id}") from error
@@ -385,7 +397,8 @@ class Repository:
             # Atomic: a SQLite write transaction holds the write lock from BEGIN IMMEDIATE;
             # the unique (campaign_id, finish_order) constraint guards other databases.
             c.execute(
-                sql.RECORD_RESULT, {**params, "b_id": individual_id, "b_finish_order": row.next_finish, "b_now": utcnow()}
+                sql.RECORD_RESULT,
+                {**params, "b_id": individual_id, "b_finish_order": row.next_finish, "b_now": utcnow()},
             )
         return True
 
@@ -476,7 +489,9 @@ class Repository:
 
     def find_by_hash(self, campaign_id: int | None, arch_hash: str, recipe: str) -> IndividualRecord | None:
         """As ``find_by_fingerprint``, by canonical program hash."""
-        return self._individual(sql.BY_HASH[campaign_id is None], {"key": arch_hash, "recipe": recipe, "cid": campaign_id})
+        return self._individual(
+            sql.BY_HASH[campaign_id is None], {"key": arch_hash, "recipe": recipe, "cid": campaign_id}
+        )
 
     def unfinished(self, campaign_id: int) -> list[IndividualRecord]:
         """Pending or running individuals (in flight when the driver stopped), by birth."""
@@ -527,10 +542,20 @@ class Repository:
             if campaign_id is None:
                 raise NotFound(f"no individual with id {individual_id}")
             known = set(c.execute(sql.SCREEN_TASKS, {"iid": individual_id}).scalars())  # the write lock is held
-            rows = [dict(individual_id=individual_id, campaign_id=campaign_id, task=str(score["task"]),
-                         accuracy=float(score["accuracy"]), chance=float(score["chance"]),
-                         seconds=float(score["seconds"]), flops=float(score["flops"]), created_at=utcnow())
-                    for score in scores if score["task"] not in known]
+            rows = [
+                dict(
+                    individual_id=individual_id,
+                    campaign_id=campaign_id,
+                    task=str(score["task"]),
+                    accuracy=float(score["accuracy"]),
+                    chance=float(score["chance"]),
+                    seconds=float(score["seconds"]),
+                    flops=float(score["flops"]),
+                    created_at=utcnow(),
+                )
+                for score in scores
+                if score["task"] not in known
+            ]
             if rows:
                 c.execute(sql.INSERT_SCREEN, rows)
 
@@ -550,13 +575,16 @@ class Repository:
     def compute(self, campaign_id: int) -> tuple[float, float]:
         """(language-model training FLOPs, screen training FLOPs) the campaign has spent."""
         with self._read() as c:
-            return (float(c.execute(sql.TRAINING_FLOPS, {"cid": campaign_id}).scalar()),
-                    float(c.execute(sql.SCREEN_FLOPS, {"cid": campaign_id}).scalar()))
+            return (
+                float(c.execute(sql.TRAINING_FLOPS, {"cid": campaign_id}).scalar()),
+                float(c.execute(sql.SCREEN_FLOPS, {"cid": campaign_id}).scalar()),
+            )
 
     # ------------------------------------------------------------------ confirmation runs
 
-    def record_confirmation(self, individual_id: int, training_seed: int, budget: str,
-                            result: Mapping[str, Any] | Any) -> ConfirmationRecord | None:
+    def record_confirmation(
+        self, individual_id: int, training_seed: int, budget: str, result: Mapping[str, Any] | Any
+    ) -> ConfirmationRecord | None:
         """Store one confirmation run and return it; None (nothing written) if it is recorded."""
         result = sql.as_dict(result)
         if result.get("status") not in FINAL_STATUSES:
@@ -565,11 +593,21 @@ class Repository:
             campaign_id = c.execute(sql.CAMPAIGN_OF, {"id": individual_id}).scalar()
             if campaign_id is None:
                 raise NotFound(f"no individual with id {individual_id}")
-            values = dict(campaign_id=campaign_id, individual_id=individual_id, training_seed=training_seed,
-                          budget=budget, status=result["status"], val_loss=sql.finite(result.get("val_loss")),
-                          flops_per_token=sql.finite(result.get("flops_per_token")), parameters=result.get("parameters"),
-                          tokens=result.get("tokens"), seconds=sql.finite(result.get("seconds")),
-                          error=result.get("message") or None, result_json=sql.dumps(result), created_at=utcnow())
+            values = dict(
+                campaign_id=campaign_id,
+                individual_id=individual_id,
+                training_seed=training_seed,
+                budget=budget,
+                status=result["status"],
+                val_loss=sql.finite(result.get("val_loss")),
+                flops_per_token=sql.finite(result.get("flops_per_token")),
+                parameters=result.get("parameters"),
+                tokens=result.get("tokens"),
+                seconds=sql.finite(result.get("seconds")),
+                error=result.get("message") or None,
+                result_json=sql.dumps(result),
+                created_at=utcnow(),
+            )
             key = {"iid": individual_id, "seed": training_seed, "budget": budget}
             if c.execute(sql.CONFIRMATION_EXISTS, key).first() is not None:  # the write lock is held
                 return None

@@ -65,9 +65,7 @@ _NEXT_FINISH = (
     .scalar_subquery()
 )
 # The individual's state and the campaign's next finish_order, in one statement.
-STATE_AND_NEXT_FINISH = select(_I.status, _I.attempt, _NEXT_FINISH.label("next_finish")).where(
-    _I.id == bindparam("id")
-)
+STATE_AND_NEXT_FINISH = select(_I.status, _I.attempt, _NEXT_FINISH.label("next_finish")).where(_I.id == bindparam("id"))
 _FLOAT_KEYS = ("fitness", "val_loss", "perplexity", "bits_per_byte", "flops_per_token", "seconds", "flops")
 _INT_KEYS = ("parameters", "steps", "tokens", "hurdles_passed")
 RECORD_RESULT = (
@@ -170,8 +168,9 @@ LINEAGE = _lineage_statement()
 
 _D = CampaignDriver.__table__.c
 DRIVER = select(*(_D[f.name] for f in fields(DriverRecord))).where(_D.campaign_id == bindparam("cid"))
-DELETE_DRIVER = CampaignDriver.__table__.delete().where(_D.campaign_id == bindparam("cid"),
-                                                         _D.pid == bindparam("pid"), _D.host == bindparam("host"))
+DELETE_DRIVER = CampaignDriver.__table__.delete().where(
+    _D.campaign_id == bindparam("cid"), _D.pid == bindparam("pid"), _D.host == bindparam("host")
+)
 DELETE_DRIVERS_OF = CampaignDriver.__table__.delete().where(_D.campaign_id == bindparam("cid"))
 INSERT_DRIVER = insert(CampaignDriver.__table__)
 HEARTBEAT = (
@@ -187,8 +186,9 @@ CONFIRMATIONS = (
     .order_by(_R.individual_id, _R.budget, _R.training_seed)
 )
 INSERT_CONFIRMATION = insert(ConfirmationRun.__table__)
-CONFIRMATION_EXISTS = select(_R.id).where(_R.individual_id == bindparam("iid"),
-                                           _R.training_seed == bindparam("seed"), _R.budget == bindparam("budget"))
+CONFIRMATION_EXISTS = select(_R.id).where(
+    _R.individual_id == bindparam("iid"), _R.training_seed == bindparam("seed"), _R.budget == bindparam("budget")
+)
 _S = ScreenScore.__table__.c
 _SCREEN_SELECT = select(*(_S[f.name] for f in fields(ScreenRecord)))
 SCREEN_OF = _SCREEN_SELECT.where(_S.individual_id == bindparam("iid")).order_by(_S.id)

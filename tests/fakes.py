@@ -115,8 +115,14 @@ class CountingJob:
             if count % n == k:
                 raise RuntimeError(f"fake failure of call {count}")
             if count % n == (k + 1) % n:
-                return {"status": "diverged", "message": "loss is nan at step 3", "diverged_step": 3,
-                        "hurdle_losses": [], "hurdle_passed": [], "hurdles_passed": 0}
+                return {
+                    "status": "diverged",
+                    "message": "loss is nan at step 3",
+                    "diverged_step": 3,
+                    "hurdle_losses": [],
+                    "hurdle_passed": [],
+                    "hurdles_passed": 0,
+                }
         return fake_result(job)
 
 

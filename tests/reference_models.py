@@ -38,7 +38,7 @@ TORCH_EPS = 1e-5
 # SAS code: RMSNorm with ε = 1e-5 added to the RMS ("outside" the root).
 SAS_EPS = 1e-5
 SAS_BETA_FF = 0.1
-PRIMER_TAPS = (0.5, 0.5 / 3, 0.5 / 3)   # w0 (time t), w1 (t-1), w2 (t-2)
+PRIMER_TAPS = (0.5, 0.5 / 3, 0.5 / 3)  # w0 (time t), w1 (t-1), w2 (t-2)
 SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
 
@@ -53,26 +53,26 @@ class Config:
     n_layers: int = 2
     n_heads: int = 4
     seq_len: int = 64
-    block: str = "pre"                   # pre | post | parallel | primer | rezero | fixup | sas | sas_p
-    norm: str | None = "layernorm"       # layernorm | rmsnorm | None (inside the blocks)
+    block: str = "pre"  # pre | post | parallel | primer | rezero | fixup | sas | sas_p
+    norm: str | None = "layernorm"  # layernorm | rmsnorm | None (inside the blocks)
     norm_eps: float = MESH_TF_EPS
-    rms_eps_outside: bool = False        # SAS code: x / (rms + ε)
-    final_norm: str | None = "layernorm" # layernorm | rmsnorm | shift | None
+    rms_eps_outside: bool = False  # SAS code: x / (rms + ε)
+    final_norm: str | None = "layernorm"  # layernorm | rmsnorm | shift | None
     final_eps: float = MESH_TF_EPS
-    activation: str = "relu"             # relu | relu2 | gelu | swish | elu | selu | sigmoid | softplus | linear
-    glu: bool = False                    # W_o [f(x W) ⊙ (x V)]; ``activation`` is f
+    activation: str = "relu"  # relu | relu2 | gelu | swish | elu | selu | sigmoid | softplus | linear
+    glu: bool = False  # W_o [f(x W) ⊙ (x V)]; ``activation`` is f
     ffn_bias: bool = True
-    dconv: bool = False                  # Primer-EZ MDHA: depthwise conv after each of Q, K, V
-    shared_qk: bool = False              # released Primer: K = DConv(x W^Q), Q = K W^Qs
-    skip_gain: float = 1.0               # DeepNorm α (post-norm blocks)
-    init: str = "default"                # default | deepnorm | fixup (how reset_parameters draws)
-    mixer: str = "softmax"               # softmax | linear | gla | hyena (the token mixer in place of MHA)
-    rotary: bool = False                 # RoFormer rotation of Q and K (rotate-half layout), base 10^4
-    qk_norm: bool = False                # RMS-normalise each head of Q and K, no gain
-    kv_heads: int | None = None          # grouped-query attention: this many key/value heads
-    rel_bias: bool = False               # T5 relative position bias (32 buckets, max distance 128)
-    canon: bool = False                  # residual Canon convolutions (kernel 4) at points A, B, C, D
-    zero_out: bool = False               # the speedrun: W^O and W_2 start at zero
+    dconv: bool = False  # Primer-EZ MDHA: depthwise conv after each of Q, K, V
+    shared_qk: bool = False  # released Primer: K = DConv(x W^Q), Q = K W^Qs
+    skip_gain: float = 1.0  # DeepNorm α (post-norm blocks)
+    init: str = "default"  # default | deepnorm | fixup (how reset_parameters draws)
+    mixer: str = "softmax"  # softmax | linear | gla | hyena (the token mixer in place of MHA)
+    rotary: bool = False  # RoFormer rotation of Q and K (rotate-half layout), base 10^4
+    qk_norm: bool = False  # RMS-normalise each head of Q and K, no gain
+    kv_heads: int | None = None  # grouped-query attention: this many key/value heads
+    rel_bias: bool = False  # T5 relative position bias (32 buckets, max distance 128)
+    canon: bool = False  # residual Canon convolutions (kernel 4) at points A, B, C, D
+    zero_out: bool = False  # the speedrun: W^O and W_2 start at zero
 
     @property
     def unit(self) -> int:
@@ -103,10 +103,12 @@ REFERENCES: dict[str, Config] = {
     # §6 parallel block (GPT-J / PaLM)
     "parallel": Config(block="parallel", norm_eps=TORCH_EPS, final_eps=TORCH_EPS),
     # §7 SAS / SAS-P (official code: RMSNorm ε 1e-5 outside, LN ln_f, MLP without biases)
-    "sas": Config(block="sas", norm="rmsnorm", norm_eps=SAS_EPS, rms_eps_outside=True, final_eps=TORCH_EPS,
-                  ffn_bias=False),
-    "sas_p": Config(block="sas_p", norm="rmsnorm", norm_eps=SAS_EPS, rms_eps_outside=True, final_eps=TORCH_EPS,
-                    ffn_bias=False),
+    "sas": Config(
+        block="sas", norm="rmsnorm", norm_eps=SAS_EPS, rms_eps_outside=True, final_eps=TORCH_EPS, ffn_bias=False
+    ),
+    "sas_p": Config(
+        block="sas_p", norm="rmsnorm", norm_eps=SAS_EPS, rms_eps_outside=True, final_eps=TORCH_EPS, ffn_bias=False
+    ),
     # §8 DeepNorm: LN(α x + G(x)), α = (2L)^¼ (set by build_reference), Post-LN, no final norm
     "deepnorm": Config(block="post", norm_eps=TORCH_EPS, final_norm=None, init="deepnorm"),
     # §5 Transformer++: RMSNorm (ε 1e-6) everywhere + SwiGLU with biases, d_ff · 2/3
@@ -126,8 +128,15 @@ REFERENCES: dict[str, Config] = {
     "gqa": replace(_LLAMA, kv_heads=2),
     "canon": replace(_LLAMA, canon=True, block="canon"),
     # modded-nanogpt: QK-norm, rotary, ReLU², no biases, zero-initialised W^O and W_2
-    "speedrun": Config(norm="rmsnorm", final_norm="rmsnorm", activation="relu2", ffn_bias=False, qk_norm=True,
-                       rotary=True, zero_out=True),
+    "speedrun": Config(
+        norm="rmsnorm",
+        final_norm="rmsnorm",
+        activation="relu2",
+        ffn_bias=False,
+        qk_norm=True,
+        rotary=True,
+        zero_out=True,
+    ),
     # Primer's released configs: Primer-EZ with T5's relative position bias
     "primer_t5": Config(activation="relu2", dconv=True, rel_bias=True),
     # sub-quadratic token mixers in a Pre-LN (or Llama-style) block
@@ -229,14 +238,16 @@ class DepthwiseConv(Mapped):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
         with torch.no_grad():
-            if init_std is None:                       # Primer's taps on the three newest positions
-                self.weight[:, 0, -len(PRIMER_TAPS):] = torch.tensor(PRIMER_TAPS[::-1])
+            if init_std is None:  # Primer's taps on the three newest positions
+                self.weight[:, 0, -len(PRIMER_TAPS) :] = torch.tensor(PRIMER_TAPS[::-1])
             else:
                 self.weight.normal_(0.0, init_std)
 
     def forward(self, x):  # x: [B, T, C]
         k = self.weight.shape[-1]
-        return F.conv1d(x.transpose(1, 2), self.weight, padding=k - 1, groups=x.shape[-1])[..., : x.shape[1]].transpose(1, 2)
+        return F.conv1d(x.transpose(1, 2), self.weight, padding=k - 1, groups=x.shape[-1])[..., : x.shape[1]].transpose(
+            1, 2
+        )
 
 
 class Canon(Mapped):
@@ -257,8 +268,10 @@ def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     z_i = x_i + i·x_{i+d/2} is multiplied by e^{i·t·θ_i}, θ_i = base^(-2i/d)."""
     d, T = x.shape[-1], x.shape[-2]
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64)[: d // 2] / d)
-    turn = torch.polar(torch.ones(T, d // 2, dtype=torch.float64), torch.arange(T, dtype=torch.float64)[:, None] * theta)
-    z = torch.complex(x[..., : d // 2].double(), x[..., d // 2:].double()) * turn
+    turn = torch.polar(
+        torch.ones(T, d // 2, dtype=torch.float64), torch.arange(T, dtype=torch.float64)[:, None] * theta
+    )
+    z = torch.complex(x[..., : d // 2].double(), x[..., d // 2 :].double()) * turn
     return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
 
 
@@ -279,21 +292,22 @@ class RelativePositionBias(Mapped):
         return tensor.t()
 
     def bucket(self, T: int) -> torch.Tensor:
-        relative = torch.arange(T)[None, :] - torch.arange(T)[:, None]     # memory − query position
+        relative = torch.arange(T)[None, :] - torch.arange(T)[:, None]  # memory − query position
         n = -torch.min(relative, torch.zeros_like(relative))
         max_exact = self.buckets // 2
-        large = max_exact + (torch.log(n.float() / max_exact) / math.log(self.max_distance / max_exact)
-                             * (self.buckets - max_exact)).to(torch.long)
+        large = max_exact + (
+            torch.log(n.float() / max_exact) / math.log(self.max_distance / max_exact) * (self.buckets - max_exact)
+        ).to(torch.long)
         large = torch.min(large, torch.full_like(large, self.buckets - 1))
         return torch.where(n < max_exact, n, large)
 
     def forward(self, T: int) -> torch.Tensor:
-        return self.weight[self.bucket(T)].permute(2, 0, 1)                 # [H, T, T]
+        return self.weight[self.bucket(T)].permute(2, 0, 1)  # [H, T, T]
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, C = x.shape
-    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)       # [B, H, T, d_k]
+    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)  # [B, H, T, d_k]
 
 
 def merge_heads(y: torch.Tensor) -> torch.Tensor:
@@ -323,9 +337,20 @@ class CausalSelfAttention(Mapped):
     """
 
     compiled_names: ClassVar[dict[str, str]] = {
-        "w_q": "q", "w_k": "k", "w_v": "v", "w_o": "proj", "conv_q": "q_conv", "conv_k": "k_conv", "conv_v": "v_conv",
-        "w_qk": "qk", "conv_qk": "k", "w_qs": "q",   # shared QK: R = k(qk(x)), Q = q(R)
-        "canon_q": "q_canon", "canon_k": "k_canon", "canon_v": "v_canon", "rel_bias": "biased",
+        "w_q": "q",
+        "w_k": "k",
+        "w_v": "v",
+        "w_o": "proj",
+        "conv_q": "q_conv",
+        "conv_k": "k_conv",
+        "conv_v": "v_conv",
+        "w_qk": "qk",
+        "conv_qk": "k",
+        "w_qs": "q",  # shared QK: R = k(qk(x)), Q = q(R)
+        "canon_q": "q_canon",
+        "canon_k": "k_canon",
+        "canon_v": "v_canon",
+        "rel_bias": "biased",
     }
 
     def __init__(self, config: Config):
@@ -390,8 +415,8 @@ class LinearAttention(Mapped):
     def forward(self, x):
         q, k, v = (split_heads(w(x), self.n_heads) for w in (self.w_q, self.w_k, self.w_v))
         q, k = F.elu(q) + 1, F.elu(k) + 1
-        state = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=2)      # [B, H, T, d_k, d_v]
-        norm = torch.cumsum(k, dim=2)                                        # [B, H, T, d_k]
+        state = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=2)  # [B, H, T, d_k, d_v]
+        norm = torch.cumsum(k, dim=2)  # [B, H, T, d_k]
         out = (q.unsqueeze(-1) * state).sum(-2) / (q * norm).sum(-1, keepdim=True)
         return self.w_o(merge_heads(out))
 
@@ -401,8 +426,14 @@ class GatedLinearAttention(Mapped):
     S_t = α_t S_{t−1} + k_t v_tᵀ, o_t = q_tᵀ S_t / √d, α_t = σ(mean of the head's channels of
     x_t W_g)^(1/16); then y = W_o (RMS-per-head(o) ⊙ swish(x W_r))."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"w_q": "q", "w_k": "k", "w_v": "v", "w_g": "g", "w_r": "r",
-                                                "w_o": "proj"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "w_q": "q",
+        "w_k": "k",
+        "w_v": "v",
+        "w_g": "g",
+        "w_r": "r",
+        "w_o": "proj",
+    }
 
     def __init__(self, config: Config):
         super().__init__()
@@ -411,7 +442,7 @@ class GatedLinearAttention(Mapped):
 
     def forward(self, x):
         q, k, v, g = (split_heads(w(x), self.n_heads) for w in (self.w_q, self.w_k, self.w_v, self.w_g))
-        alpha = torch.sigmoid(g.mean(-1)) ** (1 / 16)                       # [B, H, T]
+        alpha = torch.sigmoid(g.mean(-1)) ** (1 / 16)  # [B, H, T]
         state = torch.zeros(*q.shape[:2], q.shape[-1], v.shape[-1], dtype=x.dtype)
         outs = []
         for t in range(x.shape[1]):
@@ -426,9 +457,16 @@ class HyenaLite(Mapped):
     """Order-2 Hyena with short filters: a, b, v = DConv₃(x W_a), DConv₃(x W_b), DConv₃(x W_v);
     y = W_o (a ⊙ DConv₁₅(b ⊙ v)), every convolution starting from Primer's taps."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"w_a": "a", "w_b": "b", "w_v": "v", "conv_a": "a_conv",
-                                                "conv_b": "b_conv", "conv_v": "v_conv", "conv_long": "long",
-                                                "w_o": "proj"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "w_a": "a",
+        "w_b": "b",
+        "w_v": "v",
+        "conv_a": "a_conv",
+        "conv_b": "b_conv",
+        "conv_v": "v_conv",
+        "conv_long": "long",
+        "w_o": "proj",
+    }
 
     def __init__(self, config: Config):
         super().__init__()
@@ -442,8 +480,12 @@ class HyenaLite(Mapped):
         return self.w_o(a * self.conv_long(b * v))
 
 
-MIXERS: dict[str, type[nn.Module]] = {"softmax": CausalSelfAttention, "linear": LinearAttention,
-                                      "gla": GatedLinearAttention, "hyena": HyenaLite}
+MIXERS: dict[str, type[nn.Module]] = {
+    "softmax": CausalSelfAttention,
+    "linear": LinearAttention,
+    "gla": GatedLinearAttention,
+    "hyena": HyenaLite,
+}
 
 
 def make_mixer(config: Config) -> nn.Module:
@@ -454,8 +496,13 @@ class ShapedAttention(Mapped):
     """SAS's MHÂ (§7.1-7.2): Â_h = α_h I + β_h A_h − γ_h C applied to the heads of the values,
     no W^P; the values are x itself, or in the first layer x (α_V I + β_V ΔW)."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"w_q": "q", "w_k": "k", "w_v_delta": "value_delta",
-                                                "alpha_v": "value_skip", "beta_v": "value_resid"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "w_q": "q",
+        "w_k": "k",
+        "w_v_delta": "value_delta",
+        "alpha_v": "value_skip",
+        "beta_v": "value_resid",
+    }
 
     def __init__(self, config: Config, first_layer: bool):
         super().__init__()
@@ -473,8 +520,7 @@ class ShapedAttention(Mapped):
         mask = torch.tril(torch.ones(T, T))
         self.register_buffer("mask", mask, persistent=False)
         # C: the map zero logits give under the causal mask, C_ij = 1/i for j ≤ i (rows from 1)
-        self.register_buffer("centre", mask / torch.arange(1, T + 1, dtype=torch.float32)[:, None],
-                             persistent=False)
+        self.register_buffer("centre", mask / torch.arange(1, T + 1, dtype=torch.float32)[:, None], persistent=False)
 
     def from_compiled(self, local_name, tensor):
         return tensor.reshape(-1) if local_name in ("alpha", "beta", "gamma") else tensor
@@ -483,8 +529,11 @@ class ShapedAttention(Mapped):
         T = x.shape[1]
         A = causal_softmax_attention(self.w_q(x), self.w_k(x), self.n_heads, self.mask)
         eye = torch.eye(T, dtype=x.dtype, device=x.device)
-        shaped = (self.alpha[:, None, None] * eye + self.beta[:, None, None] * A
-                  - self.gamma[:, None, None] * self.centre[:T, :T])
+        shaped = (
+            self.alpha[:, None, None] * eye
+            + self.beta[:, None, None] * A
+            - self.gamma[:, None, None] * self.centre[:T, :T]
+        )
         values = x
         if self.first_layer:  # x W^V_1 with W^V_1 = α_V I + β_V ΔW
             values = self.alpha_v * x + self.beta_v * self.w_v_delta(x)
@@ -497,8 +546,14 @@ class MLP(Mapped):
     ``hidden_shift``: Fixup's W_2 (φ(W_1 x) + b′) with one learned scalar b′.
     """
 
-    compiled_names: ClassVar[dict[str, str]] = {"c_fc": "up", "c_gate": "gate", "c_proj": "down", "shift": "shift",
-                                                "canon_gate": "gate_canon", "canon_fc": "up_canon"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "c_fc": "up",
+        "c_gate": "gate",
+        "c_proj": "down",
+        "shift": "shift",
+        "canon_gate": "gate_canon",
+        "canon_fc": "up_canon",
+    }
 
     def __init__(self, config: Config, hidden_shift: bool = False):
         super().__init__()
@@ -509,7 +564,7 @@ class MLP(Mapped):
         self.c_fc = nn.Linear(d, d_ff, bias=bias)
         self.c_proj = nn.Linear(d_ff, d, bias=bias)
         self.shift = nn.Parameter(torch.tensor(0.0)) if hidden_shift else None
-        self.canon = config.canon and config.glu      # Canon-D: h + DConv₄(h) on both GLU projections
+        self.canon = config.canon and config.glu  # Canon-D: h + DConv₄(h) on both GLU projections
         if self.canon:
             self.canon_gate, self.canon_fc = Canon(d_ff).conv, Canon(d_ff).conv
 
@@ -547,8 +602,12 @@ class PreNormBlock(Mapped):
 class CanonBlock(Mapped):
     """Canon-A and Canon-C: x' = x + MHA(C_A(Norm(x))); y = x' + FFN(C_C(Norm(x'))), C(h) = h + DConv₄(h)."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"ln_1": "norm1", "ln_2": "norm2", "canon_a": "norm1_canon",
-                                                "canon_c": "norm2_canon"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "ln_1": "norm1",
+        "ln_2": "norm2",
+        "canon_a": "norm1_canon",
+        "canon_c": "norm2_canon",
+    }
 
     def __init__(self, config: Config, index: int):
         super().__init__()
@@ -610,8 +669,14 @@ class PrimerBlock(Mapped):
 class ReZeroBlock(Mapped):
     """y = x + a·F(Norm(x)) per sublayer, a a learned scalar (init 0); Norm may be none."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"ln_1": "norm1", "attn": "attention", "a_attn": "gain1", "ln_2": "norm2", "mlp": "ffn",
-                      "a_mlp": "gain2"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "ln_1": "norm1",
+        "attn": "attention",
+        "a_attn": "gain1",
+        "ln_2": "norm2",
+        "mlp": "ffn",
+        "a_mlp": "gain2",
+    }
 
     def __init__(self, config: Config, index: int):
         super().__init__()
@@ -628,8 +693,14 @@ class ReZeroBlock(Mapped):
 class FixupBlock(Mapped):
     """y = x + s·F(x + b) per sublayer (scalars b init 0, s init 1); FFN W_2(φ(W_1 x) + b′)."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"b_attn": "bias1", "attn": "attention", "s_attn": "scale1", "b_mlp": "bias2", "mlp": "ffn",
-                      "s_mlp": "scale2"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "b_attn": "bias1",
+        "attn": "attention",
+        "s_attn": "scale1",
+        "b_mlp": "bias2",
+        "mlp": "ffn",
+        "s_mlp": "scale2",
+    }
 
     def __init__(self, config: Config, index: int):
         super().__init__()
@@ -645,8 +716,13 @@ class FixupBlock(Mapped):
 class SASBlock(Mapped):
     """SAS (App. B, Eqs. 12-13): h = β_SA·MHÂ(Norm_1(x)); y = α_FF·h + β_FF·MLP(Norm_2(h))."""
 
-    compiled_names: ClassVar[dict[str, str]] = {"ln_1": "norm1", "ln_2": "norm2", "beta_sa": "attn_gain", "beta_ff": "mlp_gain",
-                      "alpha_ff": "mlp_skip"}
+    compiled_names: ClassVar[dict[str, str]] = {
+        "ln_1": "norm1",
+        "ln_2": "norm2",
+        "beta_sa": "attn_gain",
+        "beta_ff": "mlp_gain",
+        "alpha_ff": "mlp_skip",
+    }
 
     def __init__(self, config: Config, index: int):
         super().__init__()
@@ -679,8 +755,15 @@ class SASPBlock(Mapped):
 
 
 BLOCKS: dict[str, type[nn.Module]] = {
-    "pre": PreNormBlock, "post": PostNormBlock, "parallel": ParallelBlock, "primer": PrimerBlock,
-    "rezero": ReZeroBlock, "fixup": FixupBlock, "sas": SASBlock, "sas_p": SASPBlock, "canon": CanonBlock,
+    "pre": PreNormBlock,
+    "post": PostNormBlock,
+    "parallel": ParallelBlock,
+    "primer": PrimerBlock,
+    "rezero": ReZeroBlock,
+    "fixup": FixupBlock,
+    "sas": SASBlock,
+    "sas_p": SASPBlock,
+    "canon": CanonBlock,
 }
 
 
@@ -700,12 +783,12 @@ class ReferenceLM(Mapped):
         self.blocks = nn.ModuleList([BLOCKS[config.block](config, i) for i in range(config.n_layers)])
         self.ln_f = None
         self.final_shift = None
-        if config.final_norm == "shift":          # Fixup: the decoder's final stack applies a shift only
+        if config.final_norm == "shift":  # Fixup: the decoder's final stack applies a shift only
             self.final_shift = nn.Parameter(torch.tensor(0.0))
         elif config.final_norm is not None:
             self.ln_f = make_norm(config, config.final_norm, config.final_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight     # tied
+        self.lm_head.weight = self.wte.weight  # tied
         self.reset_parameters()
 
     # ----------------------------------------------------------------- forward
@@ -739,25 +822,31 @@ class ReferenceLM(Mapped):
                 nn.init.normal_(module.weight, 0.0, 0.02)
         for block in self.blocks:
             attn = block.attn
-            if isinstance(attn, ShapedAttention):   # §7.1-7.2: W^Q = 0, ΔW = 0
+            if isinstance(attn, ShapedAttention):  # §7.1-7.2: W^Q = 0, ΔW = 0
                 nn.init.zeros_(attn.w_q.weight)
                 if attn.first_layer:
                     nn.init.zeros_(attn.w_v_delta.weight)
-            if c.zero_out:                          # the speedrun: zero W^O and W_2
+            if c.zero_out:  # the speedrun: zero W^O and W_2
                 nn.init.zeros_(attn.w_o.weight)
                 nn.init.zeros_(block.mlp.c_proj.weight)
-            if c.init == "deepnorm":                # §8.1: Xavier-normal, gain β on FFN, V, O; 1 on Q, K
+            if c.init == "deepnorm":  # §8.1: Xavier-normal, gain β on FFN, V, O; 1 on Q, K
                 beta = (8 * c.n_layers) ** -0.25
-                for linear, gain in ((attn.w_q, 1.0), (attn.w_k, 1.0), (attn.w_v, beta), (attn.w_o, beta),
-                                     (block.mlp.c_fc, beta), (block.mlp.c_proj, beta)):
+                for linear, gain in (
+                    (attn.w_q, 1.0),
+                    (attn.w_k, 1.0),
+                    (attn.w_v, beta),
+                    (attn.w_o, beta),
+                    (block.mlp.c_fc, beta),
+                    (block.mlp.c_proj, beta),
+                ):
                     nn.init.xavier_normal_(linear.weight, gain=gain)
-            if c.init == "fixup":                   # §9.2: He std · n_blocks^{-1/6} / ^{-1/2}, zero outputs
+            if c.init == "fixup":  # §9.2: He std · n_blocks^{-1/6} / ^{-1/2}, zero outputs
                 n_blocks = 2 * c.n_layers
                 he = math.sqrt(2.0 / c.d_model)
                 for linear in (attn.w_q, attn.w_k, attn.w_v):
                     nn.init.normal_(linear.weight, 0.0, he * n_blocks ** (-1 / 6))
                 nn.init.zeros_(attn.w_o.weight)
-                nn.init.normal_(block.mlp.c_fc.weight, 0.0, he * n_blocks ** -0.5)
+                nn.init.normal_(block.mlp.c_fc.weight, 0.0, he * n_blocks**-0.5)
                 nn.init.zeros_(block.mlp.c_proj.weight)
 
     # ----------------------------------------------------------------- compiled weights
@@ -804,15 +893,26 @@ def check_bijection(mapping: dict, compiled_params: dict) -> None:
     unused = sorted(set(compiled_params) - set(targets))
     doubled = sorted({t for t in targets if targets.count(t) > 1})
     if missing or unused or doubled:
-        raise ValueError(f"parameter map is not a bijection: reference names with no compiled parameter {missing}; "
-                         f"compiled parameters with no reference {unused}; mapped twice {doubled}")
+        raise ValueError(
+            f"parameter map is not a bijection: reference names with no compiled parameter {missing}; "
+            f"compiled parameters with no reference {unused}; mapped twice {doubled}"
+        )
 
 
-def reference_config(name: str, *, vocab_size: int = 4096, d_model: int = 128, n_layers: int = 2, n_heads: int = 4,
-                     seq_len: int = 64, **overrides) -> Config:
+def reference_config(
+    name: str,
+    *,
+    vocab_size: int = 4096,
+    d_model: int = 128,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    seq_len: int = 64,
+    **overrides,
+) -> Config:
     """The seed's paper configuration at the given widths (DeepNorm's α = (2L)^¼ follows L)."""
-    config = replace(REFERENCES[name], vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
-                     n_heads=n_heads, seq_len=seq_len)
+    config = replace(
+        REFERENCES[name], vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, seq_len=seq_len
+    )
     if name == "deepnorm":
         config = replace(config, skip_gain=(2 * n_layers) ** 0.25)
     return replace(config, **overrides)

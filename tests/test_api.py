@@ -20,10 +20,21 @@ def test_the_public_names_are_importable():
 
 @pytest.mark.integration
 def test_the_quickstart_example_runs(tmp_path):
-    ran = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "--db",
-                          f"sqlite:///{tmp_path / 'q.db'}", "--out", str(tmp_path / "export")],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                         env={"ARCHEVO_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+    ran = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "quickstart.py"),
+            "--db",
+            f"sqlite:///{tmp_path / 'q.db'}",
+            "--out",
+            str(tmp_path / "export"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"ARCHEVO_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
     assert lines[0].startswith("transformer: validation loss") and lines[1].startswith("primer_ez:")

@@ -56,9 +56,21 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def make_config(name: str = "t", **overrides) -> CampaignConfig:
-    values = {"name": name, "seed": 1, "backend": "inprocess", "corpus": CORPUS, "vocab_size": 300, "spec": SPEC,
-              "budget": "1280tokens", "hurdles": 0, "population": 4, "sample": 2, "max_evals": 10,
-              "max_train_tokens": None, **NO_COST_BOUNDS}
+    values = {
+        "name": name,
+        "seed": 1,
+        "backend": "inprocess",
+        "corpus": CORPUS,
+        "vocab_size": 300,
+        "spec": SPEC,
+        "budget": "1280tokens",
+        "hurdles": 0,
+        "population": 4,
+        "sample": 2,
+        "max_evals": 10,
+        "max_train_tokens": None,
+        **NO_COST_BOUNDS,
+    }
     return CampaignConfig(**{**values, **overrides})
 
 
@@ -192,8 +204,10 @@ def test_cli_top_show_status_export(small_campaign, tmp_path):
     out = tmp_path / "export"
     invoke("export", str(best), "-o", str(out), "--db", url)
     assert {"model.py", "config.json", "README.md"} <= {p.name for p in out.iterdir()}
-    subprocess.run([sys.executable, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", str(out / "model.py")],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", str(out / "model.py")],
+        check=True,
+    )
 
 
 def test_cli_show_unknown_individual_fails_cleanly(small_campaign):
@@ -244,8 +258,7 @@ def test_a_damaged_database_is_one_line_on_every_command(small_campaign, tmp_pat
     _, _, _, _, db = small_campaign
     broken = tmp_path / "broken.db"
     broken.write_bytes(_damage(db.read_bytes(), how))
-    for command in (["status"], ["top", "small"], ["show", "3"], ["confirm", "small"],
-                    ["search", "resume", "small"]):
+    for command in (["status"], ["top", "small"], ["show", "3"], ["confirm", "small"], ["search", "resume", "small"]):
         result = CliRunner().invoke(app, [*command, "--db", url_of(broken)])
         assert result.exit_code == 2, (command, result.output)
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, command
@@ -276,11 +289,16 @@ def test_inspection_of_a_missing_database_is_one_line_and_creates_nothing(tmp_pa
     assert not missing.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--corpus", "lm1b:/no/such/folder"], "no LM1B found at /no/such/folder"),
-    (["--ray-address", "127.0.0.1:1", "--backend", "ray", "--corpus", CORPUS],
-     "cannot reach the Ray cluster at 127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--corpus", "lm1b:/no/such/folder"], "no LM1B found at /no/such/folder"),
+        (
+            ["--ray-address", "127.0.0.1:1", "--backend", "ray", "--corpus", CORPUS],
+            "cannot reach the Ray cluster at 127.0.0.1:1",
+        ),
+    ],
+)
 def test_a_failed_start_leaves_no_campaign(tmp_path, cache_dir, args, message):
     url = url_of(tmp_path / "failed.db")
     result = CliRunner().invoke(app, ["search", "start", "--name", "broken", *args, "--db", url])
@@ -403,11 +421,18 @@ def test_gate_fingerprint_does_not_depend_on_what_was_probed_before():
     driver (a fresh process, probing in another order) must compute the same fingerprints."""
     names = ["primer", "sas", "parallel", "transformer"]
     here = [gate(SPEC, seed(name, SPEC)).fingerprint for name in names]
-    script = ("import json, sys; from evaluator.gate import gate; from primitives.seeds import seed; "
-              "from primitives.program import ModelSpec; spec = ModelSpec.model_validate_json(sys.argv[1]); "
-              "names = json.loads(sys.argv[2]); print(json.dumps([gate(spec, seed(n, spec)).fingerprint for n in names]))")
-    fresh = subprocess.run([sys.executable, "-c", script, SPEC.model_dump_json(), json.dumps(names[::-1])],
-                           capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    script = (
+        "import json, sys; from evaluator.gate import gate; from primitives.seeds import seed; "
+        "from primitives.program import ModelSpec; spec = ModelSpec.model_validate_json(sys.argv[1]); "
+        "names = json.loads(sys.argv[2]); print(json.dumps([gate(spec, seed(n, spec)).fingerprint for n in names]))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", script, SPEC.model_dump_json(), json.dumps(names[::-1])],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     assert json.loads(fresh.stdout)[::-1] == here
     assert len(set(here)) == len(here)
 
@@ -434,18 +459,23 @@ def test_gate_fingerprint_sees_what_only_a_deeper_stack_shows():
 
 def replace_seeds(*architectures: Architecture):
     """A patch for ``run_campaign``: seed i (birth i) becomes ``architectures[i]``, keeping its name."""
+
     def patch(campaign: Campaign) -> None:
         for name, architecture in zip(list(campaign.seeds), architectures):
             campaign.seeds[name] = architecture  # the evolution shares this dict
-        assert list(campaign.evolution.seeds.values())[:len(architectures)] == list(architectures)
+        assert list(campaign.evolution.seeds.values())[: len(architectures)] == list(architectures)
+
     return patch
 
 
 @pytest.mark.parametrize("kind", ["fingerprint", "hash"])
 def test_functionally_equal_child_is_a_duplicate_and_not_evaluated(tmp_path, kind):
     base = with_final(seed("transformer", SPEC), doubled_by_add)
-    twin = (with_final(seed("transformer", SPEC), doubled_by_cmul) if kind == "fingerprint"
-            else base.model_copy(update={"name": "renamed twin"}))  # same hash, different JSON
+    twin = (
+        with_final(seed("transformer", SPEC), doubled_by_cmul)
+        if kind == "fingerprint"
+        else base.model_copy(update={"name": "renamed twin"})
+    )  # same hash, different JSON
     config = make_config("fec", seed_programs=["transformer", "gelu"], max_evals=6)
     job = fakes.CountingJob()
     repo, cid = run_campaign(tmp_path / "fec.db", config, job, replace_seeds(base, twin))
@@ -567,8 +597,11 @@ def test_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
 
 def test_children_outside_the_cost_bounds_are_recorded_rejected_untrained(tmp_path):
     job = fakes.CountingJob()
-    repo, cid = run_campaign(tmp_path / "bounds.db", make_config("bounds", max_evals=12, min_flops_ratio=0.999,
-                                                                 max_flops_ratio=1.001), job=job)
+    repo, cid = run_campaign(
+        tmp_path / "bounds.db",
+        make_config("bounds", max_evals=12, min_flops_ratio=0.999, max_flops_ratio=1.001),
+        job=job,
+    )
     rows = check_complete(repo, cid, 12)
     rejected = [r for r in rows if r.status == "rejected"]
     assert rejected, "a mutation that changes no FLOPs at all twelve times running is implausible"
@@ -615,14 +648,22 @@ class Crash(BaseException):
 
 
 #: Every Repository method that writes (those the driver version at hand does not have are skipped).
-WRITES = ("create_campaign", "set_campaign_status", "add_individual", "mark_running", "record_result",
-          "set_fingerprint", "record_hurdle")
+WRITES = (
+    "create_campaign",
+    "set_campaign_status",
+    "add_individual",
+    "mark_running",
+    "record_result",
+    "set_fingerprint",
+    "record_hurdle",
+)
 
 
 def CrashingRepository(url: str, at: int, method: str | None = None) -> Repository:
     """A Repository whose process "dies" (raises Crash) right after its ``at``-th write call
     (of ``method`` only, if given). Inside ``Repository.batch`` the crash rolls the batch
     back, as a real death before its commit would; elsewhere the write is committed."""
+
     def crashing(original, name):
         def write(self, *args, **kwargs):
             value = original(self, *args, **kwargs)
@@ -631,6 +672,7 @@ def CrashingRepository(url: str, at: int, method: str | None = None) -> Reposito
                 if len(self.writes) == at:
                     raise Crash(f"after write #{at} ({name})")
             return value
+
         return write
 
     methods = {name: crashing(getattr(Repository, name), name) for name in WRITES if hasattr(Repository, name)}
@@ -639,22 +681,29 @@ def CrashingRepository(url: str, at: int, method: str | None = None) -> Reposito
     return repo
 
 
-RESUME_CONFIG = {"hurdles": 1, "hurdle_min_samples": 2, "max_evals": 12, "seed": 5,
-                 "seed_programs": ["transformer", "gelu"]}
+RESUME_CONFIG = {
+    "hurdles": 1,
+    "hurdle_min_samples": 2,
+    "max_evals": 12,
+    "seed": 5,
+    "seed_programs": ["transformer", "gelu"],
+}
 
 
 def twin_seeds():
     """Birth 1 is functionally equal to birth 0: the crash tests pass through a duplicate."""
-    return replace_seeds(with_final(seed("transformer", SPEC), doubled_by_add),
-                         with_final(seed("transformer", SPEC), doubled_by_cmul))
+    return replace_seeds(
+        with_final(seed("transformer", SPEC), doubled_by_add), with_final(seed("transformer", SPEC), doubled_by_cmul)
+    )
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, cache_dir):
     """The uninterrupted campaign every crashed-and-resumed one must reproduce."""
     job = fakes.CountingJob()
-    repo, cid = run_campaign(tmp_path_factory.mktemp("ref") / "ref.db", make_config("r", **RESUME_CONFIG), job,
-                             twin_seeds())
+    repo, cid = run_campaign(
+        tmp_path_factory.mktemp("ref") / "ref.db", make_config("r", **RESUME_CONFIG), job, twin_seeds()
+    )
     rows = individuals(repo, cid)
     assert rows[1].status == "duplicate"
     return rows, dict(zip(job.calls, job.thresholds))
@@ -690,8 +739,12 @@ def check_resumed(repo, cid, before, resumed, reference_rows):
         elif old.status == "pending":  # stored, never dispatched: dispatched once now
             assert r.attempt <= 1 and resumed.calls.count(r.architecture_json) == r.attempt
         elif old.finished:  # untouched
-            assert (r.status, r.attempt, r.finish_order, r.fitness) == (old.status, old.attempt, old.finish_order,
-                                                                        old.fitness)
+            assert (r.status, r.attempt, r.finish_order, r.fitness) == (
+                old.status,
+                old.attempt,
+                old.finish_order,
+                old.fitness,
+            )
             assert resumed.calls.count(r.architecture_json) == 0 or r.status == "duplicate"
     check_duplicates(repo, rows, resumed.calls)
     return rows
@@ -773,8 +826,13 @@ config = CampaignConfig.model_validate_json(sys.argv[2])
 Campaign(repo, config, job=getattr(fakes, sys.argv[3])).run()
 """
 
-KILL_CONFIG = {"hurdles": 1, "hurdle_min_samples": 2, "max_evals": 40, "seed": 11,
-               "seed_programs": ["transformer", "gelu"]}
+KILL_CONFIG = {
+    "hurdles": 1,
+    "hurdle_min_samples": 2,
+    "max_evals": 40,
+    "seed": 11,
+    "seed_programs": ["transformer", "gelu"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -788,8 +846,13 @@ def start_driver(tmp_path: Path, url: str, config: CampaignConfig, job: str, cac
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(root=str(REPO_ROOT)))
     env = {**os.environ, "ARCHEVO_CACHE_DIR": str(cache_dir), "ARCHEVO_FAKE_SLEEP": "0.2"}
-    return subprocess.Popen([sys.executable, str(script), url, config.model_dump_json(), job], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), url, config.model_dump_json(), job],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -860,8 +923,9 @@ def check_screen(repo: Repository, cid: int, rows: list[IndividualRecord], train
         if r.status == "screened_out":
             assert r.fitness is None and r.error.startswith("screened out: pair_recall accuracy")
             assert r.architecture_json not in trained
-        if r.status in ("ok", "stopped_at_hurdle", "screened_out") or (r.status == "duplicate" and r.duplicate_of
-                                                                       in screens):
+        if r.status in ("ok", "stopped_at_hurdle", "screened_out") or (
+            r.status == "duplicate" and r.duplicate_of in screens
+        ):
             assert [s.task for s in screens[r.id]] == ["pair_recall"], r
         if r.status in ("ok", "stopped_at_hurdle") and r.parent_id is not None:
             assert screens[r.id][0].accuracy >= roots[r.root_seed]
@@ -892,7 +956,9 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
     for command in (["top", "screen"], ["show", str(best.id)]):
         out = CliRunner().invoke(app, [*command, "--db", url_of(tmp_path / "screen.db")])
         assert out.exit_code == 0 and "pair_recall" in out.output, out.output
-    out = CliRunner().invoke(app, ["plot", "screen", "-o", str(tmp_path / "plots"), "--db", url_of(tmp_path / "screen.db")])
+    out = CliRunner().invoke(
+        app, ["plot", "screen", "-o", str(tmp_path / "plots"), "--db", url_of(tmp_path / "screen.db")]
+    )
     assert out.exit_code == 0 and (tmp_path / "plots" / "screen.png").stat().st_size > 10_000, out.output
 
 
@@ -928,8 +994,9 @@ def test_resume_after_sigkill_keeps_the_screen(tmp_path, cache_dir):
     for individual_id in before:
         assert after.get(individual_id) == scores_before.get(individual_id)
         program = before[individual_id].architecture_json
-        assert program not in resumed.screened or any(r.architecture_json == program and r.id not in before
-                                                      for r in rows)  # only a later twin
+        assert program not in resumed.screened or any(
+            r.architecture_json == program and r.id not in before for r in rows
+        )  # only a later twin
     assert len(after[rows[0].id]) == 1  # the seed was scored once, before the kill
 
 
@@ -938,36 +1005,41 @@ def test_config_show_prints_every_field_as_toml_that_round_trips(tmp_path):
     path = tmp_path / "defaults.toml"
     path.write_text(result.stdout)
     assert CampaignConfig.from_toml(path) == CampaignConfig()
-    assert set(CampaignConfig.model_fields) <= {line.lstrip("# ").split(" ")[0] for line in result.stdout.splitlines()
-                                                 if " = " in line} | {"spec", "train"}
+    assert set(CampaignConfig.model_fields) <= {
+        line.lstrip("# ").split(" ")[0] for line in result.stdout.splitlines() if " = " in line
+    } | {"spec", "train"}
 
 
 def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('max_flops_ratio = false\nmin_flops_ratio = 0.5\n')
+    path.write_text("max_flops_ratio = false\nmin_flops_ratio = 0.5\n")
     config = CampaignConfig.from_toml(path)
     assert config.max_flops_ratio is None and config.min_flops_ratio == 0.5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "transformer", "--layers", "100000"], "too large for this machine"),
-    (["train", "transformer", "--device", "tpu"], "device must be cpu or cuda"),
-    (["top", "-k", "0"], "-k 0"),
-    (["top", "-k", str(10**30)], "between 1 and"),
-    (["search", "start", "--seed", str(10**30)], "seed"),
-    (["train", "transformer", "--seed", str(10**30)], "seed"),
-    (["search", "start", "--workers", "100000"], "workers"),
-    (["search", "start", "--population", "4", "--sample", "9"], "larger than the population"),
-    (["programs", "validate", "{binary}"], "not UTF-8"),
-    (["programs", "validate", "{deep}"], "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "transformer", "--layers", "100000"], "too large for this machine"),
+        (["train", "transformer", "--device", "tpu"], "device must be cpu or cuda"),
+        (["top", "-k", "0"], "-k 0"),
+        (["top", "-k", str(10**30)], "between 1 and"),
+        (["search", "start", "--seed", str(10**30)], "seed"),
+        (["train", "transformer", "--seed", str(10**30)], "seed"),
+        (["search", "start", "--workers", "100000"], "workers"),
+        (["search", "start", "--population", "4", "--sample", "9"], "larger than the population"),
+        (["programs", "validate", "{binary}"], "not UTF-8"),
+        (["programs", "validate", "{deep}"], "nested too deeply"),
+    ],
+)
 def test_bad_cli_input_is_one_line(tmp_path, args, message):
     binary, deep = tmp_path / "binary.json", tmp_path / "deep.json"
     binary.write_bytes(b"\xff\xfe\x00\x01")
     deep.write_text("[" * 100_000)
     args = [a.format(binary=binary, deep=deep) for a in args]
-    result = CliRunner().invoke(app, [*args, "--db", url_of(tmp_path / "x.db")] if args[0] in ("top", "search")
-                                else args)
+    result = CliRunner().invoke(
+        app, [*args, "--db", url_of(tmp_path / "x.db")] if args[0] in ("top", "search") else args
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -982,8 +1054,12 @@ def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_pa
         connection.exec_driver_sql("UPDATE individuals SET architecture_json = '{bad' WHERE birth = 3")
     last = max(r.id for r in individuals(Repository(url_of(edited), readonly=True), cid) if r.birth == 3)
     for command in (["show", str(last)], ["top", "small", "-k", "100"]):
-        result = subprocess.run([sys.executable, "-c", "from cli.main import run; run()", *command,
-                                 "--db", url_of(edited)], capture_output=True, text=True, cwd=REPO_ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", "from cli.main import run; run()", *command, "--db", url_of(edited)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+        )
         assert result.returncode == 2, result.stderr
         assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""  # nothing half-printed
@@ -1022,7 +1098,9 @@ def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cach
     url = url_of(db)
     result = invoke("compare", "small_a", "small_b", "-o", str(tmp_path / "cmp.png"), "--db", url)
     assert "small_a" in result.stdout and "small_b" in result.stdout and (tmp_path / "cmp.png").stat().st_size > 0
-    rows = json.loads(invoke("compare", "small_a", "small_b", "--json", "-o", str(tmp_path / "c.png"), "--db", url).stdout)
+    rows = json.loads(
+        invoke("compare", "small_a", "small_b", "--json", "-o", str(tmp_path / "c.png"), "--db", url).stdout
+    )
     for row, evals in zip(rows, (6, 9)):
         individuals = repo.finished_individuals(repo.get_campaign(row["name"]).id)
         losses = [i.fitness for i in individuals if i.fitness is not None]

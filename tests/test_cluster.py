@@ -36,11 +36,22 @@ def _free_port() -> int:
 
 
 def _ray_start(log: Path, *arguments: str) -> subprocess.Popen:
-    command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
-               "--node-ip-address=127.0.0.1", *arguments]
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        *arguments,
+    ]
     # a session of its own: the node's raylet, object store and workers share its process group
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("ARCHEVO_")})
+    return subprocess.Popen(
+        command,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ARCHEVO_")},
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -60,8 +71,14 @@ def two_nodes(tmp_path):
     # its own temp folder (short: Ray's socket paths must fit 107 characters), so that the
     # address file a later plain ray.init would read is not this cluster's
     sessions = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    head = _ray_start(tmp_path / "head.log", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                      f"--temp-dir={sessions}")
+    head = _ray_start(
+        tmp_path / "head.log",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=0",
+        "--include-dashboard=false",
+        f"--temp-dir={sessions}",
+    )
     node = None
     try:
         deadline = time.monotonic() + 60
@@ -87,15 +104,28 @@ def two_nodes(tmp_path):
         shutil.rmtree(sessions, ignore_errors=True)
 
 
-def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_returned(two_nodes, tmp_path,
-                                                                                        monkeypatch):
+def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_returned(
+    two_nodes, tmp_path, monkeypatch
+):
     cache = tmp_path / "driver-cache"
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(cache))
-    config = CampaignConfig(name="cluster", backend="ray", ray_address=two_nodes, workers=2, max_evals=4,
-                            population=4, sample=2, hurdles=0, seed_programs=["transformer"], vocab_size=300,
-                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", budget="1280tokens",
-                            spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
-                            keep_weights=True, weights_dir=str(tmp_path / "weights"))
+    config = CampaignConfig(
+        name="cluster",
+        backend="ray",
+        ray_address=two_nodes,
+        workers=2,
+        max_evals=4,
+        population=4,
+        sample=2,
+        hurdles=0,
+        seed_programs=["transformer"],
+        vocab_size=300,
+        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
+        budget="1280tokens",
+        spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
+        keep_weights=True,
+        weights_dir=str(tmp_path / "weights"),
+    )
     repo = Repository(f"sqlite:///{tmp_path / 'cluster.db'}")
     campaign = Campaign(repo, config)
     # the driver tokenized the corpus and shipped it; with its cache gone, a worker that

@@ -27,10 +27,23 @@ def campaign(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARCHEVO_CACHE_DIR", str(root / "cache"))
         url = url_of(root / "c.db")
-        config = CampaignConfig(name="c", seed=3, backend="inprocess", corpus=CORPUS, vocab_size=300, spec=SPEC,
-                                budget="640tokens", hurdles=0, population=4, sample=2, max_evals=8,
-                                max_train_tokens=20_000, max_flops_ratio=None, min_flops_ratio=None,
-                                max_parameters_ratio=None)
+        config = CampaignConfig(
+            name="c",
+            seed=3,
+            backend="inprocess",
+            corpus=CORPUS,
+            vocab_size=300,
+            spec=SPEC,
+            budget="640tokens",
+            hurdles=0,
+            population=4,
+            sample=2,
+            max_evals=8,
+            max_train_tokens=20_000,
+            max_flops_ratio=None,
+            min_flops_ratio=None,
+            max_parameters_ratio=None,
+        )
         repo = Repository(url)
         Campaign(repo, config, job=fakes.fake_job).run()
         result = CliRunner().invoke(app, ["confirm", "c", "-k", "2", "--seeds", "2", "--db", url])
@@ -44,8 +57,9 @@ def test_confirm_retrains_the_top_and_the_seed_at_fresh_seeds(campaign):
     runs = repo.confirmations(cid)
     chosen = candidates(repo, cid, 2)
     assert len(chosen) == 3  # the top 2 and the transformer seed
-    assert {(r.individual_id, r.training_seed) for r in runs} == \
-        {(c.id, config.train.seed + SEED_OFFSET + i) for c in chosen for i in range(2)}
+    assert {(r.individual_id, r.training_seed) for r in runs} == {
+        (c.id, config.train.seed + SEED_OFFSET + i) for c in chosen for i in range(2)
+    }
     assert all(r.status == "ok" and r.val_loss is not None and r.budget == "640tokens" for r in runs)
     assert all(r.training_seed != config.train.seed for r in runs)
     curves = [p for p in runs[0].result["loss_curve"] if p["val_loss"] is not None]
@@ -71,8 +85,10 @@ def test_a_failed_retraining_is_recorded_not_raised(campaign):
     confirm(repo, config, 1, 1, "1280tokens", job=fakes.raising_job)
     failed = [r for r in repo.confirmations(repo.get_campaign("c").id) if r.budget == "1280tokens"]
     assert failed and all(r.status == "error" and r.error for r in failed)
-    assert all(s.failures == s.runs and s.loss_mean is None for s in summarize(repo, failed[0].campaign_id,
-                                                                                "1280tokens").values())
+    assert all(
+        s.failures == s.runs and s.loss_mean is None
+        for s in summarize(repo, failed[0].campaign_id, "1280tokens").values()
+    )
 
 
 def test_top_and_show_report_the_confirmation(campaign):
@@ -86,12 +102,15 @@ def test_top_and_show_report_the_confirmation(campaign):
     assert "confirmation runs:" in shown and f"training seed {run.training_seed}" in shown
 
 
-@pytest.mark.parametrize("args, message", [
-    (["confirm", "nope"], "no campaign 'nope'"),
-    (["confirm", "c", "-k", "0"], "-k 0"),
-    (["confirm", "c", "--seeds", "0"], "--seeds 0"),
-    (["confirm", "c", "--budget", "ten minutes"], "--budget"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["confirm", "nope"], "no campaign 'nope'"),
+        (["confirm", "c", "-k", "0"], "-k 0"),
+        (["confirm", "c", "--seeds", "0"], "--seeds 0"),
+        (["confirm", "c", "--budget", "ten minutes"], "--budget"),
+    ],
+)
 def test_confirm_bad_input_is_one_line(campaign, args, message):
     _, _, url, _ = campaign
     result = CliRunner().invoke(app, [*args, "--db", url])

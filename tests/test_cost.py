@@ -11,8 +11,10 @@ from primitives.program import ModelSpec, Program
 from primitives.registry import REGISTRY
 from primitives.seeds import SEEDS, seed
 
-SPECS = {"small": ModelSpec(vocab_size=512, d_model=64, n_layers=2, n_heads=4, seq_len=32),
-         "cpu": ModelSpec(vocab_size=1024, d_model=128, n_layers=4, n_heads=4, seq_len=128)}
+SPECS = {
+    "small": ModelSpec(vocab_size=512, d_model=64, n_layers=2, n_heads=4, seq_len=32),
+    "cpu": ModelSpec(vocab_size=1024, d_model=128, n_layers=4, n_heads=4, seq_len=128),
+}
 
 
 @pytest.mark.parametrize("spec_name", SPECS)

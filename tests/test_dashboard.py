@@ -99,8 +99,9 @@ def test_a_real_browser_renders_each_page(database, tmp_path):
             subprocess.run([browser, *flags, f"--screenshot={shot}", base + path], capture_output=True, timeout=120)
             pixels = matplotlib.image.imread(shot)
             assert pixels.shape[:2] == (900, 1280) and pixels.std() > 0.02, f"{path}: a blank screenshot"
-            dom = subprocess.run([browser, *flags, "--dump-dom", base + path], capture_output=True, text=True,
-                                 timeout=120).stdout
+            dom = subprocess.run(
+                [browser, *flags, "--dump-dom", base + path], capture_output=True, text=True, timeout=120
+            ).stdout
             assert text in dom, f"{path}: {text!r} not in the rendered page"
             if path.startswith("/campaign/"):  # the plots loaded in the browser, not only the HTML
                 assert dom.count("<img") == 4

@@ -111,8 +111,9 @@ def test_a_parent_without_valid_children_gives_way_and_the_campaign_goes_on():
     """When no child of the tournament winners passes, the seed is proposed again (the driver
     stores it as a duplicate of its first evaluation) instead of stopping the campaign."""
     seeds = {"transformer": seed("transformer")}
-    evolution = AgingEvolution(seeds, population_size=4, sample_size=2, campaign_seed=0,
-                               accept=lambda architecture: False, max_tries=5)
+    evolution = AgingEvolution(
+        seeds, population_size=4, sample_size=2, campaign_seed=0, accept=lambda architecture: False, max_tries=5
+    )
     proposal = evolution.propose(3, [(7, 5.0), (8, 4.0)], load=FakeMember)
     assert proposal.parent_id is None and proposal.root_seed == "transformer"
     assert architecture_hash(proposal.architecture) == architecture_hash(seeds["transformer"])

@@ -32,8 +32,12 @@ with torch.no_grad():
 
 def exported_outputs(directory, tokens, tmp_path):
     torch.save(tokens, tmp_path / "tokens.pt")
-    subprocess.run([sys.executable, "-c", CHECK, str(directory), str(tmp_path / "tokens.pt"), str(tmp_path / "out.pt")],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-c", CHECK, str(directory), str(tmp_path / "tokens.pt"), str(tmp_path / "out.pt")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return torch.load(tmp_path / "out.pt")
 
 
@@ -57,7 +61,9 @@ def export_seeds(names, tmp_path):
 def test_every_seed_exports_to_standalone_pytorch(tmp_path):
     tokens, engines = export_seeds(list(SEEDS), tmp_path)
     torch.save(tokens, tmp_path / "tokens.pt")
-    script = "\n".join(CHECK.splitlines()[:3]) + """
+    script = (
+        "\n".join(CHECK.splitlines()[:3])
+        + """
 import importlib.util
 for name in sys.argv[3:]:
     spec = importlib.util.spec_from_file_location(name, f"{sys.argv[1]}/{name}/model.py")
@@ -67,9 +73,14 @@ for name in sys.argv[3:]:
         torch.save(net(torch.load(sys.argv[2])), f"{sys.argv[1]}/{name}/out.pt")
 assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluator', 'search', 'storage')]
 """
+    )
     script = script.replace("import model\n", "")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path), str(tmp_path / "tokens.pt"), *engines],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(tmp_path / "tokens.pt"), *engines],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     for name, engine in engines.items():
         with torch.no_grad():
             torch.testing.assert_close(torch.load(tmp_path / name / "out.pt"), engine(tokens), rtol=0, atol=0)
@@ -81,8 +92,13 @@ def test_export_writes_config_readme_and_reimportable_architecture(tmp_path):
     assert {p.name for p in directory.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS}
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "archevo" and config["hidden_size"] == SPEC.d_model
-    assert (config["vocab_size"], config["num_hidden_layers"], config["num_attention_heads"],
-            config["max_position_embeddings"], config["tie_word_embeddings"]) == (97, 2, 2, 12, True)
+    assert (
+        config["vocab_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["max_position_embeddings"],
+        config["tie_word_embeddings"],
+    ) == (97, 2, 2, 12, True)
     assert ModelSpec.model_validate(config["archevo"]["spec"]) == SPEC
     assert parse_architecture((directory / "config.json").read_text()) == seed("primer_ez", SPEC)
     assert "q_conv = dconv3(q)" in (directory / "README.md").read_text()
@@ -105,10 +121,19 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
     db = f"sqlite:///{tmp_path / 'c.db'}"
-    config = CampaignConfig(name="real", backend="inprocess", max_evals=4, budget="4000tokens", hurdles=0,
-                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
-                            max_train_tokens=20_000, keep_weights=True, weights_dir=str(tmp_path / "weights"),
-                            spec=SPEC.model_copy(update={"vocab_size": 300}))
+    config = CampaignConfig(
+        name="real",
+        backend="inprocess",
+        max_evals=4,
+        budget="4000tokens",
+        hurdles=0,
+        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
+        vocab_size=300,
+        max_train_tokens=20_000,
+        keep_weights=True,
+        weights_dir=str(tmp_path / "weights"),
+        spec=SPEC.model_copy(update={"vocab_size": 300}),
+    )
     config.train.batch_size = 4
     Campaign(Repository(db), config).run()
     best = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "1", "--json", "--db", db]).stdout)[0]
@@ -125,10 +150,13 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     secret = tmp_path / "secret.safetensors"
     secret.write_bytes((out / WEIGHTS).read_bytes())
     with Repository(db).engine.begin() as connection:
-        stored = json.loads(connection.exec_driver_sql("SELECT result_json FROM individuals WHERE id = ?",
-                                                       (best["id"],)).scalar())
-        connection.exec_driver_sql("UPDATE individuals SET result_json = ? WHERE id = ?",
-                                   (json.dumps({**stored, "weights": str(secret)}), best["id"]))
+        stored = json.loads(
+            connection.exec_driver_sql("SELECT result_json FROM individuals WHERE id = ?", (best["id"],)).scalar()
+        )
+        connection.exec_driver_sql(
+            "UPDATE individuals SET result_json = ? WHERE id = ?",
+            (json.dumps({**stored, "weights": str(secret)}), best["id"]),
+        )
     refused = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(tmp_path / "x"), "--weights", "--db", db])
     assert refused.exit_code == 2 and "not the campaign's own" in refused.output
 
@@ -142,11 +170,15 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     validated = CliRunner().invoke(app, ["programs", "validate", str(out / "config.json")])
     assert validated.exit_code == 0 and validated.stdout.startswith("ok: "), validated.output
     readme = (out / "README.md").read_text()
-    assert readme.startswith(f"# real · individual {best['id']}\n") and "campaign real, from seed `transformer`" in readme
+    assert (
+        readme.startswith(f"# real · individual {best['id']}\n") and "campaign real, from seed `transformer`" in readme
+    )
     assert "Not confirmed" in readme and ("trained to the end of its budget" in readme or "stopped at hurdle" in readme)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    script = "\n".join(line for line in readme.split("```python\n", 1)[1].split("```", 1)[0].splitlines()) + """
+    script = (
+        "\n".join(line for line in readme.split("```python\n", 1)[1].split("```", 1)[0].splitlines())
+        + """
 assert loss.item() > 0 and len(tokenizer.decode(ids[0].tolist())) > 0
 try:
     model(torch.zeros(1, model.seq_len + 1, dtype=torch.long))
@@ -157,10 +189,15 @@ else:
 import sys
 assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluator', 'search', 'storage')]
 """
+    )
     for name in ("model.py", "tokenizer.json", WEIGHTS):
         (outside / name).write_bytes((out / name).read_bytes())
-    ran = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.')\n{script}"],
-                         cwd=outside, capture_output=True, text=True)
+    ran = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.')\n{script}"],
+        cwd=outside,
+        capture_output=True,
+        text=True,
+    )
     assert ran.returncode == 0, ran.stderr
     prompt, generated = ran.stdout.split("    return", 1)  # the prompt (its last seq_len tokens), then new text
     assert prompt.endswith("():\n") and generated.strip()

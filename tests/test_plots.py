@@ -23,10 +23,17 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_plot_writes_every_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
     db = f"sqlite:///{tmp_path / 'p.db'}"
-    config = CampaignConfig(name="p", backend="inprocess", max_evals=24, hurdles=2, hurdle_min_samples=2,
-                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
-                            max_train_tokens=5_000, spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2,
-                                                                    seq_len=16))
+    config = CampaignConfig(
+        name="p",
+        backend="inprocess",
+        max_evals=24,
+        hurdles=2,
+        hurdle_min_samples=2,
+        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
+        vocab_size=300,
+        max_train_tokens=5_000,
+        spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
+    )
     Campaign(Repository(db), config, job=fake_job).run()
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "screen.png").write_bytes(b"another campaign's figure")
@@ -44,10 +51,17 @@ def test_progress_marks_hurdle_stopped_losses_apart(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
     repo = Repository(f"sqlite:///{tmp_path / 's.db'}")
-    config = CampaignConfig(name="s", backend="inprocess", max_evals=24, hurdles=2, hurdle_min_samples=2,
-                            corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py", vocab_size=300,
-                            max_train_tokens=5_000, spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2,
-                                                                    seq_len=16))
+    config = CampaignConfig(
+        name="s",
+        backend="inprocess",
+        max_evals=24,
+        hurdles=2,
+        hurdle_min_samples=2,
+        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
+        vocab_size=300,
+        max_train_tokens=5_000,
+        spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
+    )
     Campaign(repo, config, job=fake_job).run()
     individuals = repo.finished_individuals(repo.get_campaign("s").id)
     stopped = sum(i.status == "stopped_at_hurdle" for i in individuals)

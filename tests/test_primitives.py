@@ -43,7 +43,9 @@ def main_body(document: dict) -> list[dict]:
 def test_primitives_never_import_torch():
     for path in (ROOT / "primitives").glob("*.py"):
         tree = ast.parse(path.read_text())
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not imported & {"torch", "evaluator", "search", "storage"}, path.name
 
@@ -152,8 +154,9 @@ def test_hash_ignores_subprogram_boundaries():
     outer, inner = Builder("main"), Builder("block")
     called = outer.build(outer.add("x", outer.call("block", "x", out="c"), out="y"))
     block = inner.build(inner.relu(inner.dense("x", width=8, out="d"), out="r"))
-    assert program_hash(validate_program(Program(subprograms=[inlined]))) == \
-        program_hash(validate_program(Program(subprograms=[called, block])))
+    assert program_hash(validate_program(Program(subprograms=[inlined]))) == program_hash(
+        validate_program(Program(subprograms=[called, block]))
+    )
 
 
 def test_listing_has_one_line_per_instruction():
@@ -164,15 +167,29 @@ def test_listing_has_one_line_per_instruction():
     assert sum(" = " in line for line in listing.splitlines()) == instructions
 
 
-@pytest.mark.parametrize("old,new,expected", [
-    ("transformer", "primer_ez", ["attention: + dconv3 after q", "attention: + dconv3 after k",
-                                  "attention: + dconv3 after v", "ffn: act: relu → square(relu)"]),
-    ("transformer", "squared_relu", ["ffn: act: relu → square(relu)"]),
-    ("transformer", "gelu", ["ffn: act: relu → gelu"]),
-    ("transformer", "rmsnorm", ["norm1: layernorm → rmsnorm", "norm2: layernorm → rmsnorm",
-                                "final: final: layernorm → rmsnorm"]),
-    ("transformer", "transformer", []),
-])
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        (
+            "transformer",
+            "primer_ez",
+            [
+                "attention: + dconv3 after q",
+                "attention: + dconv3 after k",
+                "attention: + dconv3 after v",
+                "ffn: act: relu → square(relu)",
+            ],
+        ),
+        ("transformer", "squared_relu", ["ffn: act: relu → square(relu)"]),
+        ("transformer", "gelu", ["ffn: act: relu → gelu"]),
+        (
+            "transformer",
+            "rmsnorm",
+            ["norm1: layernorm → rmsnorm", "norm2: layernorm → rmsnorm", "final: final: layernorm → rmsnorm"],
+        ),
+        ("transformer", "transformer", []),
+    ],
+)
 def test_diff_in_words(old, new, expected):
     assert diff_architectures(seed(old), seed(new)) == expected
 
@@ -226,19 +243,30 @@ def test_a_parent_subprogram_known_normal_is_still_type_checked_against_the_chan
     subprograms, not the type inference that ties them to the changed one."""
     parent = seed("transformer").layers[0]
     attention = parent.subprogram("attention")
-    body = [ins.model_copy(update={"attrs": {**ins.attrs, "width": 16}}) if ins.out == "proj" else ins
-            for ins in attention.body]
-    child = Program(subprograms=[s if s is not attention else attention.model_copy(update={"body": body})
-                                 for s in parent.subprograms])
+    body = [
+        ins.model_copy(update={"attrs": {**ins.attrs, "width": 16}}) if ins.out == "proj" else ins
+        for ins in attention.body
+    ]
+    child = Program(
+        subprograms=[
+            s if s is not attention else attention.model_copy(update={"body": body}) for s in parent.subprograms
+        ]
+    )
     assert validate_program(parent, normal=parent.subprograms) is parent
     with pytest.raises(ProgramError, match="main"):  # main adds the stream (width 8) to a width-16 output
         validate_program(child, "layers[0]", normal=parent.subprograms)
 
 
-@pytest.mark.parametrize("name, why", [
-    ("h\n", "not a plain name"), ("training", "reserved"), ("forward", "reserved"), ("x" * 65, "not a plain name"),
-    ("class", "keyword"),
-])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("h\n", "not a plain name"),
+        ("training", "reserved"),
+        ("forward", "reserved"),
+        ("x" * 65, "not a plain name"),
+        ("class", "keyword"),
+    ],
+)
 def test_value_names_are_matched_in_full_and_never_shadow_the_module(name, why):
     b = Builder("main")
     h = b.emit("relu", "x", out=name)

@@ -19,7 +19,9 @@ from primitives.registry import REGISTRY
 from primitives.validate import ProgramError, validate_program
 from tests.strategies import attr_values, programs
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
 
 
 def _with_body(program: Program, body) -> Program:
@@ -53,8 +55,10 @@ def test_hash_ignores_instruction_order(program, rng):
 @SETTINGS
 @given(programs())
 def test_hash_ignores_input_order_of_commutative_ops(program):
-    body = [ins.model_copy(update={"inputs": ins.inputs[::-1]}) if REGISTRY[ins.op].commutative else ins
-            for ins in program.main.body]
+    body = [
+        ins.model_copy(update={"inputs": ins.inputs[::-1]}) if REGISTRY[ins.op].commutative else ins
+        for ins in program.main.body
+    ]
     assert program_hash(_with_body(program, body)) == program_hash(program)
 
 
@@ -88,8 +92,11 @@ def test_hash_changes_with_any_attribute(program, data):
 def test_hash_changes_with_any_op(program, data):
     index = data.draw(st.sampled_from(_live(program)))
     ins = program.main.body[index]
-    same_shape = sorted(name for name, op in REGISTRY.items()
-                        if name != ins.op and op.inputs == REGISTRY[ins.op].inputs and set(op.attrs) == set(ins.attrs))
+    same_shape = sorted(
+        name
+        for name, op in REGISTRY.items()
+        if name != ins.op and op.inputs == REGISTRY[ins.op].inputs and set(op.attrs) == set(ins.attrs)
+    )
     assume(same_shape)
     body = list(program.main.body)
     body[index] = ins.model_copy(update={"op": data.draw(st.sampled_from(same_shape))})

@@ -54,10 +54,17 @@ def alone(name: str, mask: bool = True) -> Architecture:
             out = b.causal_softmax(out, out="masked")
         out = b.attend(out, "x", out="applied")
     elif out_type.kind == "col" or out_type.width != MODEL_UNITS:
-        out = b.add("x", out, out="broadcast") if out_type.kind == "col" else b.dense(out, width=MODEL_UNITS, out="back")
+        out = (
+            b.add("x", out, out="broadcast") if out_type.kind == "col" else b.dense(out, width=MODEL_UNITS, out="back")
+        )
     main = b.build(b.add("x", out, out="y"))
-    return validate_architecture(Architecture(name=f"only_{name}", layers=[Program(subprograms=[main])],
-                                              final=Program(subprograms=[Builder("main").build("x")])))
+    return validate_architecture(
+        Architecture(
+            name=f"only_{name}",
+            layers=[Program(subprograms=[main])],
+            final=Program(subprograms=[Builder("main").build("x")]),
+        )
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if n != CALL])
@@ -92,8 +99,18 @@ def test_the_gate_lends_every_block_an_op_builds():
     assert {"RelativeBias", "TokenMix"} <= constructors
 
 
-NEW_OPS = ["rotary", "head_rmsnorm", "repeat_kv", "softcap", "relative_bias", "alibi", "token_shift", "token_mix",
-           "linear_attention", "gated_linear_attention"]
+NEW_OPS = [
+    "rotary",
+    "head_rmsnorm",
+    "repeat_kv",
+    "softcap",
+    "relative_bias",
+    "alibi",
+    "token_shift",
+    "token_mix",
+    "linear_attention",
+    "gated_linear_attention",
+]
 
 
 @pytest.mark.parametrize("name", NEW_OPS)
@@ -131,8 +148,9 @@ def test_a_failing_candidate_shows_its_generated_line_and_caches_clear():
     layer = compile_model(SPEC, seed("transformer", SPEC)).layers[0]
     with pytest.raises(RuntimeError) as failure:
         layer(torch.randn(2, SPEC.seq_len, SPEC.d_model + 1))  # the wrong width
-    generated = [frame for frame in traceback.extract_tb(failure.value.__traceback__)
-                 if frame.filename.startswith("<archevo ")]
+    generated = [
+        frame for frame in traceback.extract_tb(failure.value.__traceback__) if frame.filename.startswith("<archevo ")
+    ]
     assert generated and generated[0].line == "norm1 = self.norm1(x)"
     clear_caches()
     assert _bytecode.cache_info().currsize == 0

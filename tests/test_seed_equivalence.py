@@ -34,9 +34,15 @@ DEFAULT = ModelSpec()
 RTOL = 1e-5
 ALL_SEEDS = list(SEEDS)
 
+
 def _spec_kwargs(spec: ModelSpec) -> dict:
-    return dict(vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.n_heads,
-                seq_len=spec.seq_len)
+    return dict(
+        vocab_size=spec.vocab_size,
+        d_model=spec.d_model,
+        n_layers=spec.n_layers,
+        n_heads=spec.n_heads,
+        seq_len=spec.seq_len,
+    )
 
 
 def _generator(name: str, salt: int = 0) -> torch.Generator:
@@ -98,15 +104,20 @@ def _compare(name: str) -> None:
         assert actual is not None and expected is not None, f"{what}: no gradient"
         roundoff = (expected.double() - exact).abs().max().item()
         scale = expected.abs().max().item()
-        torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * scale + 10 * roundoff,
-                                   msg=lambda m: f"{what}: {m}")
+        torch.testing.assert_close(
+            actual, expected, rtol=RTOL, atol=RTOL * scale + 10 * roundoff, msg=lambda m: f"{what}: {m}"
+        )
 
     close(logits, ref_logits, exact_logits, "logits")
     close(loss, ref_loss, exact_loss, "loss")
     mapping = parameter_map(reference)
     for ref_name, (compiled_name, transform) in mapping.items():
-        close(transform(grads[compiled_name]), ref_grads[ref_name], exact_grads[ref_name],
-              f"gradient of {compiled_name} (reference {ref_name})")
+        close(
+            transform(grads[compiled_name]),
+            ref_grads[ref_name],
+            exact_grads[ref_name],
+            f"gradient of {compiled_name} (reference {ref_name})",
+        )
 
     # Each norm on its own, on inputs of variance 1e-4 where ε (and where it sits) shows at the
     # percent level: inside the model a stream of variance ~1 hides a wrong ε below the tolerance.
@@ -116,9 +127,13 @@ def _compare(name: str) -> None:
             if isinstance(norm, (torch.nn.LayerNorm, RMSNorm)):
                 compiled_name = mapping[f"{ref_name}.weight"][0].rsplit(".", 1)[0]
                 expected = norm(x)
-                torch.testing.assert_close(model.get_submodule(compiled_name)(x), expected, rtol=RTOL,
-                                           atol=RTOL * expected.abs().max().item(),
-                                           msg=lambda m, c=compiled_name, r=ref_name: f"norm {c} (reference {r}): {m}")
+                torch.testing.assert_close(
+                    model.get_submodule(compiled_name)(x),
+                    expected,
+                    rtol=RTOL,
+                    atol=RTOL * expected.abs().max().item(),
+                    msg=lambda m, c=compiled_name, r=ref_name: f"norm {c} (reference {r}): {m}",
+                )
 
 
 # --------------------------------------------------------------------------- equivalence
@@ -141,43 +156,55 @@ def _closed_form(name: str, spec: ModelSpec) -> int:
     """Parameter counts written out from the equations (tied embeddings, learned positions)."""
     V, d, L, T, H, u = spec.vocab_size, spec.d_model, spec.n_layers, spec.seq_len, spec.n_heads, spec.unit
     emb = V * d + T * d
-    attn = 4 * d * d                                   # W^Q, W^K, W^V, W^O, no biases
-    ffn = d * 4 * d + 4 * d + 4 * d * d + d            # W_1, b_1, W_2, b_2
+    attn = 4 * d * d  # W^Q, W^K, W^V, W^O, no biases
+    ffn = d * 4 * d + 4 * d + 4 * d * d + d  # W_1, b_1, W_2, b_2
     ln = 2 * d
-    g = 21 * u                                         # GLU width: round(2/3 · 32) units
-    glu = 3 * d * g + 2 * g + d                        # W, V, W_o and their biases
+    g = 21 * u  # GLU width: round(2/3 · 32) units
+    glu = 3 * d * g + 2 * g + d  # W, V, W_o and their biases
     transformer = emb + L * (attn + ffn + 2 * ln) + ln
     if name == "transformer":
         return transformer
-    if name in ("transformer_postln", "deepnorm"):     # no final norm
+    if name in ("transformer_postln", "deepnorm"):  # no final norm
         return transformer - ln
-    if name in ("primer_ez", "mdha"):                  # three 3-tap depthwise kernels of width d per layer
+    if name in ("primer_ez", "mdha"):  # three 3-tap depthwise kernels of width d per layer
         return transformer + L * 9 * d
-    if name == "primer":                               # W^K → W^Qs, two dconvs (shared QK and V)
+    if name == "primer":  # W^K → W^Qs, two dconvs (shared QK and V)
         return transformer + L * 6 * d
     if name == "swiglu":
         return emb + L * (attn + glu + 2 * ln) + ln
-    if name == "transformer_pp":                       # RMSNorm: gains only
+    if name == "transformer_pp":  # RMSNorm: gains only
         return emb + L * (attn + glu + 2 * d) + d
     if name in ("sas", "sas_p"):
-        qk = 2 * d * d + 2 * d                         # W^Q, W^K with biases; no W^V, no W^P
-        mlp = 8 * d * d                                # no biases
-        shaped = 3 * H                                 # α_h, β_h, γ_h
-        if name == "sas":                              # 2 RMSNorms, β_SA, β_FF, α_FF
+        qk = 2 * d * d + 2 * d  # W^Q, W^K with biases; no W^V, no W^P
+        mlp = 8 * d * d  # no biases
+        shaped = 3 * H  # α_h, β_h, γ_h
+        if name == "sas":  # 2 RMSNorms, β_SA, β_FF, α_FF
             layer = qk + shaped + mlp + 2 * d + 3
-        else:                                          # 1 RMSNorm, β_SA, β_FF
+        else:  # 1 RMSNorm, β_SA, β_FF
             layer = qk + shaped + mlp + d + 2
-        first_value = d * d + 2                        # layer 1: ΔW, α_V, β_V
+        first_value = d * d + 2  # layer 1: ΔW, α_V, β_V
         return emb + L * layer + first_value + ln
-    if name == "fixup":                                # no biases or norms; 5 scalars a layer, final shift
+    if name == "fixup":  # no biases or norms; 5 scalars a layer, final shift
         return emb + L * (attn + 8 * d * d + 5) + 1
     if name == "rezero":
         return emb + L * (attn + ffn + 2)
     raise KeyError(name)
 
 
-CLOSED_FORM = ["transformer", "transformer_postln", "deepnorm", "primer_ez", "mdha", "primer", "swiglu", "transformer_pp",
-               "sas", "sas_p", "fixup", "rezero"]
+CLOSED_FORM = [
+    "transformer",
+    "transformer_postln",
+    "deepnorm",
+    "primer_ez",
+    "mdha",
+    "primer",
+    "swiglu",
+    "transformer_pp",
+    "sas",
+    "sas_p",
+    "fixup",
+    "rezero",
+]
 
 
 @pytest.mark.parametrize("spec", [SPEC, DEFAULT], ids=["small", "default"])
@@ -253,10 +280,10 @@ def test_reference_is_causal(name):
     idx = torch.randint(SPEC.vocab_size, (2, SPEC.seq_len), generator=_generator(name, 2))
     changed = idx.clone()
     t = SPEC.seq_len // 2
-    changed[:, t + 1:] = (changed[:, t + 1:] + 1) % SPEC.vocab_size
+    changed[:, t + 1 :] = (changed[:, t + 1 :] + 1) % SPEC.vocab_size
     with torch.no_grad():
         torch.testing.assert_close(reference(idx)[:, : t + 1], reference(changed)[:, : t + 1], rtol=0, atol=1e-6)
-        assert not torch.allclose(reference(idx)[:, t + 1:], reference(changed)[:, t + 1:])
+        assert not torch.allclose(reference(idx)[:, t + 1 :], reference(changed)[:, t + 1 :])
 
 
 def _attention_layer(normalise: str) -> Architecture:
@@ -267,8 +294,9 @@ def _attention_layer(normalise: str) -> Architecture:
     m = Builder("main")
     main = m.build(m.add("x", m.call("attention", "x", out="attn"), out="y"))
     final = Builder("main").build("x")
-    return Architecture(name=f"attend_{normalise}", layers=[Program(subprograms=[main, attn])],
-                        final=Program(subprograms=[final]))
+    return Architecture(
+        name=f"attend_{normalise}", layers=[Program(subprograms=[main, attn])], final=Program(subprograms=[final])
+    )
 
 
 def test_unmasked_attention_is_not_causal():

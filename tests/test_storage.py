@@ -113,9 +113,20 @@ def test_record_result_is_idempotent_per_attempt(repo: Repository, campaign: Cam
     assert running.status == "running" and running.started_at is not None
 
     result = {
-        "status": "ok", "message": "", "fitness": 3.5, "val_loss": 3.5, "perplexity": 33.1, "bits_per_byte": 1.1,
-        "parameters": 1234, "flops_per_token": 5e6, "steps": 40, "tokens": 40960, "seconds": 9.9, "flops": 2e11,
-        "hurdles_passed": 2, "loss_curve": [{"train_loss": float("nan")}],
+        "status": "ok",
+        "message": "",
+        "fitness": 3.5,
+        "val_loss": 3.5,
+        "perplexity": 33.1,
+        "bits_per_byte": 1.1,
+        "parameters": 1234,
+        "flops_per_token": 5e6,
+        "steps": 40,
+        "tokens": 40960,
+        "seconds": 9.9,
+        "flops": 2e11,
+        "hurdles_passed": 2,
+        "loss_curve": [{"train_loss": float("nan")}],
     }
     assert repo.record_result(a.id, attempt, result) is True
     assert repo.record_result(a.id, attempt, {**result, "fitness": 1.0}) is False  # a repeat changes nothing
@@ -129,8 +140,9 @@ def test_record_result_is_idempotent_per_attempt(repo: Repository, campaign: Cam
 
     # The repeat consumed no finish_order: the next result gets 1.
     attempt_b = repo.mark_running(b.id)
-    assert repo.record_result(b.id, attempt_b, {"status": "diverged", "message": "loss became nan",
-                                                "val_loss": float("inf"), "fitness": None})
+    assert repo.record_result(
+        b.id, attempt_b, {"status": "diverged", "message": "loss became nan", "val_loss": float("inf"), "fitness": None}
+    )
     diverged = repo.get_individual(b.id)
     assert (diverged.finish_order, diverged.status, diverged.error) == (1, "diverged", "loss became nan")
     assert diverged.val_loss is None and diverged.fitness is None
@@ -467,8 +479,13 @@ def test_a_second_writer_waits_instead_of_failing(url: str, repo: Repository) ->
 
 
 def _cycles(repo: Repository, campaign_id: int, births: range) -> None:
-    result = {"status": "ok", "fitness": 3.0, "val_loss": 3.0, "steps": 10,
-              "loss_curve": [{"tokens": i, "train_loss": 3.0} for i in range(50)]}
+    result = {
+        "status": "ok",
+        "fitness": 3.0,
+        "val_loss": 3.0,
+        "steps": 10,
+        "loss_curve": [{"tokens": i, "train_loss": 3.0} for i in range(50)],
+    }
     for birth in births:
         ind = add(repo, campaign_id, birth)
         repo.record_result(ind.id, repo.mark_running(ind.id), result)
@@ -500,7 +517,9 @@ def test_throughput_sanity(repo: Repository, campaign: CampaignRecord, capsys: p
         repo.record_result(ind.id, repo.mark_running(ind.id), {"status": "ok", "fitness": float(birth)})
     rate = n / (time.perf_counter() - start)
     with capsys.disabled():
-        print(f"\n[storage] {rate:.0f} add_individual+mark_running+record_result cycles/s on {repo.engine.dialect.name}")
+        print(
+            f"\n[storage] {rate:.0f} add_individual+mark_running+record_result cycles/s on {repo.engine.dialect.name}"
+        )
     assert [p.finish_order for p in repo.population(campaign.id, n)] == list(range(n))
     assert repo.unfinished(campaign.id) == [] and repo.next_birth(campaign.id) == n
 

@@ -75,8 +75,8 @@ def test_selective_copying_asks_the_content_in_order():
     blank, copy = s.vocab_size - 2, s.vocab_size - 1
     for row, target in zip(x, y):
         span = s.seq_len - s.to_copy - 1
-        assert row[span] == copy and (row[span + 1:] == blank).all()
-        assert list(target[span + 1:]) == [t for t in row[:span] if t != blank]
+        assert row[span] == copy and (row[span + 1 :] == blank).all()
+        assert list(target[span + 1 :]) == [t for t in row[:span] if t != blank]
 
 
 def test_memorization_map_is_shared_by_every_seed():
@@ -123,8 +123,12 @@ def _leaky():
     b = Builder("main")
     q = b.dense("x", width=8, out="q")
     weights = b.emit("exp", b.attn_logits(q, q, out="scores"), out="weights")
-    return seed("transformer").model_copy(update={"name": "leaky", "layers": [Program(subprograms=[b.build(
-        b.add("x", b.attend(weights, q, out="heads"), out="y"))])]})
+    return seed("transformer").model_copy(
+        update={
+            "name": "leaky",
+            "layers": [Program(subprograms=[b.build(b.add("x", b.attend(weights, q, out="heads"), out="y"))])],
+        }
+    )
 
 
 def test_a_program_that_looks_ahead_is_refused(tmp_path):
@@ -146,15 +150,30 @@ def test_bad_settings_name_the_task_and_the_field():
 
 
 def test_cli_scores_as_json_and_rejects_bad_input():
-    out = RUNNER.invoke(app, ["tasks", "transformer", "--tasks", "pair_recall,compression", "--steps", "20",
-                              "--set", "seq_len=16", "--json"])
+    out = RUNNER.invoke(
+        app,
+        [
+            "tasks",
+            "transformer",
+            "--tasks",
+            "pair_recall,compression",
+            "--steps",
+            "20",
+            "--set",
+            "seq_len=16",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert [s["task"] for s in record["scores"]] == ["pair_recall", "compression"]
     assert all(s["steps"] == 20 and s["settings"]["seq_len"] == 16 for s in record["scores"])
-    for args, message in ((["nope"], "neither a seed"), (["transformer", "--tasks", "bogus"], "unknown task"),
-                          (["transformer", "--set", "seq_len"], "expected [TASK.]KEY=VALUE"),
-                          (["transformer", "--set", "memorization.seq_len=7", "--tasks", "memorization"], "even")):
+    for args, message in (
+        (["nope"], "neither a seed"),
+        (["transformer", "--tasks", "bogus"], "unknown task"),
+        (["transformer", "--set", "seq_len"], "expected [TASK.]KEY=VALUE"),
+        (["transformer", "--set", "memorization.seq_len=7", "--tasks", "memorization"], "even"),
+    ):
         result = RUNNER.invoke(app, ["tasks", *args])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
 

@@ -89,7 +89,10 @@ def test_second_call_hits_the_cache(cache: Path, spec: str, monkeypatch: pytest.
     assert second.bytes_per_token == first.bytes_per_token
     assert isinstance(second.train, np.memmap) and second.train.mode == "r"
     assert sorted(p.name for p in first.cache_dir.iterdir()) == [
-        "meta.json", "tokenizer.json", "train.bin", "validation.bin",
+        "meta.json",
+        "tokenizer.json",
+        "train.bin",
+        "validation.bin",
     ]
     assert [p.name for p in first.cache_dir.parent.iterdir()] == [first.cache_dir.name]  # no temp leftovers
 

@@ -62,11 +62,19 @@ def nan_architecture():
 # --------------------------------------------------------------------------- budgets
 
 
-@pytest.mark.parametrize("text, kind, amount", [
-    ("60s", "seconds", 60), ("5m", "seconds", 300), ("1.5h", "seconds", 5400), (" 10 s ", "seconds", 10),
-    ("3e12flops", "flops", 3e12), ("2e6tokens", "tokens", 2e6), ("2E6Tokens", "tokens", 2e6),
-    ("1000tok", "tokens", 1000),
-])
+@pytest.mark.parametrize(
+    "text, kind, amount",
+    [
+        ("60s", "seconds", 60),
+        ("5m", "seconds", 300),
+        ("1.5h", "seconds", 5400),
+        (" 10 s ", "seconds", 10),
+        ("3e12flops", "flops", 3e12),
+        ("2e6tokens", "tokens", 2e6),
+        ("2E6Tokens", "tokens", 2e6),
+        ("1000tok", "tokens", 1000),
+    ],
+)
 def test_parse_budget_reads_amounts_and_units(text, kind, amount):
     budget = parse_budget(text)
     assert (budget.kind, budget.amount) == (kind, pytest.approx(amount))
@@ -179,8 +187,9 @@ def test_hurdles_are_evaluated_at_their_fractions(data):
 
 def test_on_hurdle_false_stops_training(data):
     config = CONFIG.model_copy(update={"hurdles": [0.25, 0.5]})
-    result = train(SPEC, seed("transformer", SPEC), data, tokens(40), config,
-                   on_hurdle=lambda index, fraction, loss: index == 0)
+    result = train(
+        SPEC, seed("transformer", SPEC), data, tokens(40), config, on_hurdle=lambda index, fraction, loss: index == 0
+    )
     assert result.status == "stopped_at_hurdle"
     assert result.steps == 20 and len(result.hurdle_losses) == 2
     assert result.val_loss == result.hurdle_losses[1].loss
@@ -264,15 +273,30 @@ def corpus_file(tmp_path, monkeypatch):
     return path
 
 
-TINY = ["--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2", "--seq-len", "16",
-        "--batch-size", "4", "--threads", "1"]
+TINY = [
+    "--vocab-size",
+    "300",
+    "--d-model",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--seq-len",
+    "16",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+]
 
 
 def test_cli_train_json(corpus_file):
     from cli.main import app
 
-    result = CliRunner().invoke(app, ["train", "transformer", "--budget", "1280tokens",
-                                      "--corpus", f"text:{corpus_file}", "--json", *TINY])
+    result = CliRunner().invoke(
+        app, ["train", "transformer", "--budget", "1280tokens", "--corpus", f"text:{corpus_file}", "--json", *TINY]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == "ok" and payload["tokens"] == 1280 and payload["steps"] == 20
@@ -315,8 +339,9 @@ def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
     top = make_lm1b(tmp_path / "data")
     path = top if form == "folder" else make_tar(top, tmp_path / "lm1b.tar.gz")
-    result = CliRunner().invoke(app, ["train", "transformer", "--budget", "320tokens", "--corpus", f"lm1b:{path}",
-                                      "--json", *TINY])
+    result = CliRunner().invoke(
+        app, ["train", "transformer", "--budget", "320tokens", "--corpus", f"lm1b:{path}", "--json", *TINY]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == "ok" and math.isfinite(payload["val_loss"]) and payload["bits_per_byte"] > 0
@@ -325,9 +350,13 @@ def test_cli_trains_on_an_lm1b_copy(tmp_path, monkeypatch, form):
 def test_bf16_autocast_trains_close_to_fp32(data):
     """precision="bf16" (autocast, fp32 master weights) learns as fp32 does, within bf16's noise;
     "auto" is fp32 on the CPU."""
-    assert CONFIG.autocast_dtype is None and CONFIG.model_copy(update={"device": "cuda"}).autocast_dtype == torch.bfloat16
-    runs = {p: train(SPEC, seed("transformer", SPEC), data, tokens(60), CONFIG.model_copy(update={"precision": p}))
-            for p in ("fp32", "bf16", "auto")}
+    assert (
+        CONFIG.autocast_dtype is None and CONFIG.model_copy(update={"device": "cuda"}).autocast_dtype == torch.bfloat16
+    )
+    runs = {
+        p: train(SPEC, seed("transformer", SPEC), data, tokens(60), CONFIG.model_copy(update={"precision": p}))
+        for p in ("fp32", "bf16", "auto")
+    }
     assert all(r.status == "ok" for r in runs.values())
     start = math.log(VOCAB)
     assert runs["bf16"].val_loss < start - 1.0  # it learned

@@ -47,15 +47,18 @@ class RecallSettings(Settings):
     @model_validator(mode="after")
     def _room_for_keys(self) -> "RecallSettings":
         if self.vocab_size - self.noise_vocab < 4:
-            raise ValueError(f"vocab_size {self.vocab_size} leaves fewer than 4 key/value tokens beside "
-                             f"noise_vocab {self.noise_vocab}")
+            raise ValueError(
+                f"vocab_size {self.vocab_size} leaves fewer than 4 key/value tokens beside "
+                f"noise_vocab {self.noise_vocab}"
+            )
         if self.frac_noise > 0 and self.noise_vocab == 0:
             raise ValueError("frac_noise > 0 needs noise_vocab > 0")
         return self
 
 
-def in_context_recall(rng: np.random.Generator, n: int, s: RecallSettings, test: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def in_context_recall(
+    rng: np.random.Generator, n: int, s: RecallSettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """MAD's multi-query in-context recall: a sequence of adjacent key, value tokens; a key keeps
     its value within a sequence, and every value whose key appeared before is asked (at its
     key's position). Solving it needs the value bound to its key (an induction circuit or a
@@ -85,7 +88,7 @@ def _seen_before(keys: np.ndarray, n_keys: int) -> np.ndarray:
 def _shifted(tokens: np.ndarray, asked: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs are the first ``seq_len`` tokens; the target at t is token t + 1 where it is asked."""
     inputs = tokens[:, :seq_len]
-    targets = np.where(asked[:, 1:seq_len + 1], tokens[:, 1:seq_len + 1], IGNORE)
+    targets = np.where(asked[:, 1 : seq_len + 1], tokens[:, 1 : seq_len + 1], IGNORE)
     return np.ascontiguousarray(inputs), targets
 
 
@@ -113,8 +116,9 @@ class PairRecallSettings(Settings):
         return data
 
 
-def pair_recall(rng: np.random.Generator, n: int, s: PairRecallSettings, test: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
+def pair_recall(
+    rng: np.random.Generator, n: int, s: PairRecallSettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """In-context recall with each key-value pair written as one token (not in MAD): a query
     for key k is answered by the value of the pair token with key k seen earlier. Retrieval by
     content and nothing else, so one attention layer solves it in a few hundred steps, and a
@@ -155,15 +159,17 @@ class FuzzyRecallSettings(Settings):
     @model_validator(mode="after")
     def _fits(self) -> "FuzzyRecallSettings":
         if (self.vocab_size - 1) // 2 < max(self.key_motif, self.value_motif):
-            raise ValueError(f"vocab_size {self.vocab_size} has too few tokens for motifs of "
-                             f"{max(self.key_motif, self.value_motif)}")
+            raise ValueError(
+                f"vocab_size {self.vocab_size} has too few tokens for motifs of {max(self.key_motif, self.value_motif)}"
+            )
         if self.seq_len < 4 * (self.key_motif + self.value_motif):
             raise ValueError(f"seq_len {self.seq_len} is too short for motifs of {self.key_motif} + {self.value_motif}")
         return self
 
 
-def fuzzy_in_context_recall(rng: np.random.Generator, n: int, s: FuzzyRecallSettings,
-                            test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def fuzzy_in_context_recall(
+    rng: np.random.Generator, n: int, s: FuzzyRecallSettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """MAD's fuzzy recall, multi-query: a key motif keeps its value motif within a sequence;
     every token of a value motif whose key motif appeared before is asked. At test time every
     key has the largest motif size (as in MAD); in training the sizes vary."""
@@ -187,8 +193,8 @@ def fuzzy_in_context_recall(rng: np.random.Generator, n: int, s: FuzzyRecallSett
             flags += [False] * len(key) + [key in binding] * len(value)
             tokens += [*key, *value]
             binding[key] = value
-        inputs[i, s.seq_len + 1 - len(tokens):] = tokens  # left-padded
-        asked[i, s.seq_len + 1 - len(tokens):] = flags
+        inputs[i, s.seq_len + 1 - len(tokens) :] = tokens  # left-padded
+        asked[i, s.seq_len + 1 - len(tokens) :] = flags
     return _shifted(inputs, asked, s.seq_len)
 
 
@@ -211,18 +217,19 @@ class CopySettings(Settings):
         return self
 
 
-def selective_copying(rng: np.random.Generator, n: int, s: CopySettings, test: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def selective_copying(
+    rng: np.random.Generator, n: int, s: CopySettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """MAD's selective copying: remember the non-blank tokens, in order, across the blanks."""
     blank, copy = s.vocab_size - 2, s.vocab_size - 1
     span = s.seq_len - s.to_copy - 1  # content and blanks before the copy token
     content = rng.integers(0, s.vocab_size - 2, (n, s.to_copy))
-    where = np.sort(rng.random((n, span)).argsort(axis=1)[:, :s.to_copy], axis=1)
+    where = np.sort(rng.random((n, span)).argsort(axis=1)[:, : s.to_copy], axis=1)
     inputs = np.full((n, s.seq_len), blank, np.int64)
     np.put_along_axis(inputs, where, content, axis=1)
     inputs[:, span] = copy
     targets = np.full((n, s.seq_len), IGNORE, np.int64)
-    targets[:, span + 1:] = content
+    targets[:, span + 1 :] = content
     return inputs, targets
 
 
@@ -244,8 +251,9 @@ class MemorizationSettings(Settings):
         return self
 
 
-def memorization(rng: np.random.Generator, n: int, s: MemorizationSettings, test: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def memorization(
+    rng: np.random.Generator, n: int, s: MemorizationSettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """MAD's memorization: at each insert token, the value the fixed map gives its key."""
     half = (s.vocab_size - 1) // 2
     insert = s.vocab_size - 1
@@ -268,8 +276,9 @@ class CompressionSettings(Settings):
     seq_len: int = 12
 
 
-def compression(rng: np.random.Generator, n: int, s: CompressionSettings, test: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
+def compression(
+    rng: np.random.Generator, n: int, s: CompressionSettings, test: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Compression adapted to a decoder-only model. MAD passes the sequence through an
     encoder's pooled vector to a decoder; here the model's residual stream at the compression
     token is that vector, and a linear probe (trained with the model) must read every earlier

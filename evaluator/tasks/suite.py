@@ -78,8 +78,10 @@ class Task:
             problem = error.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
             message = problem["msg"].removeprefix("Value error, ")
-            raise TaskError(f"task {self.name}: {f'{where}: ' if where else ''}{message} (known settings: "
-                            f"{', '.join(f for f in type(self.settings).model_fields if f not in type(self.settings).derived)})") from None
+            raise TaskError(
+                f"task {self.name}: {f'{where}: ' if where else ''}{message} (known settings: "
+                f"{', '.join(f for f in type(self.settings).model_fields if f not in type(self.settings).derived)})"
+            ) from None
 
 
 TASKS: dict[str, Task] = {}
@@ -89,27 +91,75 @@ def _register(task: Task) -> None:
     TASKS[task.name] = task
 
 
-_register(Task("in_context_recall", "MAD's multi-query recall: adjacent key and value tokens; asks a value whose "
-               "key came before (needs binding a value to its key, then retrieval)", instances.in_context_recall,
-               instances.RecallSettings(), chance=lambda s: 2 / (s.vocab_size - s.noise_vocab)))
-_register(Task("noisy_in_context_recall", "in-context recall with noise pairs from a separate vocabulary "
-               "(MAD: vocabulary 32 with 16 noise tokens, 20 % noise)", instances.in_context_recall,
-               instances.RecallSettings(vocab_size=32, noise_vocab=16, frac_noise=0.2),
-               chance=lambda s: 2 / (s.vocab_size - s.noise_vocab)))
-_register(Task("fuzzy_in_context_recall", "in-context recall whose keys and values are motifs of 1-2 tokens "
-               "(MAD: 1-3); test keys at the largest motif size", instances.fuzzy_in_context_recall,
-               instances.FuzzyRecallSettings(), chance=lambda s: 1 / ((s.vocab_size - 1) // 2)))
-_register(Task("pair_recall", "in-context recall with each key-value pair one token: retrieval by content "
-               "alone, which one attention layer learns in a few hundred steps", instances.pair_recall,
-               instances.PairRecallSettings(), chance=lambda s: 1 / s.n_values))
-_register(Task("selective_copying", "copy the non-blank tokens, in order, after the copy token",
-               instances.selective_copying, instances.CopySettings(), chance=lambda s: 1 / (s.vocab_size - 2)))
-_register(Task("memorization", "a fixed key → value map shared by every instance (what the weights store)",
-               instances.memorization, instances.MemorizationSettings(),
-               chance=lambda s: 1 / ((s.vocab_size - 1) // 2)))
-_register(Task("compression", "every earlier token read back by a linear probe from the state at the last "
-               "position (MAD's encoder-decoder bottleneck, decoder-only)", instances.compression,
-               instances.CompressionSettings(), chance=lambda s: 1 / (s.vocab_size - 1), readout="probe"))
+_register(
+    Task(
+        "in_context_recall",
+        "MAD's multi-query recall: adjacent key and value tokens; asks a value whose "
+        "key came before (needs binding a value to its key, then retrieval)",
+        instances.in_context_recall,
+        instances.RecallSettings(),
+        chance=lambda s: 2 / (s.vocab_size - s.noise_vocab),
+    )
+)
+_register(
+    Task(
+        "noisy_in_context_recall",
+        "in-context recall with noise pairs from a separate vocabulary "
+        "(MAD: vocabulary 32 with 16 noise tokens, 20 % noise)",
+        instances.in_context_recall,
+        instances.RecallSettings(vocab_size=32, noise_vocab=16, frac_noise=0.2),
+        chance=lambda s: 2 / (s.vocab_size - s.noise_vocab),
+    )
+)
+_register(
+    Task(
+        "fuzzy_in_context_recall",
+        "in-context recall whose keys and values are motifs of 1-2 tokens "
+        "(MAD: 1-3); test keys at the largest motif size",
+        instances.fuzzy_in_context_recall,
+        instances.FuzzyRecallSettings(),
+        chance=lambda s: 1 / ((s.vocab_size - 1) // 2),
+    )
+)
+_register(
+    Task(
+        "pair_recall",
+        "in-context recall with each key-value pair one token: retrieval by content "
+        "alone, which one attention layer learns in a few hundred steps",
+        instances.pair_recall,
+        instances.PairRecallSettings(),
+        chance=lambda s: 1 / s.n_values,
+    )
+)
+_register(
+    Task(
+        "selective_copying",
+        "copy the non-blank tokens, in order, after the copy token",
+        instances.selective_copying,
+        instances.CopySettings(),
+        chance=lambda s: 1 / (s.vocab_size - 2),
+    )
+)
+_register(
+    Task(
+        "memorization",
+        "a fixed key → value map shared by every instance (what the weights store)",
+        instances.memorization,
+        instances.MemorizationSettings(),
+        chance=lambda s: 1 / ((s.vocab_size - 1) // 2),
+    )
+)
+_register(
+    Task(
+        "compression",
+        "every earlier token read back by a linear probe from the state at the last "
+        "position (MAD's encoder-decoder bottleneck, decoder-only)",
+        instances.compression,
+        instances.CompressionSettings(),
+        chance=lambda s: 1 / (s.vocab_size - 1),
+        readout="probe",
+    )
+)
 
 DEFAULT_SUITE = tuple(TASKS)
 
@@ -136,12 +186,18 @@ def get_task(name: str) -> Task:
 
 
 def task_spec(settings: Settings, recipe: TaskRecipe) -> ModelSpec:
-    return ModelSpec(vocab_size=settings.vocab_size, d_model=recipe.d_model, n_layers=recipe.n_layers,
-                     n_heads=recipe.n_heads, seq_len=settings.seq_len)
+    return ModelSpec(
+        vocab_size=settings.vocab_size,
+        d_model=recipe.d_model,
+        n_layers=recipe.n_layers,
+        n_heads=recipe.n_heads,
+        seq_len=settings.seq_len,
+    )
 
 
-def task_data(task: Task, settings: Settings, recipe: TaskRecipe, seed: int
-              ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def task_data(
+    task: Task, settings: Settings, recipe: TaskRecipe, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(training set, test set) from generators seeded by (seed, task): the same on every
     machine. Test instances whose input equals a training input are dropped."""
     stream = zlib.crc32(task.name.encode())
@@ -150,9 +206,11 @@ def task_data(task: Task, settings: Settings, recipe: TaskRecipe, seed: int
     inputs, targets = task.generate(np.random.default_rng([seed, stream, 1]), 2 * recipe.test_examples, settings, True)
     fresh = np.array([row.tobytes() not in seen for row in inputs])
     if fresh.sum() < recipe.test_examples // 2:
-        raise TaskError(f"task {task.name}: only {fresh.sum()} test instances differ from the training set; "
-                        "raise seq_len or vocab_size")
-    return train, (inputs[fresh][:recipe.test_examples], targets[fresh][:recipe.test_examples])
+        raise TaskError(
+            f"task {task.name}: only {fresh.sum()} test instances differ from the training set; "
+            "raise seq_len or vocab_size"
+        )
+    return train, (inputs[fresh][: recipe.test_examples], targets[fresh][: recipe.test_examples])
 
 
 class _Probe(nn.Module):
@@ -168,8 +226,14 @@ class _Probe(nn.Module):
         return self.head(last).view(idx.shape[0], self.tokens, self.vocab_size)
 
 
-def score_task(architecture: Architecture, name: str, seed: int = 0, overrides: dict[str, Any] | None = None,
-               recipe: TaskRecipe | None = None, progress: Callable[[int, int], None] | None = None) -> TaskScore:
+def score_task(
+    architecture: Architecture,
+    name: str,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    recipe: TaskRecipe | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TaskScore:
     """Train ``architecture`` on task ``name`` and score it on held-out instances. TaskError for
     an unknown task, a bad setting or a program that looks ahead (not causal)."""
     task = get_task(name)
@@ -196,8 +260,11 @@ def score_task(architecture: Architecture, name: str, seed: int = 0, overrides: 
     tokens = recipe.batch_size * spec.seq_len  # per step
     for step in range(steps):
         for group in optimizer.param_groups:  # linear warmup, cosine decay to a tenth
-            group["lr"] = recipe.lr * (min(1.0, (step + 1) / warmup) if step < warmup else
-                                       0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
+            group["lr"] = recipe.lr * (
+                min(1.0, (step + 1) / warmup)
+                if step < warmup
+                else 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+            )
         rows = torch.from_numpy(batches.integers(0, len(train_x), recipe.batch_size))
         logits = model(train_x[rows])
         loss = F.cross_entropy(logits.flatten(0, 1), train_y[rows].flatten(), ignore_index=IGNORE)
@@ -211,10 +278,18 @@ def score_task(architecture: Architecture, name: str, seed: int = 0, overrides: 
         if progress is not None:
             progress(step + 1, steps)
     accuracy = _accuracy(model, test_x, test_y) if status == "ok" else 0.0
-    return TaskScore(task=name, accuracy=accuracy, chance=task.chance(settings), status=status,
-                     final_loss=loss.item() if torch.isfinite(loss) else None, steps=step + 1,
-                     tokens=tokens * (step + 1), flops=training_flops(spec, architecture) * tokens * (step + 1),
-                     seconds=time.perf_counter() - start, settings=settings.model_dump())
+    return TaskScore(
+        task=name,
+        accuracy=accuracy,
+        chance=task.chance(settings),
+        status=status,
+        final_loss=loss.item() if torch.isfinite(loss) else None,
+        steps=step + 1,
+        tokens=tokens * (step + 1),
+        flops=training_flops(spec, architecture) * tokens * (step + 1),
+        seconds=time.perf_counter() - start,
+        settings=settings.model_dump(),
+    )
 
 
 @torch.no_grad()
@@ -223,8 +298,8 @@ def _accuracy(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, batch: 
     model.eval()
     hits = asked = 0
     for i in range(0, len(inputs), batch):
-        predicted = model(torch.from_numpy(inputs[i:i + batch])).argmax(-1)
-        target = torch.from_numpy(targets[i:i + batch])
+        predicted = model(torch.from_numpy(inputs[i : i + batch])).argmax(-1)
+        target = torch.from_numpy(targets[i : i + batch])
         mask = target != IGNORE
         hits += int((predicted == target)[mask].sum())
         asked += int(mask.sum())

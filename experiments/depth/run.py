@@ -48,8 +48,7 @@ STYLES = {"transformer_postln": ("-", 2.4), "transformer": ("-", 1.2), "deepnorm
 
 
 def spec_at(depth: int, args: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(vocab_size=4096, d_model=args.d_model, n_layers=depth, n_heads=args.n_heads,
-                     seq_len=args.seq_len)
+    return ModelSpec(vocab_size=4096, d_model=args.d_model, n_layers=depth, n_heads=args.n_heads, seq_len=args.seq_len)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -62,18 +61,31 @@ def run(args: argparse.Namespace) -> None:
                 for arm in args.arms:
                     if (arm, depth, lr, repeat, args.budget, args.d_model, args.batch_size) in done:
                         continue
-                    config = TrainConfig(seed=repeat, threads=1, lr=lr, batch_size=args.batch_size,
-                                         warmup_fraction=args.warmup)
+                    config = TrainConfig(
+                        seed=repeat, threads=1, lr=lr, batch_size=args.batch_size, warmup_fraction=args.warmup
+                    )
                     # seed(arm, spec): DeepNorm's α and β are read from spec.n_layers.
                     result = train(spec, seed(arm, spec), data, parse_budget(args.budget), config)
-                    record = {"arm": arm, "n_layers": depth, "lr": lr, "repeat": repeat, "budget": args.budget,
-                              "d_model": args.d_model, "n_heads": args.n_heads, "seq_len": args.seq_len,
-                              "batch_size": args.batch_size, "warmup_fraction": args.warmup,
-                              **result.model_dump(mode="json")}
+                    record = {
+                        "arm": arm,
+                        "n_layers": depth,
+                        "lr": lr,
+                        "repeat": repeat,
+                        "budget": args.budget,
+                        "d_model": args.d_model,
+                        "n_heads": args.n_heads,
+                        "seq_len": args.seq_len,
+                        "batch_size": args.batch_size,
+                        "warmup_fraction": args.warmup,
+                        **result.model_dump(mode="json"),
+                    }
                     with args.results.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
-                    print(f"seed {repeat} lr {lr:g} L{depth:<3d} {arm:20s} {result.status:8s} "
-                          f"loss {result.val_loss} steps {result.steps} {result.wall_seconds:.0f}s", flush=True)
+                    print(
+                        f"seed {repeat} lr {lr:g} L{depth:<3d} {arm:20s} {result.status:8s} "
+                        f"loss {result.val_loss} steps {result.steps} {result.wall_seconds:.0f}s",
+                        flush=True,
+                    )
 
 
 def key(r: dict) -> tuple:
@@ -99,13 +111,17 @@ def summarize(results: Path) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[(r["lr"], r["n_layers"], r["arm"])].append(r)
-    lines = [(f"d_model {first['d_model']}, {first['n_heads']} heads, seq {first['seq_len']}, batch "
-              f"{first['batch_size']}, budget {first['budget']}, warmup {first['warmup_fraction']:g} of the "
-              f"budget. Unigram loss on the validation windows: {floor:.3f} nats/token "
-              f"(initial loss ≈ ln 4096 = {math.log(4096):.3f})."), "",
-             ("| lr | depth | arm | val loss (mean ± std) | per seed | diverged (NaN) | ≥ unigram | steps "
-              "| parameters |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"d_model {first['d_model']}, {first['n_heads']} heads, seq {first['seq_len']}, batch "
+            f"{first['batch_size']}, budget {first['budget']}, warmup {first['warmup_fraction']:g} of the "
+            f"budget. Unigram loss on the validation windows: {floor:.3f} nats/token "
+            f"(initial loss ≈ ln 4096 = {math.log(4096):.3f})."
+        ),
+        "",
+        ("| lr | depth | arm | val loss (mean ± std) | per seed | diverged (NaN) | ≥ unigram | steps | parameters |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for lr in sorted({k[0] for k in groups}):
         for depth in sorted({k[1] for k in groups}):
             for arm, label in ARMS.items():
@@ -115,14 +131,16 @@ def summarize(results: Path) -> str:
                 losses = [r["val_loss"] for r in runs if r["status"] == "ok" and r["val_loss"] is not None]
                 mean = f"{statistics.mean(losses):.3f}" if losses else "–"
                 std = f" ± {statistics.stdev(losses):.3f}" if len(losses) > 1 else ""
-                per = ", ".join(f"{r['val_loss']:.3f}" if r["val_loss"] is not None
-                                else f"NaN@{r['diverged_step']}" for r in runs)
+                per = ", ".join(
+                    f"{r['val_loss']:.3f}" if r["val_loss"] is not None else f"NaN@{r['diverged_step']}" for r in runs
+                )
                 nan = sum(r["status"] == "diverged" for r in runs)
-                stuck = sum(r["status"] == "diverged" or r["val_loss"] is None or r["val_loss"] >= floor
-                            for r in runs)
+                stuck = sum(r["status"] == "diverged" or r["val_loss"] is None or r["val_loss"] >= floor for r in runs)
                 steps = sorted({r["steps"] for r in runs})
-                lines.append(f"| {lr:g} | {depth} | {label} | {mean}{std} | {per} | {nan}/{len(runs)} "
-                             f"| {stuck}/{len(runs)} | {'/'.join(map(str, steps))} | {runs[0]['parameters']:,} |")
+                lines.append(
+                    f"| {lr:g} | {depth} | {label} | {mean}{std} | {per} | {nan}/{len(runs)} "
+                    f"| {stuck}/{len(runs)} | {'/'.join(map(str, steps))} | {runs[0]['parameters']:,} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -136,23 +154,36 @@ def plot(results: Path, out: Path) -> None:
     lrs = sorted({r["lr"] for r in records})
     depths = sorted({r["n_layers"] for r in records})
     floor = unigram_loss(records[0]["seq_len"], records[0]["batch_size"])
-    figure, axes = plt.subplots(len(lrs), len(depths), figsize=(4.2 * len(depths), 3.4 * len(lrs)),
-                                sharex=True, sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        len(lrs), len(depths), figsize=(4.2 * len(depths), 3.4 * len(lrs)), sharex=True, sharey=True, squeeze=False
+    )
     tokens_per_step = records[0]["batch_size"] * records[0]["seq_len"]
     for i, lr in enumerate(lrs):
         for j, depth in enumerate(depths):
             ax = axes[i][j]
             for arm, label in ARMS.items():
-                runs = sorted((r for r in records if r["lr"] == lr and r["n_layers"] == depth and r["arm"] == arm),
-                              key=lambda r: r["repeat"])
+                runs = sorted(
+                    (r for r in records if r["lr"] == lr and r["n_layers"] == depth and r["arm"] == arm),
+                    key=lambda r: r["repeat"],
+                )
                 for n, r in enumerate(runs):
-                    points = [(p["tokens"] / tokens_per_step, p["train_loss"]) for p in r["loss_curve"]
-                              if p["train_loss"] is not None]
+                    points = [
+                        (p["tokens"] / tokens_per_step, p["train_loss"])
+                        for p in r["loss_curve"]
+                        if p["train_loss"] is not None
+                    ]
                     if not points:
                         continue
                     x, y = zip(*points)
-                    ax.plot(x, y, color=COLORS[arm], ls=STYLES[arm][0], lw=STYLES[arm][1], alpha=0.8,
-                            label=label if n == 0 else None)
+                    ax.plot(
+                        x,
+                        y,
+                        color=COLORS[arm],
+                        ls=STYLES[arm][0],
+                        lw=STYLES[arm][1],
+                        alpha=0.8,
+                        label=label if n == 0 else None,
+                    )
                     if r["status"] == "diverged":
                         ax.plot(x[-1], y[-1], "x", color=COLORS[arm], ms=9, mew=2)
             ax.axhline(floor, color="grey", ls="--", lw=0.8, label="unigram" if i == j == 0 else None)
@@ -192,7 +223,7 @@ def main() -> None:
         run(args)
     # results.jsonl → table.md, loss.png; results_long.jsonl → table_long.md, loss_long.png
     stem = args.results.stem
-    suffix = stem[len("results"):] if stem.startswith("results") else f"_{stem}"
+    suffix = stem[len("results") :] if stem.startswith("results") else f"_{stem}"
     table = summarize(args.results)
     (args.results.parent / f"table{suffix}.md").write_text(table)
     plot(args.results, args.results.parent / f"loss{suffix}.png")

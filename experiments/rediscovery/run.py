@@ -59,8 +59,14 @@ def campaign_name(program: str, arm: str, seed: int) -> str:
 
 def config_for(program: str, arm: str, seed: int, max_evals: int | None = None) -> CampaignConfig:
     overrides = {"max_evals": max_evals} if max_evals else {}
-    return CampaignConfig.from_toml(HERE / "config.toml", name=campaign_name(program, arm, seed), seed=seed,
-                                    seed_programs=[program], **ARMS[arm], **overrides)
+    return CampaignConfig.from_toml(
+        HERE / "config.toml",
+        name=campaign_name(program, arm, seed),
+        seed=seed,
+        seed_programs=[program],
+        **ARMS[arm],
+        **overrides,
+    )
 
 
 def _printer(name: str):
@@ -69,8 +75,12 @@ def _printer(name: str):
     def on_event(event: dict) -> None:
         if event["kind"] == "recorded":
             fitness = event.get("fitness")
-            print(f"[{time.monotonic() - start:5.0f} s] {name} #{event['birth']:2d} {event['status']:17s} "
-                  f"{'-' if fitness is None else f'{fitness:.4f}'}  {event.get('mutation') or '(seed)'}", flush=True)
+            print(
+                f"[{time.monotonic() - start:5.0f} s] {name} #{event['birth']:2d} {event['status']:17s} "
+                f"{'-' if fitness is None else f'{fitness:.4f}'}  {event.get('mutation') or '(seed)'}",
+                flush=True,
+            )
+
     return on_event
 
 
@@ -104,8 +114,11 @@ def target_loss(repo: Repository) -> float | None:
 
 def first_hit(repo: Repository, campaign_id: int, target: float) -> IndividualRecord | None:
     """The first individual (in finishing order) that trained to at most the target loss."""
-    hits = [r for r in repo.finished_individuals(campaign_id) if r.status == "ok" and r.fitness is not None
-            and r.fitness <= target]
+    hits = [
+        r
+        for r in repo.finished_individuals(campaign_id)
+        if r.status == "ok" and r.fitness is not None and r.fitness <= target
+    ]
     return hits[0] if hits else None
 
 
@@ -121,8 +134,10 @@ def hunt(program: str, arm: str, seed: int, step: int, cap: int) -> str:
         campaign = repo.get_campaign(campaign_name(program, arm, seed))
         hit = first_hit(repo, campaign.id, target)
         if hit is not None or repo.count(campaign.id) >= cap:
-            return f"{campaign.name}: {'hit at birth ' + str(hit.birth) if hit else 'no hit'} " \
-                   f"after {repo.count(campaign.id)} individuals"
+            return (
+                f"{campaign.name}: {'hit at birth ' + str(hit.birth) if hit else 'no hit'} "
+                f"after {repo.count(campaign.id)} individuals"
+            )
         size = repo.count(campaign.id) + step
 
 
@@ -136,8 +151,15 @@ def confirm_campaign(name: str, hit_only: bool) -> str:
         if hit is None:
             return f"{name}: no hit to confirm"
         individuals = [hit]
-    confirm(repo, config, CONFIRM_TOP, CONFIRM_SEEDS, config.budget, individuals=individuals,
-            on_run=lambda record, done, total: print(f"{name}: confirmation {done}/{total}", flush=True))
+    confirm(
+        repo,
+        config,
+        CONFIRM_TOP,
+        CONFIRM_SEEDS,
+        config.budget,
+        individuals=individuals,
+        on_run=lambda record, done, total: print(f"{name}: confirmation {done}/{total}", flush=True),
+    )
     return f"{name}: confirmed"
 
 
@@ -165,17 +187,25 @@ def edits_of(repo: Repository, individual: IndividualRecord, base) -> list[str]:
 
 
 def search_section(repo: Repository, seeds: list[int]) -> list[str]:
-    summaries = {(arm, s): summarize_campaign(repo, c) for arm in ARMS for s in seeds
-                 if (c := repo.get_campaign(campaign_name(BASE, arm, s))) is not None}
+    summaries = {
+        (arm, s): summarize_campaign(repo, c)
+        for arm in ARMS
+        for s in seeds
+        if (c := repo.get_campaign(campaign_name(BASE, arm, s))) is not None
+    }
     if not summaries:
         return []
     common = min(s.compute for s in summaries.values())
-    lines = ["## Transformer-seeded campaigns", "",
-             f"Equal compute: every campaign's best-so-far at {common:.3g} training FLOPs (the smallest "
-             "campaign's total, screens included).", "",
-             "| arm | campaign seed | individuals | trained | compute (FLOPs) | best | best at equal compute "
-             "| top-1 confirmed loss | top-1 speedup vs seed | wins |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Transformer-seeded campaigns",
+        "",
+        f"Equal compute: every campaign's best-so-far at {common:.3g} training FLOPs (the smallest "
+        "campaign's total, screens included).",
+        "",
+        "| arm | campaign seed | individuals | trained | compute (FLOPs) | best | best at equal compute "
+        "| top-1 confirmed loss | top-1 speedup vs seed | wins |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     at_common: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for (arm, s), summary in sorted(summaries.items()):
         campaign = repo.get_campaign(summary.name)
@@ -185,23 +215,35 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         confirmed = summarize(repo, campaign.id)
         tops = [confirmed[r.id] for r in repo.top(campaign.id, 1) if r.id in confirmed]
         top = tops[0] if tops else None
-        lines.append(f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
-                     f"{summary.best:.4f} | {'-' if value is None else f'{value:.4f}'} | "
-                     f"{_fmt(top.loss_mean, top.loss_std) if top else '-'} | "
-                     f"{_fmt(top.speedup_mean, top.speedup_std, 2) if top else '-'} | "
-                     f"{f'{top.wins}/{top.paired}' if top else '-'} |")
-    lines += ["", "Per arm, best at equal compute over campaign seeds: " + "; ".join(
-        f"{arm} {statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f} ({len(v)} seeds)"
-        for arm, v in at_common.items() if v), ""]
+        lines.append(
+            f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
+            f"{summary.best:.4f} | {'-' if value is None else f'{value:.4f}'} | "
+            f"{_fmt(top.loss_mean, top.loss_std) if top else '-'} | "
+            f"{_fmt(top.speedup_mean, top.speedup_std, 2) if top else '-'} | "
+            f"{f'{top.wins}/{top.paired}' if top else '-'} |"
+        )
+    lines += [
+        "",
+        "Per arm, best at equal compute over campaign seeds: "
+        + "; ".join(
+            f"{arm} {statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f} ({len(v)} seeds)"
+            for arm, v in at_common.items()
+            if v
+        ),
+        "",
+    ]
     lines += winners_section(repo, summaries)
     plot_best_so_far(summaries, HERE / "best_so_far.png")
     return lines + ["![best-so-far against compute](best_so_far.png)", ""]
 
 
 def winners_section(repo: Repository, summaries: dict) -> list[str]:
-    lines = ["### The winners against the seed", "",
-             "| campaign | rank | individual | search loss | confirmed loss | speedup vs seed | diff against the seed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "### The winners against the seed",
+        "",
+        "| campaign | rank | individual | search loss | confirmed loss | speedup vs seed | diff against the seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     counts = {edit: 0 for edit in PRIMER_EDITS}
     lineages = 0
     for summary in summaries.values():
@@ -214,12 +256,19 @@ def winners_section(repo: Repository, summaries: dict) -> list[str]:
             for edit, words in PRIMER_EDITS.items():
                 counts[edit] += any(words in line for line in diff)
             c = confirmed.get(individual.id)
-            lines.append(f"| {summary.name} | {rank} | {individual.id} | {individual.fitness:.4f} | "
-                         f"{_fmt(c.loss_mean, c.loss_std) if c else '-'} | "
-                         f"{_fmt(c.speedup_mean, c.speedup_std, 2) if c else '-'} | "
-                         f"{'; '.join(diff) or '(the seed)'} |")
-    return lines + ["", f"Of {lineages} top-{CONFIRM_TOP} programs, "
-                    + ", ".join(f"{n} carry a {edit} edit" for edit, n in counts.items()) + ".", ""]
+            lines.append(
+                f"| {summary.name} | {rank} | {individual.id} | {individual.fitness:.4f} | "
+                f"{_fmt(c.loss_mean, c.loss_std) if c else '-'} | "
+                f"{_fmt(c.speedup_mean, c.speedup_std, 2) if c else '-'} | "
+                f"{'; '.join(diff) or '(the seed)'} |"
+            )
+    return lines + [
+        "",
+        f"Of {lineages} top-{CONFIRM_TOP} programs, "
+        + ", ".join(f"{n} carry a {edit} edit" for edit, n in counts.items())
+        + ".",
+        "",
+    ]
 
 
 def plot_best_so_far(summaries: dict, path: Path) -> None:
@@ -242,8 +291,12 @@ def plot_best_so_far(summaries: dict, path: Path) -> None:
         x, ys = grid[seen], ys[:, seen]
         axes.plot(x, np.nanmean(ys, axis=0), color=colour, label=f"{arm} (mean of {len(mine)} seeds)")
         axes.fill_between(x, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=colour, alpha=0.2)
-    axes.set(xscale="log", xlabel="training FLOPs spent (screen included)", ylabel="best search loss so far",
-             title="Transformer-seeded campaigns: evolution against random search")
+    axes.set(
+        xscale="log",
+        xlabel="training FLOPs spent (screen included)",
+        ylabel="best search loss so far",
+        title="Transformer-seeded campaigns: evolution against random search",
+    )
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -257,8 +310,9 @@ def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) ->
     base_campaign = repo.get_campaign(campaign_name(BASE, "evolution", 0))
     if base_campaign is not None:
         root = repo.roots(base_campaign.id)[0]
-        base_confirmed = {r.training_seed: r.val_loss for r in repo.confirmations(base_campaign.id)
-                          if r.individual_id == root.id}
+        base_confirmed = {
+            r.training_seed: r.val_loss for r in repo.confirmations(base_campaign.id) if r.individual_id == root.id
+        }
     for program in programs:
         for arm in ARMS:
             for s in seeds:
@@ -272,27 +326,47 @@ def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) ->
                     spent += (individual.flops or 0.0) + sum(x.flops for x in screens.get(individual.id, []))
                     if hit is not None and individual.id == hit.id:
                         break
-                runs = {r.training_seed: r.val_loss for r in repo.confirmations(campaign.id)
-                        if hit is not None and r.individual_id == hit.id and r.val_loss is not None}
+                runs = {
+                    r.training_seed: r.val_loss
+                    for r in repo.confirmations(campaign.id)
+                    if hit is not None and r.individual_id == hit.id and r.val_loss is not None
+                }
                 wins = sum(runs[t] <= base_confirmed[t] for t in runs if t in base_confirmed)
-                loss = _fmt(statistics.mean(runs.values()), statistics.stdev(runs.values()) if len(runs) > 1 else 0) \
-                    if runs else "-"
-                diff = "; ".join(edits_of(repo, hit, parse_architecture(repo.roots(campaign.id)[0].architecture_json))) \
-                    if hit else "-"
-                rows.append(f"| {program} | {arm} | {s} | {repo.count(campaign.id)} | "
-                            f"{hit.birth if hit else 'none'} | {spent:.3g}{'' if hit else ' (all)'} | "
-                            f"{f'{hit.fitness:.4f}' if hit else '-'} | {loss} | "
-                            f"{f'{wins}/{len(runs)}' if runs else '-'} | {diff} |")
+                loss = (
+                    _fmt(statistics.mean(runs.values()), statistics.stdev(runs.values()) if len(runs) > 1 else 0)
+                    if runs
+                    else "-"
+                )
+                diff = (
+                    "; ".join(edits_of(repo, hit, parse_architecture(repo.roots(campaign.id)[0].architecture_json)))
+                    if hit
+                    else "-"
+                )
+                rows.append(
+                    f"| {program} | {arm} | {s} | {repo.count(campaign.id)} | "
+                    f"{hit.birth if hit else 'none'} | {spent:.3g}{'' if hit else ' (all)'} | "
+                    f"{f'{hit.fitness:.4f}' if hit else '-'} | {loss} | "
+                    f"{f'{wins}/{len(runs)}' if runs else '-'} | {diff} |"
+                )
     if not rows:
         return []
-    base = _fmt(statistics.mean(base_confirmed.values()), statistics.stdev(base_confirmed.values())) \
-        if len(base_confirmed) > 1 else "-"
-    return ["## Planted handicaps", "",
-            f"A hit is the first individual whose search loss is at most the Transformer seed's ({target:.4f}); "
-            f"its confirmation is against the Transformer's confirmed runs ({base}), training seed by training seed.",
-            "", "| seed program | arm | campaign seed | individuals | hit (birth) | compute until the hit (FLOPs) "
-            "| hit's search loss | hit confirmed | ≤ Transformer | what it changed |",
-            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    base = (
+        _fmt(statistics.mean(base_confirmed.values()), statistics.stdev(base_confirmed.values()))
+        if len(base_confirmed) > 1
+        else "-"
+    )
+    return [
+        "## Planted handicaps",
+        "",
+        f"A hit is the first individual whose search loss is at most the Transformer seed's ({target:.4f}); "
+        f"its confirmation is against the Transformer's confirmed runs ({base}), training seed by training seed.",
+        "",
+        "| seed program | arm | campaign seed | individuals | hit (birth) | compute until the hit (FLOPs) "
+        "| hit's search loss | hit confirmed | ≤ Transformer | what it changed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def hurdle_signal() -> None:
@@ -302,8 +376,11 @@ def hurdle_signal() -> None:
 
     from evaluator.provenance import read_jsonl
 
-    runs = [r for r in read_jsonl(HERE.parent / "seed_table" / "results.jsonl")
-            if r["protocol"] == "T128-1M-flops" and r["status"] == "ok"]
+    runs = [
+        r
+        for r in read_jsonl(HERE.parent / "seed_table" / "results.jsonl")
+        if r["protocol"] == "T128-1M-flops" and r["status"] == "ok"
+    ]
 
     def ranks(values: list[float]) -> np.ndarray:
         return np.argsort(np.argsort(values))
@@ -313,17 +390,24 @@ def hurdle_signal() -> None:
         curves = [[p["val_loss"] for p in r["loss_curve"] if p["val_loss"] is not None] for r in mine]
         final = ranks([r["val_loss"] for r in mine])
         rhos = [np.corrcoef(ranks([c[i] for c in curves]), final)[0, 1] for i in range(min(map(len, curves)))]
-        print(f"training seed {training_seed}, {len(mine)} seeds: rho at 0.1, 0.2, ... = "
-              + ", ".join(f"{rho:.2f}" for rho in rhos))
+        print(
+            f"training seed {training_seed}, {len(mine)} seeds: rho at 0.1, 0.2, ... = "
+            + ", ".join(f"{rho:.2f}" for rho in rhos)
+        )
 
 
 def report(programs: list[str], seeds: list[int]) -> None:
     from cli.plots import plot_campaign
 
     repo = Repository(DB, readonly=True)
-    lines = ["# Rediscovery on the cpu preset", "",
-             "Generated by `.venv/bin/python experiments/rediscovery/run.py report` from `rediscovery.db`.", "",
-             *search_section(repo, seeds), *handicap_section(repo, programs, seeds)]
+    lines = [
+        "# Rediscovery on the cpu preset",
+        "",
+        "Generated by `.venv/bin/python experiments/rediscovery/run.py report` from `rediscovery.db`.",
+        "",
+        *search_section(repo, seeds),
+        *handicap_section(repo, programs, seeds),
+    ]
     for campaign in repo.list_campaigns():
         if campaign.name.startswith(f"{BASE}-"):
             plot_campaign(repo, campaign.id, HERE / "plots" / campaign.name)

@@ -52,10 +52,15 @@ WALL_TOKENS = 1e6  # the Transformer's tokens; every other arm gets the same tim
 
 TABLES = {
     "flops": _FLOPS,
-    "wall": _FLOPS.model_copy(update={"name": "T128-wall", "budget": f"{WALL_TOKENS:g}tokens",
-                                      "description": "the cpu preset wall-clock-matched: every arm trains for the "
-                                                     "time the Transformer's 1e6 tokens take, at its own measured "
-                                                     "speed (speeds.json)"}),
+    "wall": _FLOPS.model_copy(
+        update={
+            "name": "T128-wall",
+            "budget": f"{WALL_TOKENS:g}tokens",
+            "description": "the cpu preset wall-clock-matched: every arm trains for the "
+            "time the Transformer's 1e6 tokens take, at its own measured "
+            "speed (speeds.json)",
+        }
+    ),
 }
 
 #: Library order, with the calibration panel first (the arms the papers rank).
@@ -88,11 +93,19 @@ def measure_speeds(arms: list[str], steps: int, rounds: int) -> dict:
         print(f"round {i + 1}/{rounds}", flush=True)
     tokens = batch_size * spec.seq_len
     per_step = {t.name: statistics.median(t.times) for t in trainers}
-    return {"commit": code_version(HERE), "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
-            "torch": torch.__version__, "threads": 1, "steps": steps, "rounds": rounds,
-            "load_average": [load_before, os.getloadavg()], "tokens_per_step": tokens,
-            "seconds_per_step": per_step, "range": {t.name: [min(t.times), max(t.times)] for t in trainers},
-            "tokens_per_second": {arm: tokens / s for arm, s in per_step.items()}}
+    return {
+        "commit": code_version(HERE),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "torch": torch.__version__,
+        "threads": 1,
+        "steps": steps,
+        "rounds": rounds,
+        "load_average": [load_before, os.getloadavg()],
+        "tokens_per_step": tokens,
+        "seconds_per_step": per_step,
+        "range": {t.name: [min(t.times), max(t.times)] for t in trainers},
+        "tokens_per_second": {arm: tokens / s for arm, s in per_step.items()},
+    }
 
 
 def wall_budgets() -> dict[str, str]:
@@ -106,8 +119,12 @@ def wall_budgets() -> dict[str, str]:
 def on_measured_clock(run: dict, rates: dict[str, float]) -> dict:
     """A wall-table run with its seconds replaced by tokens ÷ the arm's measured tokens/s."""
     rate = rates[run["arm"]]
-    return {**run, "seconds": run["tokens"] / rate, "budget": f"{WALL_TOKENS / rates['transformer']:.0f}s",
-            "loss_curve": [{**p, "seconds": p["tokens"] / rate} for p in run["loss_curve"]]}
+    return {
+        **run,
+        "seconds": run["tokens"] / rate,
+        "budget": f"{WALL_TOKENS / rates['transformer']:.0f}s",
+        "loss_curve": [{**p, "seconds": p["tokens"] / rate} for p in run["loss_curve"]],
+    }
 
 
 def speed_table() -> list[str]:
@@ -116,27 +133,37 @@ def speed_table() -> list[str]:
     rates = speeds["tokens_per_second"]
     spec = _FLOPS.spec
     base_flops = training_flops(spec, seed("transformer", spec))
-    lines = [f"## Training speed (speeds.json: `run.py speeds`, commit {speeds['commit']}, {speeds['machine']}, "
-             f"torch {speeds['torch']}, one thread, median of {speeds['rounds']} interleaved rounds of "
-             f"{speeds['steps']} steps; load average {speeds['load_average'][0][0]:.1f} → "
-             f"{speeds['load_average'][1][0]:.1f})", "",
-             "The last column is the step time ÷ the Transformer's, divided by the FLOPs ratio: how much slower a "
-             "seed trains than its FLOPs say (1.00: in proportion).", "",
-             "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer "
-             "| time per FLOP × transformer |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Training speed (speeds.json: `run.py speeds`, commit {speeds['commit']}, {speeds['machine']}, "
+        f"torch {speeds['torch']}, one thread, median of {speeds['rounds']} interleaved rounds of "
+        f"{speeds['steps']} steps; load average {speeds['load_average'][0][0]:.1f} → "
+        f"{speeds['load_average'][1][0]:.1f})",
+        "",
+        "The last column is the step time ÷ the Transformer's, divided by the FLOPs ratio: how much slower a "
+        "seed trains than its FLOPs say (1.00: in proportion).",
+        "",
+        "| seed | ms/step | round range (ms) | tokens/s | speed × transformer | FLOPs/token × transformer "
+        "| time per FLOP × transformer |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm in sorted(rates, key=lambda a: -rates[a]):
         low, high = speeds["range"][arm]
         speed, flops = rates[arm] / rates["transformer"], training_flops(spec, seed(arm, spec)) / base_flops
-        lines.append(f"| {arm} | {speeds['seconds_per_step'][arm] * 1e3:.0f} | {low * 1e3:.0f}–{high * 1e3:.0f} | "
-                     f"{rates[arm]:,.0f} | {speed:.2f} | {flops:.3f} | {1 / (speed * flops):.2f} |")
+        lines.append(
+            f"| {arm} | {speeds['seconds_per_step'][arm] * 1e3:.0f} | {low * 1e3:.0f}–{high * 1e3:.0f} | "
+            f"{rates[arm]:,.0f} | {speed:.2f} | {flops:.3f} | {1 / (speed * flops):.2f} |"
+        )
     return lines + [""]
 
 
 def report() -> None:
     runs = read_jsonl(RESULTS)
-    lines = ["# Seed table on the cpu preset", "",
-             "Generated by `.venv/bin/python experiments/seed_table/run.py report` from `results.jsonl`.", ""]
+    lines = [
+        "# Seed table on the cpu preset",
+        "",
+        "Generated by `.venv/bin/python experiments/seed_table/run.py report` from `results.jsonl`.",
+        "",
+    ]
     for key, protocol in TABLES.items():
         mine = [r for r in runs if r["protocol"] == protocol.name]
         if not mine:
@@ -146,12 +173,32 @@ def report() -> None:
             mine = [on_measured_clock(r, rates) for r in mine]
             protocol = protocol.model_copy(update={"budget": mine[0]["budget"]})
         seeds = sorted({r["seed"] for r in mine})
-        lines += [f"## {protocol.name}: {protocol.description}", "",
-                  f"Training seeds {seeds}; {len({r['arm'] for r in mine})} of {len(SEEDS)} library seeds run.", "",
-                  *calibration.table(protocol, mine, ORDER)]
-        calibration.plot(HERE / f"loss_{key}.png", f"seed table {protocol.name}", mine,
-                         ["transformer", "primer_ez", "primer", "mdha", "squared_relu", "transformer_pp", "swiglu",
-                          "sas", "sas_p", "parallel", "deepnorm", "transformer_postln"])
+        lines += [
+            f"## {protocol.name}: {protocol.description}",
+            "",
+            f"Training seeds {seeds}; {len({r['arm'] for r in mine})} of {len(SEEDS)} library seeds run.",
+            "",
+            *calibration.table(protocol, mine, ORDER),
+        ]
+        calibration.plot(
+            HERE / f"loss_{key}.png",
+            f"seed table {protocol.name}",
+            mine,
+            [
+                "transformer",
+                "primer_ez",
+                "primer",
+                "mdha",
+                "squared_relu",
+                "transformer_pp",
+                "swiglu",
+                "sas",
+                "sas_p",
+                "parallel",
+                "deepnorm",
+                "transformer_postln",
+            ],
+        )
         lines += [f"![loss curves, {protocol.name}](loss_{key}.png)", ""]
     if SPEEDS.exists():
         lines += speed_table()
@@ -174,8 +221,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "run":
         budgets = wall_budgets() if args.table == "wall" else None
-        calibration.run(TABLES[args.table], args.arms.split(","), [int(s) for s in args.seeds.split(",")], args.jobs,
-                        RESULTS, budgets)
+        calibration.run(
+            TABLES[args.table],
+            args.arms.split(","),
+            [int(s) for s in args.seeds.split(",")],
+            args.jobs,
+            RESULTS,
+            budgets,
+        )
     elif args.command == "speeds":
         SPEEDS.write_text(json.dumps(measure_speeds(ORDER, args.steps, args.rounds), indent=1) + "\n")
         print(f"wrote {SPEEDS}")

@@ -45,11 +45,20 @@ def run(budget: str, repeats: int, names: list[str], threads: int, results: Path
                 continue
             config = TrainConfig(seed=repeat, threads=threads)
             result = train(spec, seed(name, spec), data, parse_budget(budget), config)
-            record = {**result.model_dump(mode="json"), "name": name, "budget": budget, "repeat": repeat,
-                      "tag": tag, "commit": code_version(HERE)}
+            record = {
+                **result.model_dump(mode="json"),
+                "name": name,
+                "budget": budget,
+                "repeat": repeat,
+                "tag": tag,
+                "commit": code_version(HERE),
+            }
             append_jsonl(results, record)
-            print(f"{budget} repeat {repeat} {name:20s} {result.status:8s} loss {result.val_loss} "
-                  f"tokens/s {result.tokens / max(result.seconds, 1e-9):,.0f}", flush=True)
+            print(
+                f"{budget} repeat {repeat} {name:20s} {result.status:8s} loss {result.val_loss} "
+                f"tokens/s {result.tokens / max(result.seconds, 1e-9):,.0f}",
+                flush=True,
+            )
 
 
 def group(record: dict) -> tuple[str, str]:
@@ -97,23 +106,37 @@ def summarize(results: Path) -> str:
     for (budget, tag), arms in by_group.items():
         axis = AXIS[parse_budget(budget).kind]
         vanilla = {r["repeat"]: r for r in arms.get("transformer", [])}
-        lines += [f"### budget {budget}{f' — {tag}' if tag else ''} ({len(next(iter(arms.values())))} repeats)", "",
-                  "| seed | val loss (mean ± std) | bits/byte | parameters | tokens seen | tokens/s "
-                  "| speedup vs transformer | failures |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### budget {budget}{f' — {tag}' if tag else ''} ({len(next(iter(arms.values())))} repeats)",
+            "",
+            "| seed | val loss (mean ± std) | bits/byte | parameters | tokens seen | tokens/s "
+            "| speedup vs transformer | failures |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         rows = []
         for name, runs in arms.items():
             ok = [r for r in runs if r["status"] == "ok" and r["val_loss"] is not None]
             losses = [r["val_loss"] for r in ok]
             mean = statistics.mean(losses) if losses else math.inf
             std = statistics.stdev(losses) if len(losses) > 1 else 0.0
-            speeds = [s for r in ok if r["repeat"] in vanilla
-                      for s in [speedup(r, vanilla[r["repeat"]], axis)] if s is not None]
+            speeds = [
+                s
+                for r in ok
+                if r["repeat"] in vanilla
+                for s in [speedup(r, vanilla[r["repeat"]], axis)]
+                if s is not None
+            ]
             tokens_per_s = statistics.mean(r["tokens"] / r["seconds"] for r in ok) if ok else 0
-            rows.append((mean, f"| {name} | {mean:.4f} ± {std:.4f} | "
-                               f"{statistics.mean(r['bits_per_byte'] for r in ok):.3f} | {ok[0]['parameters']:,} | "
-                               f"{statistics.mean(r['tokens'] for r in ok):,.0f} | {tokens_per_s:,.0f} | {statistics.mean(speeds):.2f}× | {len(runs) - len(ok)} |"
-                         if ok else f"| {name} | – | – | – | – | – | – | {len(runs)} |"))
+            rows.append(
+                (
+                    mean,
+                    f"| {name} | {mean:.4f} ± {std:.4f} | "
+                    f"{statistics.mean(r['bits_per_byte'] for r in ok):.3f} | {ok[0]['parameters']:,} | "
+                    f"{statistics.mean(r['tokens'] for r in ok):,.0f} | {tokens_per_s:,.0f} | {statistics.mean(speeds):.2f}× | {len(runs) - len(ok)} |"
+                    if ok
+                    else f"| {name} | – | – | – | – | – | – | {len(runs)} |",
+                )
+            )
         lines += [row for _, row in sorted(rows)] + [""]
     return "\n".join(lines)
 
@@ -134,8 +157,11 @@ def plot(results: Path, out: Path) -> None:
             runs = [r for r in records if r["name"] == name and group(r) == (budget, tag) and r["status"] == "ok"]
             if runs:
                 axes.plot(*curve(runs[0], axis), label=name)
-        axes.set(xlabel=f"training budget spent ({axis})", ylabel="training loss (nats/token, 3-point mean)",
-                 title=f"budget {budget}{f' ({tag})' if tag else ''}: loss curves, repeat 0")
+        axes.set(
+            xlabel=f"training budget spent ({axis})",
+            ylabel="training loss (nats/token, 3-point mean)",
+            title=f"budget {budget}{f' ({tag})' if tag else ''}: loss curves, repeat 0",
+        )
         axes.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=120)
@@ -149,8 +175,12 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(SEEDS), help="comma-separated seed names")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
-    parser.add_argument("--tag", default="", help="label of this table's runs (e.g. the code change they test); "
-                        "runs are compared only within the same budget and tag")
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="label of this table's runs (e.g. the code change they test); "
+        "runs are compared only within the same budget and tag",
+    )
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args()
     if not args.summarize_only:
