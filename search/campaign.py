@@ -41,7 +41,7 @@ from primitives.cost import TRAINING_MULTIPLIER, model_cost, training_memory_byt
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
-from storage import CampaignBusy, IndividualRecord, Repository
+from storage import CampaignBusy, EvalResult, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
@@ -237,16 +237,15 @@ def _known(names: list[str], registry: dict[str, Any], what: str) -> list[str]:
     return names
 
 
-def fitness_of(result: dict[str, Any]) -> float | None:
-    """Validation loss at the end, or at the hurdle that stopped it; failures have none."""
-    if result.get("status") == "ok":
-        loss = result.get("val_loss")
-    elif result.get("status") == "stopped_at_hurdle":
-        losses = [h["loss"] for h in result.get("hurdle_losses", []) if h.get("loss") is not None]
-        loss = losses[-1] if losses else None
-    else:
-        loss = None
-    return loss if loss is not None and math.isfinite(loss) else None
+def as_result(raw: EvalResult | dict[str, Any]) -> EvalResult:
+    """What a backend returned, as a result: a worker's EvalResult, or a backend's failure dict.
+    Anything else is the worker's error, recorded as one."""
+    if isinstance(raw, EvalResult):
+        return raw
+    try:
+        return EvalResult.model_validate(raw)
+    except ValueError as error:
+        return EvalResult.failed("error", f"the worker's result does not parse: {' '.join(str(error).split())}"[:500])
 
 
 def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> None:
@@ -450,18 +449,15 @@ class Campaign:
             if proposal.parent_id is None and self.config.screen and not vetted.rejection
             else ([], None)
         )
+        result: EvalResult | None
         if vetted.rejection:  # only a seed gets here: children are redrawn instead
-            result = {
-                "status": "error",
-                "fitness": None,
-                "message": f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}",
-            }
+            result = EvalResult.failed("error", f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}")
         elif failure:
-            result = {"status": "error", "fitness": None, "message": failure}
+            result = EvalResult.failed("error", failure)
         elif vetted.original is not None:
             result = self._duplicate_result(vetted.original)
         elif proposal.parent_id is not None and (reason := self._out_of_bounds(architecture, proposal.root_seed)):
-            result = {"status": "rejected", "fitness": None, "message": reason}
+            result = EvalResult.failed("rejected", reason)
         else:
             result = None  # to be trained
         individual = self.repo.add_individual(
@@ -498,11 +494,11 @@ class Campaign:
                 f"seed {name} could not be scored on the screen: {type(error).__name__}: {' '.join(str(error).split())}",
             )
 
-    def _store(self, individual_id: int, attempt: int, result: dict[str, Any]) -> bool:
+    def _store(self, individual_id: int, attempt: int, result: EvalResult) -> bool:
         """Record a result and its screen scores (in the caller's transaction); False if stale."""
         recorded = self.repo.record_result(individual_id, attempt, result)
         if recorded:
-            self.repo.record_screen(individual_id, result.get("screen") or [])
+            self.repo.record_screen(individual_id, result.screen)
         return recorded
 
     def _member(self, individual_id: int) -> "Parent":
@@ -550,22 +546,21 @@ class Campaign:
         self._accepted = (architecture, vetted)
         return True
 
-    def _duplicate_result(self, original: IndividualRecord) -> dict[str, Any]:
+    def _duplicate_result(self, original: IndividualRecord) -> EvalResult:
         """FEC: reuse the fitness (and the screen scores) of a functionally equal individual; no training."""
-        screen = [asdict(s) for s in self.repo.screen_of(original.id)]
-        return {
-            "status": "duplicate",
-            "message": f"functionally equal to individual {original.id}"
+        return EvalResult(
+            status="duplicate",
+            message=f"functionally equal to individual {original.id}"
             f"{' (screened out)' if original.status == 'screened_out' else ''}",
-            "screen": screen,
-            "duplicate_of": original.id,
-            "fitness": original.fitness,
-            "val_loss": original.val_loss,
-            "perplexity": original.perplexity,
-            "bits_per_byte": original.bits_per_byte,
-            "parameters": original.parameters,
-            "hurdles_passed": original.hurdles_passed,
-        }
+            screen=[asdict(s) for s in self.repo.screen_of(original.id)],
+            duplicate_of=original.id,
+            fitness=original.fitness,
+            val_loss=original.val_loss,
+            perplexity=original.perplexity,
+            bits_per_byte=original.bits_per_byte,
+            parameters=original.parameters,
+            hurdles_passed=original.hurdles_passed,
+        )
 
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""
@@ -589,50 +584,35 @@ class Campaign:
     def _weights_path(self, individual: IndividualRecord) -> str:
         return str((Path(self.config.weights_dir) / self.config.name / f"{individual.id}.safetensors").resolve())
 
-    def _record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
+    def _record(self, key: tuple[int, int], raw: EvalResult | dict[str, Any]) -> None:
         individual_id, attempt = key
         individual, thresholds = self._in_flight.pop(key)
-        result = land_weights(result)
-        passed = result.get("hurdle_passed", [])
-        if result.get("status") == "ok" and fitness_of(result) is None:  # a worker's claim the driver cannot use
-            result = {
-                **result,
-                "status": "error",
-                "message": f"the worker reported ok with a validation loss of {result.get('val_loss')!r}",
-            }
-        result = {**result, "fitness": fitness_of(result)}
-        hurdles = result.get("hurdle_losses", [])
+        result = land_weights(as_result(raw)).with_fitness()
         # in the caller's transaction: the hurdles and the result land together, or not at all
         recorded = self._store(individual_id, attempt, result)
-        for index, hurdle in enumerate(hurdles if recorded else []):
-            self.repo.record_hurdle(
-                individual_id,
-                index,
-                hurdle["fraction"],
-                hurdle.get("loss"),
-                thresholds[index] if index < len(thresholds) else None,
-                passed[index] if index < len(passed) else True,
-            )
+        for index, hurdle in enumerate(result.hurdles if recorded else []):  # the bars the driver set, not the worker
+            threshold = thresholds[index] if index < len(thresholds) else None
+            self.repo.record_hurdle(individual_id, index, hurdle.fraction, hurdle.loss, threshold, hurdle.passed)
         if recorded:
-            for index, hurdle in enumerate(hurdles[: len(self._hurdle_losses)]):
-                self._hurdle_losses[index].add(hurdle.get("loss"))
+            for index, hurdle in enumerate(result.hurdles[: len(self._hurdle_losses)]):
+                self._hurdle_losses[index].add(hurdle.loss)
         self._finished(individual, result, recorded)
 
-    def _finished(self, individual: IndividualRecord, result: dict[str, Any], recorded: bool) -> None:
+    def _finished(self, individual: IndividualRecord, result: EvalResult, recorded: bool) -> None:
         """Keep the in-memory population equal to the table's (the most recently finished)."""
         if recorded:
-            individual = replace(individual, status=result["status"], fitness=result["fitness"])
+            individual = replace(individual, status=result.status, fitness=result.fitness)
             self._population.append(individual)
         self._emit(individual, result)
 
-    def _emit(self, individual: IndividualRecord, result: dict[str, Any]) -> None:
+    def _emit(self, individual: IndividualRecord, result: EvalResult) -> None:
         self.on_event(
             {
                 "kind": "recorded",
                 "id": individual.id,
                 "birth": individual.birth,
-                "status": result.get("status"),
-                "fitness": result.get("fitness"),
+                "status": result.status,
+                "fitness": result.fitness,
                 "mutation": individual.mutation,
                 "rejections": dict(self.rejections),
                 "invalid": dict(self.evolution.stats.invalid),

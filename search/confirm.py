@@ -19,7 +19,7 @@ from evaluator.speedup import speedup, validation_curve
 from storage import ConfirmationRecord, IndividualRecord, Repository
 
 from .backends import Backend
-from .campaign import CampaignConfig, make_backend
+from .campaign import CampaignConfig, as_result, make_backend
 from .worker import EvalJob, run_job
 
 #: Confirmation seeds start here, past any training seed a campaign uses, so they are fresh.
@@ -91,7 +91,7 @@ def confirm(
                 )
             for (individual_id, s), result in backend.wait(timeout=1.0):
                 done += 1
-                on_run(repo.record_confirmation(individual_id, s, budget, result), done, total)
+                on_run(repo.record_confirmation(individual_id, s, budget, as_result(result)), done, total)
     finally:
         backend.shutdown()
 

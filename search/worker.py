@@ -1,8 +1,8 @@
 """What a worker runs for one candidate: the task screen, then (if it passes) load the cached
 corpus, train, report.
 
-A job is plain data (it crosses process boundaries as JSON-able dicts); the result is the
-trainer's record plus which hurdles were passed and the screen's scores. Nothing here writes
+A job is plain data (it crosses process boundaries as JSON-able dicts); the result is an
+``EvalResult``: the trainer's record, each hurdle with its bar and verdict, the screen's scores. Nothing here writes
 to the database: the driver is the only writer.
 """
 
@@ -17,15 +17,13 @@ from pydantic import BaseModel, ConfigDict
 
 from evaluator.budget import parse_budget
 from evaluator.tokenization import TokenizedCorpus, load_tokenized
-from evaluator.train import TrainConfig, train
+from evaluator.train import TrainConfig, TrainResult, train
 from primitives.program import Architecture, ModelSpec
 from primitives.validate import parse_architecture
+from storage import EvalResult, HurdleOutcome
 
 from .hurdles import HurdlePolicy
 from .screen import run_screen, shortfall
-
-
-WEIGHTS_BYTES = "weights_bytes"  # the result key a remote worker's weights file travels under
 
 
 class EvalJob(BaseModel):
@@ -62,16 +60,31 @@ def assigned_device(configured: str) -> str:
     return configured
 
 
-def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def screen_step(job: EvalJob, architecture: Architecture) -> tuple[list[dict[str, Any]], EvalResult | None]:
     """(the screen's scores, the screened-out result if the child fails a bar, else None)."""
     scores = (
         run_screen(architecture, job.screen, job.screen_seed, job.screen_steps, job.train.threads) if job.screen else []
     )
     reason = shortfall(scores, job.screen_bars)
-    return scores, None if reason is None else {"status": "screened_out", "message": reason, "screen": scores}
+    return scores, None if reason is None else EvalResult(status="screened_out", message=reason, screen=scores)
 
 
-def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[str, Any]:
+def evaluation(trained: TrainResult, thresholds: list[float | None], passed: list[bool], screen: list) -> EvalResult:
+    """The trainer's record as the campaign's result: each hurdle with the bar it faced."""
+    hurdles = [
+        HurdleOutcome(
+            fraction=h.fraction,
+            loss=h.loss,
+            step=h.step,
+            threshold=thresholds[i] if i < len(thresholds) else None,
+            passed=passed[i] if i < len(passed) else True,
+        )
+        for i, h in enumerate(trained.hurdle_losses)
+    ]
+    return EvalResult(**trained.model_dump(mode="json", exclude={"hurdle_losses"}), hurdles=hurdles, screen=screen)
+
+
+def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> EvalResult:
     """Train one candidate; every failure comes back as a result, never as an exception.
     ``corpus``: the tokenized corpus when the driver shipped it (a cluster's other nodes have
     no cache of it), else the local cache is loaded."""
@@ -80,10 +93,7 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[
     try:
         scores, screened_out = screen_step(job, architecture)
     except Exception as error:  # noqa: BLE001 - a program the task frame cannot run fails as a candidate
-        return {
-            "status": "error",
-            "message": f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500],
-        }
+        return EvalResult.failed("error", f"task screen: {type(error).__name__}: {' '.join(str(error).split())}"[:500])
     if screened_out is not None:
         return screened_out
     data = (
@@ -109,24 +119,20 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> dict[
             on_hurdle=on_hurdle,
             save_weights=local if job.weights_path else None,
         )
-        record = result.model_dump(mode="json")
+        outcome = evaluation(result, job.thresholds, passed, scores)
         if job.return_weights and result.weights:
-            record["weights"], record[WEIGHTS_BYTES] = job.weights_path, Path(local).read_bytes()
-    record["hurdles_passed"] = sum(passed)
-    record["hurdle_passed"] = passed
-    record["screen"] = scores
-    return record
+            outcome = outcome.model_copy(update={"weights": job.weights_path, "weights_data": Path(local).read_bytes()})
+    return outcome
 
 
-def land_weights(result: dict[str, Any]) -> dict[str, Any]:
+def land_weights(result: EvalResult) -> EvalResult:
     """The result without the weights a remote worker sent back, which are written (atomically)
     at the driver's path the job named."""
-    if WEIGHTS_BYTES not in result:
+    if result.weights_data is None:
         return result
-    result = dict(result)
-    data, target = result.pop(WEIGHTS_BYTES), Path(result["weights"])
+    target = Path(result.weights)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(f".{target.name}.part")
-    scratch.write_bytes(data)
+    scratch.write_bytes(result.weights_data)
     os.replace(scratch, target)
-    return result
+    return result.model_copy(update={"weights_data": None})

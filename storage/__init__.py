@@ -17,6 +17,7 @@ from .records import (
     ScreenRecord,
 )
 from .repository import DEFAULT_URL, ENV_URL, Repository
+from .results import EvalResult, HurdleOutcome
 from .schema import (
     CAMPAIGN_STATUSES,
     FINAL_STATUSES,
@@ -36,6 +37,8 @@ __all__ = [
     "ConfirmationRecord",
     "CorruptRecord",
     "DriverRecord",
+    "EvalResult",
+    "HurdleOutcome",
     "HurdleRecord",
     "IndividualRecord",
     "NotFound",

@@ -54,6 +54,7 @@ from .records import (
     ScreenRecord,
     decode,
 )
+from .results import EvalResult
 from .schema import CAMPAIGN_STATUSES, FINAL_STATUSES, INDIVIDUAL_STATUSES, Base, utcnow
 
 if TYPE_CHECKING:
@@ -368,21 +369,21 @@ class Repository:
             c.execute(sql.MARK_RUNNING, {"b_id": individual_id, "b_attempt": attempt, "b_now": utcnow()})
         return attempt
 
-    def record_result(self, individual_id: int, attempt: int, result: Mapping[str, Any] | Any) -> bool:
-        """Record the result of ``attempt`` (a dict, or a pydantic model such as TrainResult).
+    def record_result(self, individual_id: int, attempt: int, result: EvalResult | Mapping[str, Any]) -> bool:
+        """Record the result of ``attempt`` (an EvalResult, or a mapping of its fields).
 
-        Writes the status, ``message`` as ``error``, the metrics among its keys (status,
-        message, val_loss, perplexity, bits_per_byte, parameters, flops_per_token, steps,
-        tokens, seconds, flops, fitness, hurdles_passed, fingerprint, duplicate_of), the whole
-        record as ``result_json``, ``finished_at`` and the campaign's next ``finish_order``.
-        A missing or non-finite ``fitness`` is NULL, which selection reads as the worst.
+        Writes the status, ``message`` as ``error``, every field the table has a column of the
+        same name for (``statements.RESULT_COLUMNS``: the metrics, fitness, hurdles_passed,
+        fingerprint, duplicate_of), the whole result as ``result_json``, ``finished_at`` and the
+        campaign's next ``finish_order``. A missing or non-finite ``fitness`` is NULL, which
+        selection reads as the worst.
 
         Idempotent on (individual, attempt): returns False and changes nothing if the
         individual already finished or ``attempt`` is stale (an earlier dispatch superseded
         by a re-dispatch). ``attempt`` 0 records an individual that was never dispatched (a
         duplicate, or one rejected by the gate). Returns True when it recorded.
         """
-        params = sql.result_parameters(sql.as_dict(result))
+        params = sql.result_parameters(sql.as_result(result))
         with self._write() as c:
             row = c.execute(sql.STATE_AND_NEXT_FINISH, {"id": individual_id}).first()
             if row is None:
@@ -583,12 +584,10 @@ class Repository:
     # ------------------------------------------------------------------ confirmation runs
 
     def record_confirmation(
-        self, individual_id: int, training_seed: int, budget: str, result: Mapping[str, Any] | Any
+        self, individual_id: int, training_seed: int, budget: str, result: EvalResult | Mapping[str, Any]
     ) -> ConfirmationRecord | None:
         """Store one confirmation run and return it; None (nothing written) if it is recorded."""
-        result = sql.as_dict(result)
-        if result.get("status") not in FINAL_STATUSES:
-            raise ValueError(f"a result's status must be one of {FINAL_STATUSES}, got {result.get('status')!r}")
+        result = sql.as_result(result)
         with self._write() as c:
             campaign_id = c.execute(sql.CAMPAIGN_OF, {"id": individual_id}).scalar()
             if campaign_id is None:
@@ -598,14 +597,10 @@ class Repository:
                 individual_id=individual_id,
                 training_seed=training_seed,
                 budget=budget,
-                status=result["status"],
-                val_loss=sql.finite(result.get("val_loss")),
-                flops_per_token=sql.finite(result.get("flops_per_token")),
-                parameters=result.get("parameters"),
-                tokens=result.get("tokens"),
-                seconds=sql.finite(result.get("seconds")),
-                error=result.get("message") or None,
-                result_json=sql.dumps(result),
+                status=result.status,
+                **sql.column_values(result, sql.CONFIRMATION_COLUMNS),
+                error=result.message or None,
+                result_json=sql.dumps(result.model_dump(mode="json")),
                 created_at=utcnow(),
             )
             key = {"iid": individual_id, "seed": training_seed, "budget": budget}

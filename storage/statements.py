@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, case, func, insert, literal, select, update
 
 from .records import CampaignRecord, ConfirmationRecord, DriverRecord, HurdleRecord, IndividualRecord, ScreenRecord
+from .results import EvalResult
 from .schema import (
-    FINAL_STATUSES,
     OPEN_STATUSES,
     CampaignRow,
     CampaignDriver,
@@ -66,8 +66,11 @@ _NEXT_FINISH = (
 )
 # The individual's state and the campaign's next finish_order, in one statement.
 STATE_AND_NEXT_FINISH = select(_I.status, _I.attempt, _NEXT_FINISH.label("next_finish")).where(_I.id == bindparam("id"))
-_FLOAT_KEYS = ("fitness", "val_loss", "perplexity", "bits_per_byte", "flops_per_token", "seconds", "flops")
-_INT_KEYS = ("parameters", "steps", "tokens", "hurdles_passed")
+#: The result's fields that the individuals table keeps in a column of the same name (status,
+#: fingerprint and duplicate_of are bound on their own; ``message`` goes to ``error``).
+RESULT_COLUMNS = tuple(
+    name for name in EvalResult.model_fields if name in _I and name not in ("status", "fingerprint", "duplicate_of")
+)
 RECORD_RESULT = (
     update(Individual.__table__)
     .where(_I.id == bindparam("b_id"))
@@ -80,7 +83,7 @@ RECORD_RESULT = (
         # set earlier by the driver (set_fingerprint); kept unless the result names them
         fingerprint=func.coalesce(bindparam("b_fingerprint", type_=_I.fingerprint.type), _I.fingerprint),
         duplicate_of=func.coalesce(bindparam("b_duplicate_of", type_=_I.duplicate_of.type), _I.duplicate_of),
-        **{key: bindparam(f"b_{key}") for key in _FLOAT_KEYS + _INT_KEYS},
+        **{key: bindparam(f"b_{key}") for key in RESULT_COLUMNS},
     )
 )
 SET_FINGERPRINT = update(Individual.__table__).where(_I.id == bindparam("b_id")).values(fingerprint=bindparam("b_fp"))
@@ -180,6 +183,10 @@ HEARTBEAT = (
 )
 
 _R = ConfirmationRun.__table__.c
+#: Likewise for a confirmation run (its budget is the one the run was asked for, a column of its key).
+CONFIRMATION_COLUMNS = tuple(
+    name for name in EvalResult.model_fields if name in _R and name not in ("status", "budget")
+)
 CONFIRMATIONS = (
     select(*(_R[f.name] for f in fields(ConfirmationRecord)))
     .where(_R.campaign_id == bindparam("cid"))
@@ -229,26 +236,33 @@ def dumps(value: Any) -> str:
 
 
 def as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "model_dump"):  # a pydantic model, e.g. evaluator.train.TrainResult
+    if hasattr(value, "model_dump"):  # a pydantic model, e.g. a CampaignConfig
         return value.model_dump(mode="json")
     return dict(value)
 
 
-def result_parameters(result: Mapping[str, Any]) -> dict[str, Any]:
+def as_result(value: EvalResult | Mapping[str, Any]) -> EvalResult:
+    """An EvalResult from one or from its fields (a ValueError naming the bad field otherwise)."""
+    return value if isinstance(value, EvalResult) else EvalResult.model_validate(value)
+
+
+def column_values(result: EvalResult, names: tuple[str, ...]) -> dict[str, Any]:
+    """The result's values for columns ``names``: non-finite floats become NULL."""
+    values = {}
+    for name in names:
+        value = getattr(result, name)
+        values[name] = finite(value) if isinstance(value, float) else value
+    return values
+
+
+def result_parameters(result: EvalResult) -> dict[str, Any]:
     """Bound parameters of ``RECORD_RESULT``: absent metrics stay NULL, non-finite ones become NULL."""
-    status = result.get("status")
-    if status not in FINAL_STATUSES:
-        raise ValueError(f"a result's status must be one of {FINAL_STATUSES}, got {status!r}")
     params: dict[str, Any] = {
-        "b_status": status,
-        "b_error": result.get("message") or result.get("error") or None,
-        "b_result_json": dumps(result),
-        "b_fingerprint": result.get("fingerprint"),
-        "b_duplicate_of": result.get("duplicate_of"),
+        "b_status": result.status,
+        "b_error": result.message or None,
+        "b_result_json": dumps(result.model_dump(mode="json")),
+        "b_fingerprint": result.fingerprint,
+        "b_duplicate_of": result.duplicate_of,
     }
-    for key in _FLOAT_KEYS:
-        params[f"b_{key}"] = finite(result.get(key))
-    for key in _INT_KEYS:
-        value = result.get(key)
-        params[f"b_{key}"] = None if value is None else int(value)
+    params.update({f"b_{name}": value for name, value in column_values(result, RESULT_COLUMNS).items()})
     return params

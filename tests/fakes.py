@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from storage import EvalResult, HurdleOutcome
+
 #: How much higher the loss is at each earlier hurdle than at the end (training improves it).
 HURDLE_STEP = 0.5
 
@@ -28,41 +30,41 @@ def arch_loss(architecture_json: str) -> float:
     return 3.0 + 3.0 * int.from_bytes(digest[:8], "big") / 2**64
 
 
-def fake_result(job: dict[str, Any], loss: float | None = None) -> dict[str, Any]:
-    """The record ``run_job`` would return for ``job`` if training reached ``loss``."""
+def fake_result(job: dict[str, Any], loss: float | None = None) -> EvalResult:
+    """The result ``run_job`` would return for ``job`` if training reached ``loss``."""
     loss = arch_loss(job["architecture_json"]) if loss is None else loss
     fractions = list(job.get("train", {}).get("hurdles", []))
     thresholds = list(job.get("thresholds", []))
-    hurdle_losses, passed = [], []
+    hurdles = []
     for index, fraction in enumerate(fractions):
         at_hurdle = loss + HURDLE_STEP * (len(fractions) - index)
         threshold = thresholds[index] if index < len(thresholds) else None
-        hurdle_losses.append({"fraction": fraction, "loss": at_hurdle, "step": index + 1})
-        passed.append(threshold is None or at_hurdle <= threshold)
-        if not passed[-1]:
+        passed = threshold is None or at_hurdle <= threshold
+        hurdles.append(
+            HurdleOutcome(fraction=fraction, loss=at_hurdle, step=index + 1, threshold=threshold, passed=passed)
+        )
+        if not passed:
             break
-    stopped = bool(passed) and not passed[-1]
+    stopped = bool(hurdles) and not hurdles[-1].passed
     final = None if stopped else loss
-    return {
-        "status": "stopped_at_hurdle" if stopped else "ok",
-        "message": f"stopped at hurdle {len(passed) - 1}" if stopped else "",
-        "val_loss": final,
-        "perplexity": None if final is None else math.exp(final),
-        "bits_per_byte": None if final is None else final / math.log(2) / 3.5,
-        "parameters": 1000 + int(loss * 1000) % 997,
-        "steps": 10 * len(hurdle_losses) + (0 if stopped else 10),
-        "tokens": 1280,
-        "seconds": 0.0,
-        "flops": 1e6,
-        "flops_per_token": 1e3,
-        "budget": job.get("budget", ""),
-        "hurdle_losses": hurdle_losses,
-        "hurdle_passed": passed,
-        "hurdles_passed": sum(passed),
-    }
+    return EvalResult(
+        status="stopped_at_hurdle" if stopped else "ok",
+        message=f"stopped at hurdle {len(hurdles) - 1}" if stopped else "",
+        val_loss=final,
+        perplexity=None if final is None else math.exp(final),
+        bits_per_byte=None if final is None else final / math.log(2) / 3.5,
+        parameters=1000 + int(loss * 1000) % 997,
+        steps=10 * len(hurdles) + (0 if stopped else 10),
+        tokens=1280,
+        seconds=0.0,
+        flops=1e6,
+        flops_per_token=1e3,
+        budget=job.get("budget", ""),
+        hurdles=hurdles,
+    )
 
 
-def fake_job(job: dict[str, Any]) -> dict[str, Any]:
+def fake_job(job: dict[str, Any]) -> EvalResult:
     """An instant evaluator."""
     return fake_result(job)
 
@@ -77,7 +79,7 @@ def instruction_count(architecture_json: str) -> int:
     return sum(len(sub["body"]) for program in programs for sub in program["subprograms"])
 
 
-def sized_job(job: dict[str, Any]) -> dict[str, Any]:
+def sized_job(job: dict[str, Any]) -> EvalResult:
     """An instant evaluator under which programs keep about a Transformer's size, as they do
     in a real search (with ``fake_job`` alone, a random drift can shrink every program to a
     few instructions, and the driver's cost per individual with them)."""
@@ -89,7 +91,7 @@ def sized_job(job: dict[str, Any]) -> dict[str, Any]:
 SLOW_SECONDS = float(os.environ.get("ARCHEVO_FAKE_SLEEP", "0.2"))
 
 
-def slow_job(job: dict[str, Any]) -> dict[str, Any]:
+def slow_job(job: dict[str, Any]) -> EvalResult:
     time.sleep(SLOW_SECONDS)
     return fake_result(job)
 
@@ -106,7 +108,7 @@ class CountingJob:
         self.thresholds: list[list[float | None]] = []
         self.fail_every = fail_every
 
-    def __call__(self, job: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, job: dict[str, Any]) -> EvalResult:
         count = len(self.calls)
         self.calls.append(job["architecture_json"])
         self.thresholds.append(list(job.get("thresholds", [])))
@@ -115,14 +117,7 @@ class CountingJob:
             if count % n == k:
                 raise RuntimeError(f"fake failure of call {count}")
             if count % n == (k + 1) % n:
-                return {
-                    "status": "diverged",
-                    "message": "loss is nan at step 3",
-                    "diverged_step": 3,
-                    "hurdle_losses": [],
-                    "hurdle_passed": [],
-                    "hurdles_passed": 0,
-                }
+                return EvalResult(status="diverged", message="loss is nan at step 3", diverged_step=3, hurdles_passed=0)
         return fake_result(job)
 
 
@@ -137,7 +132,7 @@ class ScreenedJob(CountingJob):
         self.trained: list[str] = []
         self.sleep = sleep
 
-    def __call__(self, job: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, job: dict[str, Any]) -> EvalResult:
         from primitives.validate import parse_architecture
         from search.worker import EvalJob, screen_step
 
@@ -150,10 +145,10 @@ class ScreenedJob(CountingJob):
             return screened_out
         time.sleep(self.sleep)
         self.trained.append(job["architecture_json"])
-        return {**fake_result(job), "screen": scores}
+        return fake_result(job).model_copy(update={"screen": scores})
 
 
-def screened_slow_job(job: dict[str, Any]) -> dict[str, Any]:
+def screened_slow_job(job: dict[str, Any]) -> EvalResult:
     """ScreenedJob for a driver subprocess: each training takes ARCHEVO_FAKE_SLEEP seconds."""
     return ScreenedJob(SLOW_SECONDS)(job)
 

@@ -618,7 +618,7 @@ def test_children_outside_the_cost_bounds_are_recorded_rejected_untrained(tmp_pa
 
 def test_a_worker_claiming_ok_without_a_finite_loss_is_an_error(tmp_path):
     def nan_job(job):
-        return {**fakes.fake_job(job), "val_loss": float("nan")}
+        return fakes.fake_job(job).model_copy(update={"val_loss": float("nan")})
 
     repo, cid = run_campaign(tmp_path / "nan.db", make_config("nan", max_evals=3), job=nan_job)
     rows = individuals(repo, cid)
@@ -962,16 +962,23 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
     assert out.exit_code == 0 and (tmp_path / "plots" / "screen.png").stat().st_size > 10_000, out.output
 
 
+def test_every_training_metric_has_its_place_in_the_result():
+    from evaluator.train import TrainResult
+    from storage import EvalResult
+
+    assert set(TrainResult.model_fields) - {"hurdle_losses"} <= set(EvalResult.model_fields)
+
+
 def test_the_real_worker_screens_before_it_trains():
     """run_job itself: below a bar it returns screened_out without training; above, it trains
     and reports the scores with the result."""
     frame = Campaign(Repository("sqlite://"), make_config("w", **SCREEN), job=fakes.fake_job)._job_frame
     job = {**frame, "architecture_json": seed("transformer", SPEC).to_json(indent=None)}
     out = run_job({**job, "screen_bars": {"pair_recall": 1.5}})
-    assert out["status"] == "screened_out" and "tokens" not in out and out["screen"][0]["task"] == "pair_recall"
+    assert out.status == "screened_out" and out.tokens is None and out.screen[0]["task"] == "pair_recall"
     trained = run_job({**job, "screen_bars": {"pair_recall": 0.0}})
-    assert trained["status"] == "ok" and trained["tokens"] > 0
-    assert [s["accuracy"] for s in trained["screen"]] == [s["accuracy"] for s in out["screen"]]  # deterministic
+    assert trained.status == "ok" and trained.tokens > 0
+    assert [s["accuracy"] for s in trained.screen] == [s["accuracy"] for s in out.screen]  # deterministic
 
 
 @pytest.mark.integration
