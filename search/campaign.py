@@ -339,14 +339,17 @@ class Campaign:
         stored = repository.get_campaign(config.name)
         self.campaign = stored or repository.create_campaign(config.name, config.seed, config.model_dump(mode="json"))
         self.policy = config.hurdle_policy()
-        self.config.train.hurdles = list(self.policy.positions)
+        # the recipe the workers run: the caller's config with its hurdles in the training loop
+        # (derived, never written back: the caller's object and the stored config stay as given)
+        self.config = config = config.model_copy(
+            update={"train": config.train.model_copy(update={"hurdles": list(self.policy.positions)})}
+        )
         self.recipe = config.recipe()
         self._seed_costs = {name: _cost(config.spec, a) for name, a in self.seeds.items()}
         self.evolution = AgingEvolution(
             self.seeds, config.population, config.sample, config.seed, config.mutation_weights, accept=self._passes_gate
         )
         self.rejections: dict[str, int] = {}
-        self._accepted: tuple[Architecture, Vetted] | None = None  # the child the gate passed last
         # (id, attempt) of each submitted job → the individual and the thresholds it was sent
         self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
         self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
@@ -370,8 +373,17 @@ class Campaign:
     # ----------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        """Drive the campaign to its end; CampaignBusy if another live driver holds it."""
+        """Drive the campaign to its end; CampaignBusy if another live driver holds it. The
+        process state it sets for the run (torch threads, a frozen collector) is restored after."""
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the driver's torch work (the gate) is tiny; leave the cores to workers
+        try:
+            self._run()
+        finally:
+            torch.set_num_threads(threads)
+            gc.unfreeze()
+
+    def _run(self) -> None:
         cid = self.campaign.id
         host, pid = this_driver()
         try:
@@ -441,9 +453,8 @@ class Campaign:
         if not population:  # nothing has finished yet: the parents are the seed individuals
             population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
         proposal = self.evolution.propose(birth, population, self._member)
-        accepted, self._accepted = self._accepted, None
         architecture = proposal.architecture
-        vetted = accepted[1] if accepted and accepted[0] is architecture else self._vet(architecture)
+        vetted = proposal.verdict or self._vet(architecture)  # a child comes with the gate's report
         seed_scores, failure = (
             self._screen_seed(proposal.root_seed, architecture)
             if proposal.parent_id is None and self.config.screen and not vetted.rejection
@@ -536,15 +547,15 @@ class Campaign:
                 return f"cost out of bounds: {what} {ratio:.3f}× the seed {root_seed}'s, outside {bounds}"
         return None
 
-    def _passes_gate(self, architecture: Architecture) -> bool:
-        """The mutation loop's acceptance test: rejected children are redrawn, and counted."""
+    def _passes_gate(self, architecture: Architecture) -> Vetted | None:
+        """The mutation loop's acceptance test: the gate's report, or None for a rejected child
+        (which is redrawn, and counted)."""
         vetted = self._vet(architecture)
         if vetted.rejection:
             reason = vetted.rejection.split(":")[0]  # "not causal", "does not run", ...
             self.rejections[reason] = self.rejections.get(reason, 0) + 1
-            return False
-        self._accepted = (architecture, vetted)
-        return True
+            return None
+        return vetted
 
     def _duplicate_result(self, original: IndividualRecord) -> EvalResult:
         """FEC: reuse the fitness (and the screen scores) of a functionally equal individual; no training."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class Proposal:
     root_seed: str
     parent_id: int | None = None
     mutation: str | None = None
+    verdict: Any = None  # the gate's verdict on a child (None for a seed, which the gate has not seen)
 
 
 def rng_for(campaign_seed: int, birth: int) -> np.random.Generator:
@@ -61,7 +62,7 @@ class AgingEvolution:
         sample_size: int,
         campaign_seed: int,
         mutation_weights: dict[str, float] | None = None,
-        accept: Callable[[Architecture], bool] = lambda a: True,
+        accept: Callable[[Architecture], Any] = lambda a: True,
         max_tries: int = 1000,
     ):
         self.seeds = seeds
@@ -92,7 +93,12 @@ class AgingEvolution:
                 barren.append(parent.id)
                 continue
             return Proposal(
-                birth, child.architecture, parent.root_seed, parent.id, f"{child.kind}: {child.description}"
+                birth,
+                child.architecture,
+                parent.root_seed,
+                parent.id,
+                f"{child.kind}: {child.description}",
+                child.verdict,
             )
         # Never a stopped campaign: the seed again (stored as a duplicate of its first evaluation).
         name = names[int(rng.integers(len(names)))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class Child:
     architecture: Architecture
     kind: str
     description: str
+    verdict: Any = True  # what ``accept`` said of it (the campaign's gate report)
 
 
 def mutate(
@@ -57,10 +58,11 @@ def mutate(
     stats: MutationStats | None = None,
     weights: dict[str, float] | None = None,
     max_tries: int = 1000,
-    accept: Callable[[Architecture], bool] = lambda a: True,
+    accept: Callable[[Architecture], Any] = lambda a: True,
 ) -> Child:
-    """One valid child that differs structurally from ``parent`` (and that ``accept`` admits:
-    the campaign's gate). Raises NoValidChild after ``max_tries`` draws."""
+    """One valid child that differs structurally from ``parent`` and that ``accept`` admits (the
+    campaign's gate: a falsy verdict rejects, any other is returned with the child). Raises
+    NoValidChild after ``max_tries`` draws."""
     stats = stats if stats is not None else MutationStats()
     weights = weights or {name: 1.0 for name in MUTATIONS}
     kinds = sorted(weights)
@@ -84,10 +86,11 @@ def mutate(
             stats.unchanged[kind] += 1
             continue
         child = _replace(parent, place, changed)
-        if not accept(child):
+        verdict = accept(child)
+        if not verdict:
             stats.invalid[kind] += 1
             continue
-        return Child(child, kind, "; ".join(diff_architectures(parent, child)))
+        return Child(child, kind, "; ".join(diff_architectures(parent, child)), verdict)
     raise NoValidChild(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 

@@ -561,6 +561,20 @@ def test_hurdle_thresholds_follow_recorded_losses(tmp_path):
     assert counts[0][0] == len(evaluated) and counts[1][0] == counts[0][1]
 
 
+def test_a_run_leaves_the_callers_config_and_the_process_as_they_were(tmp_path):
+    import gc
+
+    import torch
+
+    config = make_config("untouched", hurdles=2, max_evals=4)
+    before, threads = config.model_dump(), torch.get_num_threads()
+    campaign = Campaign(Repository(url_of(tmp_path / "u.db")), config, job=fakes.fake_job)
+    campaign.run()
+    assert config.model_dump() == before and config.train.hurdles == []
+    assert campaign.config.train.hurdles == list(config.hurdle_policy().positions)
+    assert torch.get_num_threads() == threads and gc.get_freeze_count() == 0
+
+
 def test_hurdle_fractions_place_the_hurdles_and_enter_the_recipe(tmp_path):
     placed = make_config("p", hurdles=1, hurdle_fractions=[0.5], max_evals=6)
     assert placed.hurdle_policy().positions == (0.5,)
