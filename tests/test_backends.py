@@ -145,28 +145,12 @@ def test_ray_job_past_its_timeout_comes_back_as_timeout(ray_cluster):
 def test_campaign_on_ray_records_exactly_max_evals(ray_cluster, tmp_path, monkeypatch):
     """Two evaluations in flight at once: the seed is a parent while it is still running,
     results come back out of order, and the campaign stores exactly max_evals individuals."""
-    import sysconfig
-
-    from primitives.program import ModelSpec
-    from search.campaign import Campaign, CampaignConfig
+    from search.campaign import Campaign
     from storage import FINAL_STATUSES, Repository
+    from tests.configs import make_config
 
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
-    config = CampaignConfig(
-        name="ray",
-        backend="ray",
-        workers=2,
-        max_evals=10,
-        population=4,
-        sample=2,
-        hurdles=1,
-        hurdle_min_samples=2,
-        seed_programs=["transformer"],
-        vocab_size=300,
-        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
-        budget="1280tokens",
-        spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
-    )
+    config = make_config("ray", backend="ray", workers=2, hurdles=1, hurdle_min_samples=2)
     repo = Repository(f"sqlite:///{tmp_path / 'ray.db'}")
     events = []
     campaign = Campaign(repo, config, job=fakes.slow_job, on_event=events.append)

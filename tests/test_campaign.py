@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from evaluator.gate import GateRejected, gate
 from primitives.builder import Builder
 from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
-from primitives.program import Architecture, Instruction, ModelSpec, Program
+from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
 from search.campaign import Campaign, CampaignConfig
 from cli.main import app
@@ -39,11 +38,10 @@ from search.hurdles import HurdlePolicy
 from search.worker import run_job
 from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
 from tests import fakes
+from tests.configs import CORPUS, SPEC, make_config
 from tests.databases import sqlite_only, url_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16)
-CORPUS = f"text:{sysconfig.get_paths()['stdlib']}/json/*.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,29 +51,6 @@ def cache_dir(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARCHEVO_CACHE_DIR", str(path))
         yield path
-
-
-def make_config(name: str = "t", **overrides) -> CampaignConfig:
-    values = {
-        "name": name,
-        "seed": 1,
-        "backend": "inprocess",
-        "corpus": CORPUS,
-        "vocab_size": 300,
-        "spec": SPEC,
-        "budget": "1280tokens",
-        "hurdles": 0,
-        "population": 4,
-        "sample": 2,
-        "max_evals": 10,
-        "max_train_tokens": None,
-        **NO_COST_BOUNDS,
-    }
-    return CampaignConfig(**{**values, **overrides})
-
-
-#: The driver's mechanics are tested without the cost bounds (their own test turns them on).
-NO_COST_BOUNDS = {"max_flops_ratio": None, "min_flops_ratio": None, "max_parameters_ratio": None}
 
 
 def run_campaign_on(repo: Repository, config: CampaignConfig, job=None, patch=None) -> int:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from primitives.program import ModelSpec  # noqa: E402
-from search.campaign import Campaign, CampaignConfig  # noqa: E402
+from search.campaign import Campaign  # noqa: E402
 from storage import Repository  # noqa: E402
+from tests.configs import make_config  # noqa: E402
 
 
 def _free_port() -> int:
@@ -109,20 +108,12 @@ def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_re
 ):
     cache = tmp_path / "driver-cache"
     monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(cache))
-    config = CampaignConfig(
-        name="cluster",
+    config = make_config(
+        "cluster",
         backend="ray",
         ray_address=two_nodes,
         workers=2,
         max_evals=4,
-        population=4,
-        sample=2,
-        hurdles=0,
-        seed_programs=["transformer"],
-        vocab_size=300,
-        corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
-        budget="1280tokens",
-        spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
         keep_weights=True,
         weights_dir=str(tmp_path / "weights"),
     )

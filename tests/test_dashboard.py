@@ -17,7 +17,8 @@ from cli.dashboard import create_app
 from storage import Repository
 from tests import fakes
 from tests.databases import url_of
-from tests.test_campaign import cache_dir, make_config, run_campaign_on  # noqa: F401  (cache_dir: the module's fixture)
+from tests.configs import make_config
+from tests.test_campaign import cache_dir, run_campaign_on  # noqa: F401  (cache_dir: the module's fixture)
 
 
 @pytest.fixture(scope="module")
