@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import time
@@ -29,6 +28,7 @@ from search.campaign import Campaign, CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
 
+from .formatting import number
 from .training import validation_message
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
@@ -353,7 +353,7 @@ def status(
             r["name"],
             r["state"],
             f"{r['done']}/{r['max_evals']}",
-            _number(r["best_loss"]),
+            number(r["best_loss"]),
             f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
             " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
             f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
@@ -381,10 +381,6 @@ def _seed_screens(repo: Repository, campaign: CampaignRecord) -> dict[str, Any] 
         return None
     seeds = {root.root_seed: {s.task: s.accuracy for s in repo.screen_of(root.id)} for root in repo.roots(campaign.id)}
     return {"tasks": tasks, "margin": campaign.config.get("screen_margin"), "seeds": seeds}
-
-
-def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
@@ -437,8 +433,8 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
         cells = [
             str(rank),
             str(r.id),
-            _number(r.fitness),
-            _number(r.bits_per_byte, 3),
+            number(r.fitness),
+            number(r.bits_per_byte, 3),
             f"{r.parameters:,}" if r.parameters else "–",
             f"{r.flops_per_token:.3g}" if r.flops_per_token else "–",
             str(r.hurdles_passed or 0),
@@ -552,7 +548,7 @@ def show(
     )
     print(
         f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
-        f"loss {_number(individual.fitness)}{cost}, seed {individual.root_seed}"
+        f"loss {number(individual.fitness)}{cost}, seed {individual.root_seed}"
     )
     if individual.error:
         print(f"message: {individual.error}")
@@ -562,15 +558,15 @@ def show(
         print(f"diff against parent {parent.id}: " + ("; ".join(from_parent) or "none"))
     print("\nlineage:")
     for member in lineage:
-        print(f"  {member.id:>5}  loss {_number(member.fitness)}  {member.mutation or '(seed)'}")
+        print(f"  {member.id:>5}  loss {number(member.fitness)}  {member.mutation or '(seed)'}")
     print("\nhurdle curve:")
     for hurdle in repo.hurdles(individual_id):
         print(
-            f"  hurdle {hurdle.hurdle} at {hurdle.fraction:.3f} of the budget: loss {_number(hurdle.loss)}, "
-            f"threshold {_number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}"
+            f"  hurdle {hurdle.hurdle} at {hurdle.fraction:.3f} of the budget: loss {number(hurdle.loss)}, "
+            f"threshold {number(hurdle.threshold)}, {'passed' if hurdle.passed else 'stopped'}"
         )
     if individual.val_loss is not None:
-        print(f"  end of budget: loss {_number(individual.val_loss)}")
+        print(f"  end of budget: loss {number(individual.val_loss)}")
     if screen:
         print("\ntask screen:")
         for score in screen:
@@ -583,7 +579,7 @@ def show(
         for run in runs:
             print(
                 f"  budget {run.budget}, training seed {run.training_seed}: {run.status}, "
-                f"loss {_number(run.val_loss)}" + (f" ({run.error})" if run.error else "")
+                f"loss {number(run.val_loss)}" + (f" ({run.error})" if run.error else "")
             )
 
 
@@ -714,8 +710,8 @@ def compare(
                 s.name,
                 str(s.individuals),
                 str(s.trained),
-                _number(s.best),
-                _number(s.median),
+                number(s.best),
+                number(s.median),
                 speedup,
                 f"{s.compute:.3g}",
             )

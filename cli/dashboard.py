@@ -10,7 +10,6 @@ meets a writer's lock answers 503 with a retry hint instead of failing the serve
 from __future__ import annotations
 
 import io
-import math
 from typing import Callable
 
 from flask import Flask, Response, abort, render_template_string
@@ -20,6 +19,8 @@ from primitives.listing import diff_architectures, list_architecture
 from storage import FINAL_STATUSES, Repository
 
 from search.confirm import summarize
+
+from .formatting import number
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }} · archevo</title>
@@ -75,10 +76,6 @@ FIGURES = ("progress", "pareto", "hurdles", "lineage")
 REFRESH_SECONDS = 5
 
 
-def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
 def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
     """The dashboard over ``repo`` (opened read-only by the caller)."""
     app = Flask("archevo.dashboard")
@@ -112,7 +109,7 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
                     "finished": finished,
                     "max_evals": max_evals,
                     "percent": round(100 * finished / max_evals) if max_evals else 0,
-                    "best": _number(best[0].fitness) if best else "–",
+                    "best": number(best[0].fitness) if best else "–",
                     "budget": config.get("budget", ""),
                 }
             )
@@ -129,7 +126,7 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
             rows.append(
                 {
                     "id": individual.id,
-                    "loss": _number(individual.fitness),
+                    "loss": number(individual.fitness),
                     "status": individual.status,
                     "parameters": f"{individual.parameters:,}" if individual.parameters else "–",
                     "flops": f"{individual.flops_per_token:.3g}" if individual.flops_per_token else "–",
@@ -178,15 +175,15 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
             abort(404, f"no individual {individual_id}")
         campaign = next(c for c in repo.list_campaigns() if c.id == record.campaign_id)
         lineage = [
-            {"id": m.id, "loss": _number(m.fitness), "mutation": m.mutation or f"seed {m.root_seed}"}
+            {"id": m.id, "loss": number(m.fitness), "mutation": m.mutation or f"seed {m.root_seed}"}
             for m in repo.lineage(individual_id)[::-1]
         ]
         hurdles = [
             {
                 "hurdle": h.hurdle,
                 "fraction": f"{h.fraction:.3f}",
-                "loss": _number(h.loss),
-                "threshold": _number(h.threshold),
+                "loss": number(h.loss),
+                "threshold": number(h.threshold),
                 "passed": "yes" if h.passed else "no",
             }
             for h in repo.hurdles(individual_id)
@@ -196,14 +193,14 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
             INDIVIDUAL,
             campaign=campaign.name,
             status=record.status,
-            loss=_number(record.fitness),
+            loss=number(record.fitness),
             parameters=f"{record.parameters:,}" if record.parameters else "–",
             flops=f"{record.flops_per_token:.3g}" if record.flops_per_token else "–",
             error=record.error,
             lineage=lineage,
             hurdles=hurdles,
             listing=list_architecture(record.architecture()),
-            final=_number(record.val_loss),
+            final=number(record.val_loss),
             id=individual_id,
         )
 
