@@ -140,8 +140,20 @@ def _attend(attention: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tenso
     return _merge(attention @ _heads(v, heads))
 
 
+def _bf16_on_cpu(x: torch.Tensor) -> bool:
+    """Whether ``x``'s attention runs in bf16: it is bf16, or autocast will make it so (a program
+    whose fp32 parameters touched it, a depthwise convolution say, promoted it back to fp32)."""
+    return x.dtype == torch.bfloat16 or (
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
 def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """attend(causal_softmax(attn_logits(q, k)), v) in one fused kernel."""
+    """attend(causal_softmax(attn_logits(q, k)), v) in one fused kernel, except in bf16 on a CPU,
+    where the fused kernel's backward is slower than the three ops it replaces (about 20 ms
+    against 5 per layer at the cpu preset: benchmarks/train_throughput.py --precision bf16)."""
+    if q.device.type == "cpu" and _bf16_on_cpu(q):
+        return _attend(_causal_softmax(_attn_logits(q, k, heads)), v, heads)
     return _merge(F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), is_causal=True))
 
 

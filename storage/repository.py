@@ -600,7 +600,7 @@ class Repository:
                 status=result.status,
                 **sql.column_values(result, sql.CONFIRMATION_COLUMNS),
                 error=result.message or None,
-                result_json=sql.dumps(result.model_dump(mode="json")),
+                result_json=result.model_dump_json(),
                 created_at=utcnow(),
             )
             key = {"iid": individual_id, "seed": training_seed, "budget": budget}

@@ -3,7 +3,6 @@ at import. Every value is a bound parameter, so SQLAlchemy compiles each stateme
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import fields
@@ -217,24 +216,6 @@ def finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats become null so the stored JSON is standard JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, default=str)
-    except ValueError:  # NaN or infinity somewhere (a diverged run's loss curve)
-        return json.dumps(_json_safe(value), allow_nan=False, default=str)
-
-
 def as_dict(value: Any) -> dict[str, Any]:
     if hasattr(value, "model_dump"):  # a pydantic model, e.g. a CampaignConfig
         return value.model_dump(mode="json")
@@ -260,7 +241,7 @@ def result_parameters(result: EvalResult) -> dict[str, Any]:
     params: dict[str, Any] = {
         "b_status": result.status,
         "b_error": result.message or None,
-        "b_result_json": dumps(result.model_dump(mode="json")),
+        "b_result_json": result.model_dump_json(),
         "b_fingerprint": result.fingerprint,
         "b_duplicate_of": result.duplicate_of,
     }

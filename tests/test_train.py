@@ -364,6 +364,25 @@ def test_bf16_autocast_trains_close_to_fp32(data):
     assert runs["auto"].val_loss == runs["fp32"].val_loss
 
 
+def test_bf16_attention_on_the_cpu_skips_the_fused_kernel_and_agrees_with_it(monkeypatch):
+    """Under bf16 autocast on a CPU the fused attention's backward is the slow path, so the
+    runtime spells it out; the function is the same (within bf16's rounding)."""
+    import torch.nn.functional as F
+
+    from evaluator import runtime
+
+    q, k, v = (torch.randn(2, 16, 32, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    fused = runtime._causal_attention(q, k, v, 4)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused kernel ran under bf16 autocast on the CPU")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", refuse)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spelled = runtime._causal_attention(q, k, v, 4)
+    assert spelled.shape == fused.shape and torch.allclose(spelled.float(), fused, atol=0.05)
+
+
 @pytest.mark.integration
 def test_compiled_training_step_trains_like_eager(data):
     """compile=True runs the training forward through torch.compile (inductor): the same
