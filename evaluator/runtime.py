@@ -149,10 +149,11 @@ def _bf16_on_cpu(x: torch.Tensor) -> bool:
 
 
 def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """attend(causal_softmax(attn_logits(q, k)), v) in one fused kernel, except in bf16 on a CPU,
-    where the fused kernel's backward is slower than the three ops it replaces (about 20 ms
-    against 5 per layer at the cpu preset: benchmarks/train_throughput.py --precision bf16)."""
-    if q.device.type == "cpu" and _bf16_on_cpu(q):
+    """attend(causal_softmax(attn_logits(q, k)), v) in one fused kernel, except in bf16 on a CPU
+    with heads narrower than 64, where the fused kernel's backward is slower than the three ops
+    it replaces (about 20 ms against 5 per layer at the cpu preset's 32-wide heads; at Primer's
+    64-wide heads the fused kernel is faster: benchmarks/train_throughput.py --precision bf16)."""
+    if q.device.type == "cpu" and q.shape[-1] // heads < 64 and _bf16_on_cpu(q):
         return _attend(_causal_softmax(_attn_logits(q, k, heads)), v, heads)
     return _merge(F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), is_causal=True))
 
