@@ -193,7 +193,9 @@ def start(
     name: Optional[str] = typer.Option(None, help="campaign name (default: a timestamp)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="protocol (`archevo presets`; default cpu)"),
     seed_program: Optional[list[str]] = typer.Option(None, "--seed-program", help="seed(s) of the population"),
-    population: Optional[int] = typer.Option(None, help="P: the population is the P most recently finished"),
+    population: Optional[int] = typer.Option(
+        None, help="P: the population is the P most recently finished (cost rejections excepted)"
+    ),
     sample: Optional[int] = typer.Option(None, help="S: tournament size"),
     budget: Optional[str] = typer.Option(None, help="per-candidate budget: 12s, 3e12flops or 2e6tokens"),
     hurdles: Optional[int] = typer.Option(None, help="number of halving hurdles"),

@@ -400,7 +400,7 @@ class Campaign:
         self.on_event({"kind": "finished"})
 
     def _drive(self, cid: int, host: str, pid: int) -> None:
-        self._population.extend(self.repo.population(cid, self.config.population))
+        self._population.extend(self.repo.parents(cid, self.config.population))
         for root in self.repo.roots(cid):  # the seeds' screen scores, recorded with them
             if scores := self.repo.screen_of(root.id):
                 self._screen_bars[root.root_seed] = bars(scores, self.config.screen_margin)
@@ -610,10 +610,12 @@ class Campaign:
         self._finished(individual, result, recorded)
 
     def _finished(self, individual: IndividualRecord, result: EvalResult, recorded: bool) -> None:
-        """Keep the in-memory population equal to the table's (the most recently finished)."""
+        """Keep the in-memory population equal to ``repo.parents`` (the most recently finished, cost
+        rejections excepted)."""
         if recorded:
             individual = replace(individual, status=result.status, fitness=result.fitness)
-            self._population.append(individual)
+            if result.status != "rejected":  # never trained: not a parent (as repo.parents)
+                self._population.append(individual)
         self._emit(individual, result)
 
     def _emit(self, individual: IndividualRecord, result: EvalResult) -> None:

@@ -470,6 +470,13 @@ class Repository:
             return []
         return self._individuals(sql.POPULATION, {"cid": campaign_id, "size": size})[::-1]
 
+    def parents(self, campaign_id: int, size: int) -> list[IndividualRecord]:
+        """The window parents are drawn from: as ``population``, without the children rejected
+        for their cost (recorded, never trained), oldest first."""
+        if size <= 0:
+            return []
+        return self._individuals(sql.PARENTS, {"cid": campaign_id, "size": size})[::-1]
+
     def finished_individuals(self, campaign_id: int) -> list[IndividualRecord]:
         """Every finished individual of the campaign, in the order they finished (reports, plots)."""
         return self.population(campaign_id, self.count(campaign_id))

@@ -603,6 +603,10 @@ def test_children_outside_the_cost_bounds_are_recorded_rejected_untrained(tmp_pa
         if r.status == "ok" and r.parent_id is not None:
             ratio = training_flops(SPEC, r.architecture()) / training_flops(SPEC, seed(r.root_seed, SPEC))
             assert 0.999 <= ratio <= 1.001
+    # never trained, they are no parents: they neither age members out nor breed
+    status = {r.id: r.status for r in rows}
+    assert all(status[r.parent_id] != "rejected" for r in rows if r.parent_id is not None)
+    assert [p.id for p in repo.parents(cid, 100)] == [r.id for r in repo.population(cid, 100) if r.status != "rejected"]
 
 
 def test_a_worker_claiming_ok_without_a_finite_loss_is_an_error(tmp_path):
