@@ -1,9 +1,9 @@
 """Regularized (aging) evolution, as pure logic over the population it is shown.
 
 The population is the P most recently *finished* individuals (a query over storage; children
-rejected for their cost, never trained, are not members), so
-aging needs no state here. Each proposal draws its randomness from (campaign seed, birth),
-so a campaign replays identically whatever the timing of workers.
+rejected for their cost, never trained, are not members), so aging needs no state here. Each
+proposal draws its randomness from (campaign seed, birth), so a campaign replays identically
+whatever the timing of workers.
 """
 
 from __future__ import annotations
