@@ -466,16 +466,16 @@ class Repository:
     def population(self, campaign_id: int, size: int) -> list[IndividualRecord]:
         """Aging evolution's population: the ``size`` most recently *finished* individuals
         (highest finish_order, whatever their fitness or status), oldest first."""
-        if size <= 0:
-            return []
-        return self._individuals(sql.POPULATION, {"cid": campaign_id, "size": size})[::-1]
+        return self._window(sql.POPULATION, campaign_id, size)
 
     def parents(self, campaign_id: int, size: int) -> list[IndividualRecord]:
         """The window parents are drawn from: as ``population``, without the children rejected
         for their cost (recorded, never trained), oldest first."""
-        if size <= 0:
-            return []
-        return self._individuals(sql.PARENTS, {"cid": campaign_id, "size": size})[::-1]
+        return self._window(sql.PARENTS, campaign_id, size)
+
+    def _window(self, statement: Any, campaign_id: int, size: int) -> list[IndividualRecord]:
+        """The ``size`` most recently finished rows ``statement`` selects, oldest first."""
+        return self._individuals(statement, {"cid": campaign_id, "size": size})[::-1] if size > 0 else []
 
     def finished_individuals(self, campaign_id: int) -> list[IndividualRecord]:
         """Every finished individual of the campaign, in the order they finished (reports, plots)."""

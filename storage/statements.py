@@ -120,11 +120,7 @@ POPULATION = (
 )
 #: Aging evolution's window: the same, without the children rejected for their cost (recorded,
 #: never trained: they would age evaluated members out and, drawn as parents, breed more of themselves).
-PARENTS = (
-    _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.finish_order.is_not(None), _I.status != "rejected")
-    .order_by(_I.finish_order.desc())
-    .limit(bindparam("size", type_=Integer))
-)
+PARENTS = POPULATION.where(_I.status != "rejected")
 
 
 #: Results that say nothing about the program's function: a reused fitness, a cost rejection,
