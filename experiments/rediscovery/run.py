@@ -11,7 +11,9 @@ at half the budget) with a seed program, an arm and a campaign seed:
   ``transformer_postln``), extended ``--step`` individuals at a time until one reaches the
   Transformer seed's search loss (the hit) or ``--cap`` individuals;
 * ``confirm``: ``archevo confirm``'s retraining (3 fresh training seeds) of each search
-  campaign's top 3 and seed, and of each handicap campaign's first hit;
+  campaign's top-3 children that beat the seed in the search (the best child where none did)
+  and of each handicap campaign's first hit; the Transformer seed is retrained
+  once and its runs shared by every Transformer-seeded campaign (the same run);
 * ``report``: ``table.md``, the best-so-far-against-compute plot, ``archevo plot``'s figures;
 * ``signal``: where a hurdle can judge (the seed table's curves; the README's hurdle position).
 
@@ -39,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from primitives.listing import diff_architectures  # noqa: E402
+from primitives.program import Architecture  # noqa: E402
 from primitives.validate import parse_architecture  # noqa: E402
 from search.campaign import Campaign, CampaignConfig  # noqa: E402
 from cli.compare import CampaignSummary, summarize_campaign  # noqa: E402
@@ -48,8 +51,6 @@ from storage import IndividualRecord, Repository  # noqa: E402
 DB = f"sqlite:///{HERE / 'rediscovery.db'}"
 ARMS = {"evolution": {}, "random": {"sample": 1}}
 BASE = "transformer"
-#: Primer's two edits, as ``archevo programs diff`` words them.
-PRIMER_EDITS = {"dconv": "+ dconv", "square": "square("}
 CONFIRM_TOP, CONFIRM_SEEDS = 3, 3
 
 
@@ -141,16 +142,34 @@ def hunt(program: str, arm: str, seed: int, step: int, cap: int) -> str:
         size = repo.count(campaign.id) + step
 
 
-def confirm_campaign(name: str, hit_only: bool) -> str:
+def top_children(repo: Repository, campaign_id: int) -> list[IndividualRecord]:
+    """The campaign's best ``CONFIRM_TOP`` children (the seed, where it is among the best, is
+    confirmed as the reference, not as a winner)."""
+    ranked = repo.top(campaign_id, CONFIRM_TOP + len(repo.roots(campaign_id)))
+    return [r for r in ranked if r.parent_id is not None][:CONFIRM_TOP]
+
+
+def candidates(repo: Repository, campaign_id: int) -> list[IndividualRecord]:
+    """What ``confirm`` retrains: the top children that beat the seed in the search, or the
+    best child where none did (a child that lost to its seed once is not a candidate discovery)."""
+    children, seed_loss = top_children(repo, campaign_id), repo.roots(campaign_id)[0].fitness
+    better = [c for c in children if seed_loss is not None and c.fitness < seed_loss]
+    return better or children[:1]
+
+
+def confirm_campaign(name: str, which: str) -> str:
+    """Retrain ``which`` of a campaign at the confirmation seeds: its ``top`` 3, its ``seed``
+    individual, or a handicap campaign's first ``hit``."""
     repo = Repository(DB)
     campaign = repo.get_campaign(name)
     config = CampaignConfig.model_validate(campaign.config)
-    individuals = None
-    if hit_only:
+    if which == "hit":
         hit = first_hit(repo, campaign.id, target_loss(repo))
         if hit is None:
             return f"{name}: no hit to confirm"
         individuals = [hit]
+    else:
+        individuals = candidates(repo, campaign.id) if which == "top" else repo.roots(campaign.id)
     confirm(
         repo,
         config,
@@ -160,7 +179,34 @@ def confirm_campaign(name: str, hit_only: bool) -> str:
         individuals=individuals,
         on_run=lambda record, done, total: print(f"{name}: confirmation {done}/{total}", flush=True),
     )
-    return f"{name}: confirmed"
+    return f"{name}: {which} confirmed"
+
+
+#: What may differ between two campaigns whose seed individuals are the same training run.
+SEARCH_ONLY = {"name", "seed", "sample", "max_evals", "population"}
+
+
+def share_seed_runs(repo: Repository, reference: str) -> None:
+    """Give every Transformer-seeded campaign the reference campaign's confirmation runs of the
+    seed: the same program under the same recipe at the same training seeds is the same run
+    (training is deterministic here: every campaign's seed individual reaches the same search
+    loss), so retraining it once per campaign would spend 15 runs on copies."""
+    source = repo.get_campaign(reference)
+    source_root = repo.roots(source.id)[0]
+    runs = [r for r in repo.confirmations(source.id) if r.individual_id == source_root.id]
+
+    def recipe(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in SEARCH_ONLY}
+
+    for campaign in repo.list_campaigns():
+        if campaign.id == source.id or not campaign.name.startswith(f"{BASE}-"):
+            continue
+        root = repo.roots(campaign.id)[0]
+        if root.arch_hash != source_root.arch_hash or recipe(campaign.config) != recipe(source.config):
+            print(f"{campaign.name}: its seed is not the reference's run; confirm it on its own", flush=True)
+            continue
+        for run in runs:
+            repo.record_confirmation(root.id, run.training_seed, run.budget, run.result)
 
 
 def _pool(jobs: int, fn, calls: list[tuple]) -> None:
@@ -186,6 +232,33 @@ def edits_of(repo: Repository, individual: IndividualRecord, base) -> list[str]:
     return diff_architectures(base, parse_architecture(individual.architecture_json))
 
 
+def _is_squaring(instruction) -> bool:
+    return instruction.op == "square" or (instruction.op == "mul" and len(set(instruction.inputs)) == 1)
+
+
+#: Primer's two edits and the other local mixing the registry has, each as a test of an
+#: instruction: read off the programs, not the diff's wording (x² is also ``mul(up, up)``).
+KNOWN_EDITS = {
+    "depthwise conv": lambda i: i.op.startswith("dconv"),
+    "squared activation": _is_squaring,
+    "token shift": lambda i: i.op == "token_shift",
+}
+
+
+def known_edits(base: Architecture, candidate: Architecture) -> list[str]:
+    """The known-good edits ``candidate`` has more instances of than ``base``."""
+
+    def count(architecture: Architecture, test) -> int:
+        return sum(
+            test(instruction)
+            for program in architecture.programs().values()
+            for sub in program.subprograms
+            for instruction in sub.body
+        )
+
+    return [name for name, test in KNOWN_EDITS.items() if count(candidate, test) > count(base, test)]
+
+
 def search_section(repo: Repository, seeds: list[int]) -> list[str]:
     summaries = {
         (arm, s): summarize_campaign(repo, c)
@@ -203,7 +276,7 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         "campaign's total, screens included).",
         "",
         "| arm | campaign seed | individuals | trained | compute (FLOPs) | best | best at equal compute "
-        "| top-1 confirmed loss | top-1 speedup vs seed | wins |",
+        "| best child confirmed loss | its speedup vs seed | wins |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     at_common: dict[str, list[float]] = {arm: [] for arm in ARMS}
@@ -213,7 +286,7 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         if value is not None:
             at_common[arm].append(value)
         confirmed = summarize(repo, campaign.id)
-        tops = [confirmed[r.id] for r in repo.top(campaign.id, 1) if r.id in confirmed]
+        tops = [confirmed[r.id] for r in top_children(repo, campaign.id)[:1] if r.id in confirmed]
         top = tops[0] if tops else None
         lines.append(
             f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
@@ -241,30 +314,32 @@ def winners_section(repo: Repository, summaries: dict) -> list[str]:
     lines = [
         "### The winners against the seed",
         "",
-        "| campaign | rank | individual | search loss | confirmed loss | speedup vs seed | diff against the seed |",
-        "|---|---|---|---|---|---|---|",
+        "| campaign | rank | individual | search loss | confirmed loss | speedup vs seed | known edits "
+        "| diff against the seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    counts = {edit: 0 for edit in PRIMER_EDITS}
+    counts = {edit: 0 for edit in KNOWN_EDITS}
     lineages = 0
     for summary in summaries.values():
         campaign = repo.get_campaign(summary.name)
         base = parse_architecture(repo.roots(campaign.id)[0].architecture_json)
         confirmed = summarize(repo, campaign.id)
-        for rank, individual in enumerate(repo.top(campaign.id, CONFIRM_TOP), 1):
+        for rank, individual in enumerate(top_children(repo, campaign.id), 1):
             diff = edits_of(repo, individual, base)
+            found = known_edits(base, parse_architecture(individual.architecture_json))
             lineages += 1
-            for edit, words in PRIMER_EDITS.items():
-                counts[edit] += any(words in line for line in diff)
+            for edit in found:
+                counts[edit] += 1
             c = confirmed.get(individual.id)
             lines.append(
                 f"| {summary.name} | {rank} | {individual.id} | {individual.fitness:.4f} | "
                 f"{_fmt(c.loss_mean, c.loss_std) if c else '-'} | "
-                f"{_fmt(c.speedup_mean, c.speedup_std, 2) if c else '-'} | "
+                f"{_fmt(c.speedup_mean, c.speedup_std, 2) if c else '-'} | {', '.join(found) or '-'} | "
                 f"{'; '.join(diff) or '(the seed)'} |"
             )
     return lines + [
         "",
-        f"Of {lineages} top-{CONFIRM_TOP} programs, "
+        f"Of {lineages} top-{CONFIRM_TOP} children, "
         + ", ".join(f"{n} carry a {edit} edit" for edit, n in counts.items())
         + ".",
         "",
@@ -437,8 +512,14 @@ def main() -> None:
         _pool(args.jobs, hunt, [(p, arm, s, args.step, args.cap) for p in programs for s in seeds for arm in arms])
     elif args.command == "confirm":
         repo = Repository(DB, readonly=True)
-        names = [(c.name, not c.name.startswith(f"{BASE}-")) for c in repo.list_campaigns() if c.status == "finished"]
-        _pool(args.jobs, confirm_campaign, names)
+        finished = [c.name for c in repo.list_campaigns() if c.status == "finished"]
+        reference = campaign_name(BASE, "evolution", 0)
+        searches = [n for n in finished if n.startswith(f"{BASE}-")]
+        calls = [(reference, "seed")] if reference in searches else []
+        calls += [(n, "top") for n in searches] + [(n, "hit") for n in finished if n not in searches]
+        _pool(args.jobs, confirm_campaign, calls)
+        if reference in searches:
+            share_seed_runs(Repository(DB), reference)
     else:
         report(programs, seeds)
 
