@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import evaluator.gate as gate_module
-import search.campaign as campaign_module
+import search.ledger as ledger_module
+import search.proposer as proposer_module
 import search.evolution as evolution_module
 from primitives.program import ModelSpec
 from search.backends import InProcessBackend
@@ -91,12 +92,12 @@ class Timers:
 #: section -> (group, where the callable lives, attribute)
 SECTIONS = {
     "mutate + validate": ("propose", evolution_module, "mutate"),
-    "parse parent program": ("propose", campaign_module.Parent, "architecture"),
+    "parse parent program": ("propose", ledger_module.Parent, "architecture"),
     "gate: parameter count": ("gate", gate_module, "parameter_count"),
     "gate: compile a new program": ("gate", gate_module, "ProbeProgram"),
     "gate: probe (causality + fingerprint)": ("gate", gate_module, "probe"),
-    "gate: other": ("gate", campaign_module, "gate"),
-    "architecture hash (driver)": ("propose", campaign_module, "architecture_hash"),
+    "gate: other": ("gate", proposer_module, "gate"),
+    "architecture hash (driver)": ("propose", proposer_module, "architecture_hash"),
     "evaluator (fake)": ("evaluate", None, None),
 }
 WRITES = ("add_individual", "set_fingerprint", "mark_running", "record_result", "record_hurdle")
@@ -325,7 +326,7 @@ def main() -> None:
     stats = campaign.evolution.stats
     print(
         f"statuses {counts}; mutations tried {sum(stats.tried.values())}, invalid {sum(stats.invalid.values())} "
-        f"(of which gate rejections {sum(campaign.rejections.values())}: {campaign.rejections}), unchanged {sum(stats.unchanged.values())}"
+        f"(of which gate rejections {sum(campaign.proposer.rejections.values())}: {campaign.proposer.rejections}), unchanged {sum(stats.unchanged.values())}"
     )
 
     print("\nwhere the time goes (exclusive ms per individual, untraced individuals; 'other' = untimed driver code):")

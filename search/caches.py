@@ -12,7 +12,7 @@ from evaluator import gate
 from evaluator.compiler import clear_compile_cache
 from primitives import graph
 
-from . import campaign
+from . import ledger
 
 
 def clear_caches() -> None:
@@ -21,6 +21,6 @@ def clear_caches() -> None:
     gate._probe_program.cache_clear()
     gate._frame.cache_clear()
     gate._POOL.clear()
-    campaign._parsed.cache_clear()
+    ledger._parsed.cache_clear()
     graph._HASHES.clear()
     graph._CANONICAL_JSON.clear()

@@ -10,15 +10,11 @@ equal to the tables); duplicates are looked up by query.
 
 from __future__ import annotations
 
-import functools
 import gc
 import hashlib
 import json
-import math
 import re
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -32,24 +28,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evaluator.budget import parse_budget
-from evaluator.gate import GateRejected, GateReport, gate
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tasks import TASKS
 from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig
-from primitives.cost import TRAINING_MULTIPLIER, model_cost, training_memory_bytes
-from primitives.graph import architecture_hash
+from primitives.cost import training_memory_bytes
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
 from storage import CampaignBusy, EvalResult, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
-from .hurdles import HurdlePolicy, RecordedLosses, halving_positions
+from .hurdles import HurdlePolicy, halving_positions
+from .ledger import Ledger
 from .liveness import HEARTBEAT_S, refusal, this_driver
 from .mutate import MUTATIONS
-from .screen import bars, run_screen
-from .worker import EvalJob, land_weights, run_job
+from .proposer import Event, Proposer
+from .worker import EvalJob, run_job
 
 
 #: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
@@ -260,12 +255,6 @@ def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> Non
             )
 
 
-def _cost(spec: ModelSpec, architecture: Architecture) -> tuple[float, int]:
-    """(training FLOPs per token, parameters) by the registry's cost model, in one walk."""
-    flops, parameters = model_cost(spec, architecture)
-    return TRAINING_MULTIPLIER * flops.total, parameters
-
-
 def _given(value: Any) -> dict[str, Any]:
     """The fields a user gave: all of a model instance's, a dict's own."""
     if value is None:
@@ -273,50 +262,16 @@ def _given(value: Any) -> dict[str, Any]:
     return value.model_dump() if isinstance(value, BaseModel) else dict(value)
 
 
-Event = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Vetted:
-    """What the driver learnt of a candidate before training it."""
-
-    arch_hash: str
-    report: GateReport | None = None
-    original: IndividualRecord | None = None  # an evaluated individual it duplicates
-    rejection: str | None = None  # why the gate refused it
-
-    @property
-    def fingerprint(self) -> str | None:
-        """Its own, or (a hash duplicate skips the gate) its original's."""
-        return self.report.fingerprint if self.report else self.original.fingerprint if self.original else None
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(architecture_json: str) -> Architecture:
-    return Architecture.model_validate_json(architecture_json)
-
-
-@dataclass(frozen=True)
-class Parent:
-    """An individual as evolution sees it. A window of P parents is drawn from again and again,
-    so each program is parsed once (the parsed object is shared: mutations copy, never edit)."""
-
-    record: IndividualRecord
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def root_seed(self) -> str:
-        return self.record.root_seed
-
-    def architecture(self) -> Architecture:
-        return _parsed(self.record.architecture_json)
+def run_recipe(config: CampaignConfig) -> CampaignConfig:
+    """What the workers run: the config with its hurdle positions in the training loop. Derived,
+    never written back: the caller's object and the stored config stay as given."""
+    positions = list(config.hurdle_policy().positions)
+    return config.model_copy(update={"train": config.train.model_copy(update={"hurdles": positions})})
 
 
 class Campaign:
-    """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded."""
+    """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded: the
+    proposer asks, the backend trains, the ledger tells."""
 
     def __init__(
         self,
@@ -327,7 +282,7 @@ class Campaign:
         job: JobFunction = run_job,
         force: bool = False,
     ):
-        self.repo, self.config, self.on_event, self.force = repository, config, on_event, force
+        self.repo, self.on_event, self.force = repository, on_event, force
         # Everything that can fail is tried before the campaign is written: a failed start
         # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
         self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
@@ -338,22 +293,10 @@ class Campaign:
         self.backend = backend or make_backend(config, job)
         stored = repository.get_campaign(config.name)
         self.campaign = stored or repository.create_campaign(config.name, config.seed, config.model_dump(mode="json"))
-        self.policy = config.hurdle_policy()
-        # the recipe the workers run: the caller's config with its hurdles in the training loop
-        # (derived, never written back: the caller's object and the stored config stay as given)
-        self.config = config = config.model_copy(
-            update={"train": config.train.model_copy(update={"hurdles": list(self.policy.positions)})}
-        )
+        self.config = config = run_recipe(config)
         self.recipe = config.recipe()
-        self._seed_costs = {name: _cost(config.spec, a) for name, a in self.seeds.items()}
-        self.evolution = AgingEvolution(
-            self.seeds, config.population, config.sample, config.seed, config.mutation_weights, accept=self._passes_gate
-        )
-        self.rejections: dict[str, int] = {}
-        # (id, attempt) of each submitted job → the individual and the thresholds it was sent
-        self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
-        self._population: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
-        self._hurdle_losses: list[RecordedLosses] = []
+        self.proposer = Proposer(config, self.recipe, self.seeds, repository, self.campaign.id, on_event)
+        self.ledger = Ledger(repository, self.campaign.id, self.recipe, config.hurdle_policy(), config)
         # What every job of the campaign shares, validated and serialised once.
         self._job_frame = EvalJob(
             architecture_json="",
@@ -368,7 +311,10 @@ class Campaign:
             screen_steps=config.screen_steps,
             return_weights=config.ray_address is not None,
         ).model_dump(mode="json")
-        self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
+
+    @property
+    def evolution(self) -> AgingEvolution:
+        return self.proposer.evolution
 
     # ----------------------------------------------------------------- the loop
 
@@ -400,14 +346,10 @@ class Campaign:
         self.on_event({"kind": "finished"})
 
     def _drive(self, cid: int, host: str, pid: int) -> None:
-        self._population.extend(self.repo.parents(cid, self.config.population))
-        for root in self.repo.roots(cid):  # the seeds' screen scores, recorded with them
-            if scores := self.repo.screen_of(root.id):
-                self._screen_bars[root.root_seed] = bars(scores, self.config.screen_margin)
-        self._hurdle_losses = [
-            RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))
-        ]
-        for individual in self.repo.unfinished(cid):
+        """Ask for candidates while the backend has room, tell it each result, until every birth
+        is recorded. Each batch of results and the proposals they make room for is one commit."""
+        self.ledger.restore()
+        for individual in self.repo.unfinished(cid):  # in flight when the last driver stopped
             self._submit(individual, self.repo.mark_running(individual.id))
         birth = self.repo.next_birth(cid)
         # Everything alive now (torch, pydantic, the corpus) lives as long as the driver: keep it
@@ -417,17 +359,22 @@ class Campaign:
         try:
             results: list = []
             while True:
-                with self.repo.batch():  # the results in hand and the proposals they make room for: one commit
-                    for key, result in results:
-                        self._record(key, result)
+                with self.repo.batch():
+                    for key, raw in results:
+                        self._emit(*self.ledger.tell(key, as_result(raw)))
                     dispatch: list[IndividualRecord] = []
                     while (
                         self.backend.in_flight() + len(dispatch) < self.backend.capacity
                         and birth < self.config.max_evals
                     ):
-                        individual = self._propose(birth)
-                        if individual is not None:
+                        candidate = self.proposer.ask(
+                            birth, self.ledger.population(len(self.seeds)), self.ledger.member
+                        )
+                        individual, to_train = self.ledger.admit(birth, candidate)
+                        if to_train:
                             dispatch.append(individual)
+                        else:
+                            self._emit(individual, candidate.verdict)
                         birth += 1
                 for individual in dispatch:  # after the commit: a worker never sees an unstored individual
                     self._submit(individual, individual.attempt)
@@ -444,143 +391,14 @@ class Campaign:
         finally:
             self.backend.shutdown()
 
-    def _propose(self, birth: int) -> IndividualRecord | None:
-        """Draw, screen and store the individual of ``birth`` (in the caller's transaction: the
-        gate takes milliseconds). Returns it if it is to be trained; a duplicate of an evaluated
-        individual, or a seed the gate rejects, is recorded at once instead."""
-        cid = self.campaign.id
-        population = [(member.id, member.fitness) for member in self._population]
-        if not population:  # nothing has finished yet: the parents are the seed individuals
-            population = [(i.id, None) for i in self.repo.unfinished(cid) if i.birth < len(self.seeds)]
-        proposal = self.evolution.propose(birth, population, self._member)
-        architecture = proposal.architecture
-        vetted = proposal.verdict or self._vet(architecture)  # a child comes with the gate's report
-        seed_scores, failure = (
-            self._screen_seed(proposal.root_seed, architecture)
-            if proposal.parent_id is None and self.config.screen and not vetted.rejection
-            else ([], None)
-        )
-        result: EvalResult | None
-        if vetted.rejection:  # only a seed gets here: children are redrawn instead
-            result = EvalResult.failed("error", f"seed {proposal.root_seed} rejected by the gate: {vetted.rejection}")
-        elif failure:
-            result = EvalResult.failed("error", failure)
-        elif vetted.original is not None:
-            result = self._duplicate_result(vetted.original)
-        elif proposal.parent_id is not None and (reason := self._out_of_bounds(architecture, proposal.root_seed)):
-            result = EvalResult.failed("rejected", reason)
-        else:
-            result = None  # to be trained
-        individual = self.repo.add_individual(
-            cid,
-            birth,
-            architecture.to_json(indent=None),
-            vetted.arch_hash,
-            proposal.root_seed,
-            self.recipe,
-            proposal.parent_id,
-            proposal.mutation,
-            fingerprint=vetted.fingerprint,
-            dispatched=result is None,
-        )
-        if seed_scores:
-            self.repo.record_screen(individual.id, seed_scores)
-            self._screen_bars[proposal.root_seed] = bars(seed_scores, self.config.screen_margin)
-        if result is None:
-            return individual
-        self._finished(individual, result, self._store(individual.id, 0, result))
-        return None
-
-    def _screen_seed(self, name: str, architecture: Architecture) -> tuple[list[dict[str, Any]], str | None]:
-        """(the seed's screen scores, or why the screen could not run it). The driver's own
-        work, once per seed: the bar its children face."""
-        self.on_event(
-            {"kind": "preparing", "message": f"scoring seed {name} on the screen ({', '.join(self.config.screen)})"}
-        )
-        try:
-            return run_screen(architecture, self.config.screen, self.config.seed, self.config.screen_steps), None
-        except Exception as error:  # noqa: BLE001 - recorded as the seed's failure; the campaign goes on
-            return (
-                [],
-                f"seed {name} could not be scored on the screen: {type(error).__name__}: {' '.join(str(error).split())}",
-            )
-
-    def _store(self, individual_id: int, attempt: int, result: EvalResult) -> bool:
-        """Record a result and its screen scores (in the caller's transaction); False if stale."""
-        recorded = self.repo.record_result(individual_id, attempt, result)
-        if recorded:
-            self.repo.record_screen(individual_id, result.screen)
-        return recorded
-
-    def _member(self, individual_id: int) -> "Parent":
-        """A tournament winner: a member of the population window (the seeds before it fills)."""
-        found = next((m for m in self._population if m.id == individual_id), None)
-        return Parent(found or self.repo.get_individual(individual_id))
-
-    def _vet(self, architecture: Architecture) -> "Vetted":
-        """Before any training: an already evaluated structure (hash), the gate, then an already
-        evaluated function (fingerprint). A hash duplicate skips the gate: its original passed."""
-        cid = self.campaign.id
-        arch_hash = architecture_hash(architecture)
-        original = self.repo.find_by_hash(cid, arch_hash, self.recipe)
-        if original is not None:
-            return Vetted(arch_hash, original=original)
-        try:
-            report = gate(self.config.spec, architecture, self.config.max_parameters)
-        except GateRejected as error:
-            return Vetted(arch_hash, rejection=error.message)
-        return Vetted(arch_hash, report, self.repo.find_by_fingerprint(cid, report.fingerprint, self.recipe))
-
-    def _out_of_bounds(self, architecture: Architecture, root_seed: str) -> str | None:
-        """Why a child's cost is outside the campaign's bounds relative to its seed, or None."""
-        config = self.config
-        if config.min_flops_ratio is config.max_flops_ratio is config.max_parameters_ratio is None:
-            return None
-        (flops, params), (seed_flops, seed_params) = _cost(config.spec, architecture), self._seed_costs[root_seed]
-        checks = [
-            ("FLOPs per token", flops / seed_flops, config.min_flops_ratio, config.max_flops_ratio),
-            ("parameters", params / seed_params, None, config.max_parameters_ratio),
-        ]
-        for what, ratio, low, high in checks:
-            if (low is not None and ratio < low) or (high is not None and ratio > high):
-                bounds = f"[{low if low is not None else 0:g}, {high if high is not None else math.inf:g}]"
-                return f"cost out of bounds: {what} {ratio:.3f}× the seed {root_seed}'s, outside {bounds}"
-        return None
-
-    def _passes_gate(self, architecture: Architecture) -> Vetted | None:
-        """The mutation loop's acceptance test: the gate's report, or None for a rejected child
-        (which is redrawn, and counted)."""
-        vetted = self._vet(architecture)
-        if vetted.rejection:
-            reason = vetted.rejection.split(":")[0]  # "not causal", "does not run", ...
-            self.rejections[reason] = self.rejections.get(reason, 0) + 1
-            return None
-        return vetted
-
-    def _duplicate_result(self, original: IndividualRecord) -> EvalResult:
-        """FEC: reuse the fitness (and the screen scores) of a functionally equal individual; no training."""
-        return EvalResult(
-            status="duplicate",
-            message=f"functionally equal to individual {original.id}"
-            f"{' (screened out)' if original.status == 'screened_out' else ''}",
-            screen=[asdict(s) for s in self.repo.screen_of(original.id)],
-            duplicate_of=original.id,
-            fitness=original.fitness,
-            val_loss=original.val_loss,
-            perplexity=original.perplexity,
-            bits_per_byte=original.bits_per_byte,
-            parameters=original.parameters,
-            hurdles_passed=original.hurdles_passed,
-        )
-
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""
-        thresholds = [self.policy.threshold(losses) for losses in self._hurdle_losses]
-        self._in_flight[(individual.id, attempt)] = individual, thresholds
+        thresholds = self.ledger.thresholds()
+        self.ledger.sent(individual, attempt, thresholds)
         screen = (
             {"screen": [], "screen_bars": {}}
             if individual.parent_id is None
-            else {"screen_bars": self._screen_bars.get(individual.root_seed, {})}
+            else {"screen_bars": self.ledger.screen_bars(individual.root_seed)}
         )  # a seed's scores are recorded already
         job = {
             **self._job_frame,
@@ -595,29 +413,6 @@ class Campaign:
     def _weights_path(self, individual: IndividualRecord) -> str:
         return str((Path(self.config.weights_dir) / self.config.name / f"{individual.id}.safetensors").resolve())
 
-    def _record(self, key: tuple[int, int], raw: EvalResult | dict[str, Any]) -> None:
-        individual_id, attempt = key
-        individual, thresholds = self._in_flight.pop(key)
-        result = land_weights(as_result(raw)).with_fitness()
-        # in the caller's transaction: the hurdles and the result land together, or not at all
-        recorded = self._store(individual_id, attempt, result)
-        for index, hurdle in enumerate(result.hurdles if recorded else []):  # the bars the driver set, not the worker
-            threshold = thresholds[index] if index < len(thresholds) else None
-            self.repo.record_hurdle(individual_id, index, hurdle.fraction, hurdle.loss, threshold, hurdle.passed)
-        if recorded:
-            for index, hurdle in enumerate(result.hurdles[: len(self._hurdle_losses)]):
-                self._hurdle_losses[index].add(hurdle.loss)
-        self._finished(individual, result, recorded)
-
-    def _finished(self, individual: IndividualRecord, result: EvalResult, recorded: bool) -> None:
-        """Keep the in-memory population equal to ``repo.parents`` (the most recently finished, cost
-        rejections excepted)."""
-        if recorded:
-            individual = replace(individual, status=result.status, fitness=result.fitness)
-            if result.status != "rejected":  # never trained: not a parent (as repo.parents)
-                self._population.append(individual)
-        self._emit(individual, result)
-
     def _emit(self, individual: IndividualRecord, result: EvalResult) -> None:
         self.on_event(
             {
@@ -627,7 +422,7 @@ class Campaign:
                 "status": result.status,
                 "fitness": result.fitness,
                 "mutation": individual.mutation,
-                "rejections": dict(self.rejections),
+                "rejections": dict(self.proposer.rejections),
                 "invalid": dict(self.evolution.stats.invalid),
             }
         )
