@@ -202,7 +202,9 @@ def start(
     max_evals: Optional[int] = typer.Option(None, "--max-evals", help="individuals in the campaign"),
     workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
     corpus: Optional[str] = typer.Option(None, help="default | lm1b:PATH | text:GLOB"),
-    seed_value: Optional[int] = typer.Option(None, "--seed", help="campaign random seed"),
+    search_seed: Optional[int] = typer.Option(
+        None, "--search-seed", "--seed", help="the search's random seed (mutations, tournaments, screen tasks)"
+    ),
     backend: Optional[str] = typer.Option(None, help="ray (default) or inprocess"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
@@ -228,7 +230,7 @@ def start(
         "max_evals": max_evals,
         "workers": workers,
         "corpus": corpus,
-        "seed": seed_value,
+        "search_seed": search_seed,
         "backend": backend,
         "ray_address": ray_address,
         "keep_weights": keep_weights or None,

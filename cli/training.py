@@ -152,7 +152,7 @@ def train(
                 "device": device,
                 "precision": precision,
                 "compile": compile_model,
-                "hurdles": [float(h) for h in hurdles.split(",") if h.strip()],
+                "hurdle_fractions": [float(h) for h in hurdles.split(",") if h.strip()],
             }
         )
     except ValidationError as error:

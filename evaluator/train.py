@@ -23,12 +23,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import save_model
 from torch import nn
 
 from primitives.cost import TRAINING_MULTIPLIER, forward_flops
 from primitives.program import Architecture, ModelSpec
+from primitives.renames import current_names
 
 from .budget import Budget, parse_budget
 from .compiler import check_causality, compile_model, count_parameters
@@ -51,6 +52,10 @@ class TokenData(Protocol):
     vocab_size: int
 
 
+#: TrainConfig's renamed fields (old → new).
+RENAMED = {"hurdles": "hurdle_fractions"}
+
+
 class TrainConfig(BaseModel):
     """The training recipe, fixed during a campaign."""
 
@@ -64,7 +69,7 @@ class TrainConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float | None = Field(1.0, gt=0)
     eval_batches: int = Field(8, ge=1)
-    hurdles: list[float] = Field(default_factory=list)
+    hurdle_fractions: list[float] = Field(default_factory=list)  # where a hurdle stops a run (was `hurdles`)
     eval_points: int = Field(0, ge=0, le=1000)  # also evaluate at 1/n, 2/n, ... of the budget (loss curves)
     seed: int = Field(0, ge=0, lt=2**63)
     threads: int | None = Field(None, ge=1, le=1024)
@@ -85,7 +90,12 @@ class TrainConfig(BaseModel):
         )
         return torch.bfloat16 if wanted == "bf16" else None
 
-    @field_validator("hurdles")
+    @model_validator(mode="before")
+    @classmethod
+    def _current_names(cls, data: Any) -> Any:
+        return current_names(data, RENAMED, "training config")
+
+    @field_validator("hurdle_fractions")
     @classmethod
     def _hurdles_inside_budget(cls, hurdles: list[float]) -> list[float]:
         for h in hurdles:
@@ -380,7 +390,7 @@ class _Run:
         cuda = self.device.type == "cuda"
         check_every = 16 if cuda else 1  # loss .item() syncs: batch the NaN check on the GPU
         pending: list[torch.Tensor] = []
-        hurdles = list(config.hurdles)
+        hurdles = list(config.hurdle_fractions)
         next_hurdle = 0
         eval_points = [i / config.eval_points for i in range(1, config.eval_points)]
         next_eval = 0

@@ -31,9 +31,11 @@ from evaluator.budget import parse_budget
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tasks import TASKS
 from evaluator.tokenization import load_tokenized
+from evaluator.train import RENAMED as TRAIN_RENAMED
 from evaluator.train import TrainConfig
 from primitives.cost import training_memory_bytes
 from primitives.program import Architecture, ModelSpec
+from primitives.renames import current_names, old_names
 from primitives.seeds import SEEDS, seed
 from storage import CampaignBusy, EvalResult, IndividualRecord, Repository
 
@@ -46,6 +48,9 @@ from .mutate import MUTATIONS
 from .proposer import Event, Proposer
 from .worker import EvalJob, run_job
 
+
+#: CampaignConfig's renamed fields (old → new).
+RENAMED = {"seed": "search_seed"}
 
 #: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -63,7 +68,7 @@ class CampaignConfig(BaseModel):
 
     name: str = "demo"
     preset: str = DEFAULT_PRESET
-    seed: int = Field(0, ge=0, lt=2**63)  # stored in a 64-bit column
+    search_seed: int = Field(0, ge=0, lt=2**63)  # the search's draws and the screen's tasks (was `seed`)
     seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
     population: int = Field(16, ge=1, le=1_000_000)
     sample: int = Field(4, ge=1, le=1_000_000)
@@ -110,6 +115,7 @@ class CampaignConfig(BaseModel):
     def _apply_preset(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        data = current_names(data, RENAMED, "campaign config")
         try:
             preset = get_preset(data.get("preset", DEFAULT_PRESET))
         except KeyError as error:
@@ -117,7 +123,12 @@ class CampaignConfig(BaseModel):
         spec = {**preset.spec.model_dump(), **_given(data.get("spec"))}
         if "vocab_size" in data:
             spec["vocab_size"] = data["vocab_size"]
-        train = {**preset.train.model_dump(), "eval_points": 0, "threads": 1, **_given(data.get("train"))}
+        train = {
+            **preset.train.model_dump(),
+            "eval_points": 0,
+            "threads": 1,
+            **current_names(_given(data.get("train")), TRAIN_RENAMED, "train"),
+        }
         return {
             **data,
             "spec": spec,
@@ -195,7 +206,7 @@ class CampaignConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "CampaignConfig":
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            data = current_names(tomllib.load(handle), RENAMED, str(path))
         return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     def hurdle_policy(self) -> HurdlePolicy:
@@ -210,10 +221,10 @@ class CampaignConfig(BaseModel):
         if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
             keys += ("hurdle_fractions",)
         if self.screen:  # a screened-out result is reused only under the same screen
-            keys += ("screen", "screen_margin", "screen_steps", "seed")
-        return hashlib.sha256(
-            json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True).encode()
-        ).hexdigest()[:16]
+            keys += ("screen", "screen_margin", "screen_steps", "search_seed")
+        dump = self.model_dump(mode="json", include=set(keys))
+        dump["train"] = old_names(dump["train"], TRAIN_RENAMED)  # the names stored campaigns hashed
+        return hashlib.sha256(json.dumps(old_names(dump, RENAMED), sort_keys=True).encode()).hexdigest()[:16]
 
     def timeout(self) -> float:
         """Seconds before an evaluation is cancelled: ``eval_timeout_s``, else derived from the
@@ -266,7 +277,7 @@ def run_recipe(config: CampaignConfig) -> CampaignConfig:
     """What the workers run: the config with its hurdle positions in the training loop. Derived,
     never written back: the caller's object and the stored config stay as given."""
     positions = list(config.hurdle_policy().positions)
-    return config.model_copy(update={"train": config.train.model_copy(update={"hurdles": positions})})
+    return config.model_copy(update={"train": config.train.model_copy(update={"hurdle_fractions": positions})})
 
 
 class Campaign:
@@ -292,7 +303,9 @@ class Campaign:
         load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
         self.backend = backend or make_backend(config, job)
         stored = repository.get_campaign(config.name)
-        self.campaign = stored or repository.create_campaign(config.name, config.seed, config.model_dump(mode="json"))
+        self.campaign = stored or repository.create_campaign(
+            config.name, config.search_seed, config.model_dump(mode="json")
+        )
         self.config = config = run_recipe(config)
         self.recipe = config.recipe()
         self.proposer = Proposer(config, self.recipe, self.seeds, repository, self.campaign.id, on_event)
@@ -307,7 +320,7 @@ class Campaign:
             vocab_size=config.vocab_size,
             max_train_tokens=config.max_train_tokens,
             screen=config.screen,
-            screen_seed=config.seed,
+            screen_seed=config.search_seed,
             screen_steps=config.screen_steps,
             return_weights=config.ray_address is not None,
         ).model_dump(mode="json")

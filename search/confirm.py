@@ -64,7 +64,9 @@ def confirm(
         for individual in chosen
         if (individual.id, s) not in recorded
     ]
-    train = config.train.model_copy(update={"hurdles": [], "eval_points": max(config.train.eval_points, EVAL_POINTS)})
+    train = config.train.model_copy(
+        update={"hurdle_fractions": [], "eval_points": max(config.train.eval_points, EVAL_POINTS)}
+    )
     frame = EvalJob(
         architecture_json="",
         spec=config.spec,

@@ -71,7 +71,12 @@ class Proposer:
         self.config, self.recipe, self.repo, self.campaign_id = config, recipe, repository, campaign_id
         self.on_event = on_event
         self.evolution = AgingEvolution(
-            seeds, config.population, config.sample, config.seed, config.mutation_weights, accept=self._passes_gate
+            seeds,
+            config.population,
+            config.sample,
+            config.search_seed,
+            config.mutation_weights,
+            accept=self._passes_gate,
         )
         self._seed_costs = {name: training_cost(config.spec, a) for name, a in seeds.items()}
         self.rejections: dict[str, int] = {}  # children the gate refused (redrawn), by reason
@@ -153,7 +158,7 @@ class Proposer:
             {"kind": "preparing", "message": f"scoring seed {name} on the screen ({', '.join(self.config.screen)})"}
         )
         try:
-            return run_screen(architecture, self.config.screen, self.config.seed, self.config.screen_steps), None
+            return run_screen(architecture, self.config.screen, self.config.search_seed, self.config.screen_steps), None
         except Exception as error:  # noqa: BLE001 - recorded as the seed's failure; the campaign goes on
             return (
                 [],

@@ -17,7 +17,7 @@ NO_COST_BOUNDS = {"max_flops_ratio": None, "min_flops_ratio": None, "max_paramet
 def make_config(name: str = "t", **overrides) -> CampaignConfig:
     values = {
         "name": name,
-        "seed": 1,
+        "search_seed": 1,
         "backend": "inprocess",
         "corpus": CORPUS,
         "vocab_size": 300,

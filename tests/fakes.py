@@ -33,7 +33,7 @@ def arch_loss(architecture_json: str) -> float:
 def fake_result(job: dict[str, Any], loss: float | None = None) -> EvalResult:
     """The result ``run_job`` would return for ``job`` if training reached ``loss``."""
     loss = arch_loss(job["architecture_json"]) if loss is None else loss
-    fractions = list(job.get("train", {}).get("hurdles", []))
+    fractions = list(job.get("train", {}).get("hurdle_fractions", []))
     thresholds = list(job.get("thresholds", []))
     hurdles = []
     for index, fraction in enumerate(fractions):

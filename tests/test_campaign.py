@@ -32,7 +32,7 @@ from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import Campaign, CampaignConfig, run_recipe
 from cli.main import app
 from search.hurdles import HurdlePolicy
 from search.worker import run_job
@@ -348,11 +348,11 @@ def hashes_by_birth(repo: Repository, cid: int) -> list[str]:
 
 
 def test_same_seed_same_campaign(tmp_path):
-    config = make_config("d", max_evals=14, seed=7)
+    config = make_config("d", max_evals=14, search_seed=7)
     first = hashes_by_birth(*run_campaign(tmp_path / "a.db", config))
-    second = hashes_by_birth(*run_campaign(tmp_path / "b.db", make_config("d", max_evals=14, seed=7)))
+    second = hashes_by_birth(*run_campaign(tmp_path / "b.db", make_config("d", max_evals=14, search_seed=7)))
     assert first == second and len(set(first)) > 5
-    other = hashes_by_birth(*run_campaign(tmp_path / "c.db", make_config("d", max_evals=14, seed=8)))
+    other = hashes_by_birth(*run_campaign(tmp_path / "c.db", make_config("d", max_evals=14, search_seed=8)))
     assert other != first  # the seed matters (else the check above proves nothing)
 
 
@@ -501,7 +501,7 @@ def test_show_json_and_version(small_campaign):
 
 
 def test_hurdle_thresholds_follow_recorded_losses(tmp_path):
-    config = make_config("h", hurdles=2, hurdle_min_samples=2, max_evals=16, seed=3)
+    config = make_config("h", hurdles=2, hurdle_min_samples=2, max_evals=16, search_seed=3)
     policy = config.hurdle_policy()
     job = fakes.CountingJob()
     repo, cid = run_campaign(tmp_path / "h.db", config, job)
@@ -545,8 +545,8 @@ def test_a_run_leaves_the_callers_config_and_the_process_as_they_were(tmp_path):
     before, threads = config.model_dump(), torch.get_num_threads()
     campaign = Campaign(Repository(url_of(tmp_path / "u.db")), config, job=fakes.fake_job)
     campaign.run()
-    assert config.model_dump() == before and config.train.hurdles == []
-    assert campaign.config.train.hurdles == list(config.hurdle_policy().positions)
+    assert config.model_dump() == before and config.train.hurdle_fractions == []
+    assert campaign.config.train.hurdle_fractions == list(config.hurdle_policy().positions)
     assert torch.get_num_threads() == threads and gc.get_freeze_count() == 0
 
 
@@ -564,6 +564,22 @@ def test_hurdle_fractions_place_the_hurdles_and_enter_the_recipe(tmp_path):
             make_config("p", hurdles=len(bad), hurdle_fractions=bad)
     with pytest.raises(ValueError, match="hurdles = 2 but hurdle_fractions has 1"):
         make_config("p", hurdles=2, hurdle_fractions=[0.5])
+
+
+def test_renamed_fields_are_read_under_their_old_names_and_keep_the_recipe_hash(tmp_path):
+    """`seed` became `search_seed` and TrainConfig's `hurdles` `hurdle_fractions`: TOML files and
+    stored campaigns still load, and the recipes are the hashes the previous names gave (taken
+    at the commit before the rename), so resumed campaigns still find their duplicates."""
+    toml = tmp_path / "old.toml"
+    toml.write_text('seed = 5\nbudget = "1e5tokens"\n[train]\nhurdles = [0.5]\n')
+    old = CampaignConfig.from_toml(toml)
+    assert old.search_seed == 5 and old.train.hurdle_fractions == [0.5]
+    assert CampaignConfig.from_toml(toml, search_seed=6).search_seed == 6  # the new name overrides the old
+    with pytest.raises(ValueError, match="'seed' is the old name of 'search_seed'"):
+        make_config("r", search_seed=2, seed=3)
+    assert make_config("a").recipe() == "61bd043605d8c82c"
+    screened = make_config("b", screen=["selective_copying"], search_seed=7, hurdles=1, hurdle_fractions=[0.5])
+    assert (screened.recipe(), run_recipe(screened).recipe()) == ("deb09deec35b913a", "c67e7b7ebe40cd31")
 
 
 # --------------------------------------------------------------------------- failures
@@ -678,7 +694,7 @@ RESUME_CONFIG = {
     "hurdles": 1,
     "hurdle_min_samples": 2,
     "max_evals": 12,
-    "seed": 5,
+    "search_seed": 5,
     "seed_programs": ["transformer", "gelu"],
 }
 
@@ -823,7 +839,7 @@ KILL_CONFIG = {
     "hurdles": 1,
     "hurdle_min_samples": 2,
     "max_evals": 40,
-    "seed": 11,
+    "search_seed": 11,
     "seed_programs": ["transformer", "gelu"],
 }
 
@@ -978,7 +994,7 @@ def test_the_real_worker_screens_before_it_trains():
 def test_resume_after_sigkill_keeps_the_screen(tmp_path, cache_dir):
     """No screen is re-run for a recorded individual (the seed's included) after a SIGKILL."""
     url = url_of(tmp_path / "k.db")
-    config = make_config("k", max_evals=16, seed=4, **SCREEN)
+    config = make_config("k", max_evals=16, search_seed=4, **SCREEN)
     process = start_driver(tmp_path, url, config, "screened_slow_job", cache_dir)
     wait_for_results(url, process, count=4)
     kill(process)
@@ -1094,7 +1110,7 @@ def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cach
     db = tmp_path / "compare.db"
     repo = Repository(url_of(db))
     for name, evals in (("small_a", 6), ("small_b", 9)):
-        run_campaign_on(repo, make_config(name, max_evals=evals, seed=evals))
+        run_campaign_on(repo, make_config(name, max_evals=evals, search_seed=evals))
     url = url_of(db)
     result = invoke("compare", "small_a", "small_b", "-o", str(tmp_path / "cmp.png"), "--db", url)
     assert "small_a" in result.stdout and "small_b" in result.stdout and (tmp_path / "cmp.png").stat().st_size > 0

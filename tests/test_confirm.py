@@ -29,7 +29,7 @@ def campaign(tmp_path_factory):
         url = url_of(root / "c.db")
         config = CampaignConfig(
             name="c",
-            seed=3,
+            search_seed=3,
             backend="inprocess",
             corpus=CORPUS,
             vocab_size=300,

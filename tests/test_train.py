@@ -122,9 +122,12 @@ def test_config_rejects_unknown_fields_and_bad_hurdles():
     with pytest.raises(ValueError):
         TrainConfig(learning_rate=1e-3)
     with pytest.raises(ValueError):
-        TrainConfig(hurdles=[0.5, 0.25])
+        TrainConfig(hurdle_fractions=[0.5, 0.25])
     with pytest.raises(ValueError):
-        TrainConfig(hurdles=[1.5])
+        TrainConfig(hurdle_fractions=[1.5])
+    assert TrainConfig(hurdles=[0.5]).hurdle_fractions == [0.5]  # the old name is still read
+    with pytest.raises(ValueError, match="'hurdles' is the old name of 'hurdle_fractions'"):
+        TrainConfig(hurdles=[0.5], hurdle_fractions=[0.5])
 
 
 # --------------------------------------------------------------------------- training
@@ -175,7 +178,7 @@ def test_hurdles_are_evaluated_at_their_fractions(data):
         calls.append((index, fraction, loss))
         return True
 
-    config = CONFIG.model_copy(update={"hurdles": [0.25, 0.5, 1.0]})
+    config = CONFIG.model_copy(update={"hurdle_fractions": [0.25, 0.5, 1.0]})
     result = train(SPEC, seed("transformer", SPEC), data, tokens(40), config, on_hurdle=on_hurdle)
     assert result.status == "ok", result.message
     assert [(h.fraction, h.step) for h in result.hurdle_losses] == [(0.25, 10), (0.5, 20), (1.0, 40)]
@@ -186,7 +189,7 @@ def test_hurdles_are_evaluated_at_their_fractions(data):
 
 
 def test_on_hurdle_false_stops_training(data):
-    config = CONFIG.model_copy(update={"hurdles": [0.25, 0.5]})
+    config = CONFIG.model_copy(update={"hurdle_fractions": [0.25, 0.5]})
     result = train(
         SPEC, seed("transformer", SPEC), data, tokens(40), config, on_hurdle=lambda index, fraction, loss: index == 0
     )

@@ -63,7 +63,7 @@ def config_for(program: str, arm: str, seed: int, max_evals: int | None = None) 
     return CampaignConfig.from_toml(
         HERE / "config.toml",
         name=campaign_name(program, arm, seed),
-        seed=seed,
+        search_seed=seed,
         seed_programs=[program],
         **ARMS[arm],
         **overrides,
@@ -183,20 +183,20 @@ def confirm_campaign(name: str, which: str) -> str:
 
 
 #: What may differ between two campaigns whose seed individuals are the same training run.
-SEARCH_ONLY = {"name", "seed", "sample", "max_evals", "population"}
+SEARCH_ONLY = {"name", "search_seed", "sample", "max_evals", "population"}
 
 
 def share_seed_runs(repo: Repository, reference: str) -> None:
     """Give every Transformer-seeded campaign the reference campaign's confirmation runs of the
     seed: the same program under the same recipe at the same training seeds is the same run
-    (training is deterministic here: every campaign's seed individual reaches the same search
-    loss), so retraining it once per campaign would spend 15 runs on copies."""
+    (training is deterministic on one machine, and every confirmation run is made on one), so
+    retraining it once per campaign would spend 15 runs on copies."""
     source = repo.get_campaign(reference)
     source_root = repo.roots(source.id)[0]
     runs = [r for r in repo.confirmations(source.id) if r.individual_id == source_root.id]
 
-    def recipe(config: dict) -> dict:
-        return {k: v for k, v in config.items() if k not in SEARCH_ONLY}
+    def recipe(config: dict) -> dict:  # read through the model: stored configs may use old names
+        return CampaignConfig.model_validate(config).model_dump(mode="json", exclude=SEARCH_ONLY)
 
     for campaign in repo.list_campaigns():
         if campaign.id == source.id or not campaign.name.startswith(f"{BASE}-"):
@@ -275,31 +275,34 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         f"Equal compute: every campaign's best-so-far at {common:.3g} training FLOPs (the smallest "
         "campaign's total, screens included).",
         "",
-        "| arm | campaign seed | individuals | trained | compute (FLOPs) | best | best at equal compute "
+        "| arm | campaign seed | individuals | trained | compute (FLOPs) | seed's loss | best | best − seed "
+        "| best at equal compute "
         "| best child confirmed loss | its speedup vs seed | wins |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     at_common: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for (arm, s), summary in sorted(summaries.items()):
         campaign = repo.get_campaign(summary.name)
         value = best_at(summary, common)
+        seed_loss = repo.roots(campaign.id)[0].fitness
         if value is not None:
-            at_common[arm].append(value)
+            at_common[arm].append(value - seed_loss)
         confirmed = summarize(repo, campaign.id)
         tops = [confirmed[r.id] for r in top_children(repo, campaign.id)[:1] if r.id in confirmed]
         top = tops[0] if tops else None
         lines.append(
             f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
-            f"{summary.best:.4f} | {'-' if value is None else f'{value:.4f}'} | "
+            f"{seed_loss:.4f} | {summary.best:.4f} | {summary.best - seed_loss:+.4f} | "
+            f"{'-' if value is None else f'{value:.4f}'} | "
             f"{_fmt(top.loss_mean, top.loss_std) if top else '-'} | "
             f"{_fmt(top.speedup_mean, top.speedup_std, 2) if top else '-'} | "
             f"{f'{top.wins}/{top.paired}' if top else '-'} |"
         )
     lines += [
         "",
-        "Per arm, best at equal compute over campaign seeds: "
+        "Per arm, best at equal compute minus the campaign's seed, over campaign seeds (mean ± std): "
         + "; ".join(
-            f"{arm} {statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f} ({len(v)} seeds)"
+            f"{arm} {statistics.mean(v):+.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f} ({len(v)} seeds)"
             for arm, v in at_common.items()
             if v
         ),
