@@ -1127,3 +1127,13 @@ def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cach
     for args, message in ((["small_a"], "two or more"), (["small_a", "nope"], "no campaign 'nope'")):
         refused = CliRunner().invoke(app, ["compare", *args, "-o", str(tmp_path / "x.png"), "--db", url])
         assert refused.exit_code == 2 and message in refused.output
+
+
+def test_the_readme_demo_is_the_rediscovery_recipe():
+    """`examples/demo.toml` (the README's first command) loads, and it is the rediscovery study's
+    campaign with fewer individuals: the protocol, the screen and the hurdle are the same."""
+    root = Path(__file__).resolve().parents[1]
+    demo = CampaignConfig.from_toml(root / "examples" / "demo.toml")
+    study = CampaignConfig.from_toml(root / "experiments" / "rediscovery" / "config.toml", name="demo")
+    assert demo.screen == ["selective_copying"] and demo.hurdle_fractions == [0.5] and demo.max_evals == 16
+    assert run_recipe(demo).recipe() == run_recipe(study).recipe()
