@@ -184,7 +184,7 @@ def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) 
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print_top(repo, repo.get_campaign(config.name), 10, as_json=False)
+    print_top(repo, find_campaign(repo, config.name), 10, as_json=False)
 
 
 @search.command("start")
@@ -312,7 +312,7 @@ def status(
 ) -> None:
     """Every campaign with its progress: running (a live driver), stopped (resume it) or finished."""
     repo = open_repository(db, readonly=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for campaign in [find_campaign(repo, name)] if name else repo.list_campaigns():
         counts = repo.status_counts(campaign.id)
         best = repo.top(campaign.id, 1)
@@ -559,7 +559,7 @@ def show(
     print("\n" + list_architecture(architecture))
     print(f"\ndiff against seed {individual.root_seed}: {from_seed}")
     if parent is not None:
-        print(f"diff against parent {parent.id}: " + ("; ".join(from_parent) or "none"))
+        print(f"diff against parent {parent.id}: " + ("; ".join(from_parent or []) or "none"))
     print("\nlineage:")
     for member in lineage:
         print(f"  {member.id:>5}  loss {number(member.fitness)}  {member.mutation or '(seed)'}")
@@ -596,7 +596,10 @@ def export(
     """Write a standalone model.py, config.json and README.md for an individual."""
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
-    config = campaign_config(repo.get_campaign(individual.campaign_id))
+    campaign = repo.get_campaign(individual.campaign_id)
+    if campaign is None:
+        raise fail(f"individual {individual_id}'s campaign {individual.campaign_id} is not in the database")
+    config = campaign_config(campaign)
     weights_file = None
     if weights:
         result = repo.result(individual_id) or {}

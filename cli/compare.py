@@ -51,7 +51,7 @@ def summarize_campaign(repo: Repository, campaign: CampaignRecord) -> CampaignSu
         median=statistics.median(losses) if losses else None,
         compute=spent,
         curve=curve + ([(spent, best)] if curve else []),
-        confirmed=min(confirmed, key=lambda c: c.loss_mean) if confirmed else None,
+        confirmed=min(confirmed, key=lambda c: math.inf if c.loss_mean is None else c.loss_mean) if confirmed else None,
     )
 
 

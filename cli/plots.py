@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -15,6 +16,9 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from storage import IndividualRecord, Repository, ScreenRecord  # noqa: E402
+
+#: Where a figure goes: a file, or (the dashboard) an open binary stream.
+Target = Path | IO[bytes]
 
 
 def _loss(individual: IndividualRecord) -> float:
@@ -31,7 +35,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_progress(individuals: list[IndividualRecord], path: Path, window: int) -> None:
+def plot_progress(individuals: list[IndividualRecord], path: Target, window: int) -> None:
     figure = progress_figure(individuals, window)
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -80,7 +84,7 @@ def progress_figure(individuals: list[IndividualRecord], window: int) -> plt.Fig
     return figure
 
 
-def plot_hurdles(counts: list[tuple[int, int, int]], total: int, path: Path) -> None:
+def plot_hurdles(counts: list[tuple[int, int, int]], total: int, path: Target) -> None:
     figure, axes = plt.subplots(figsize=(6, 4))
     labels = ["started"] + [f"hurdle {h}" for h, _, _ in counts]
     survivors = [total] + [passed for _, _, passed in counts]
@@ -93,11 +97,12 @@ def plot_hurdles(counts: list[tuple[int, int, int]], total: int, path: Path) -> 
     plt.close(figure)
 
 
-def plot_pareto(individuals: list[IndividualRecord], path: Path) -> None:
-    points = [(i.parameters, _loss(i)) for i in individuals if i.parameters and not math.isnan(_loss(i))]
+def plot_pareto(individuals: list[IndividualRecord], path: Target) -> None:
+    points = [(float(i.parameters), _loss(i)) for i in individuals if i.parameters and not math.isnan(_loss(i))]
     figure, axes = plt.subplots(figsize=(6, 4))
     if points:
-        axes.scatter(*zip(*points), s=10, alpha=0.5, label="individual")
+        parameters, losses = zip(*points)
+        axes.scatter(parameters, losses, s=10, alpha=0.5, label="individual")
         axes.step(*zip(*pareto_front(points)), where="post", color="C3", label="Pareto front")
         axes.legend()
     axes.set(xlabel="parameters", ylabel="validation loss (nats/token)", title="parameters vs loss")
@@ -106,7 +111,7 @@ def plot_pareto(individuals: list[IndividualRecord], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
+def plot_lineage(lineage: list[IndividualRecord], path: Target) -> None:
     """The best individual's ancestry: loss per generation, and each generation's mutation
     listed in full beside the plot (annotations on the points overlap and get cut)."""
     chain = lineage[::-1]  # seed first
@@ -127,7 +132,7 @@ def plot_lineage(lineage: list[IndividualRecord], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_curve(result: dict, hurdles: list, budget_tokens: float | None, path: Path) -> None:
+def plot_curve(result: dict, hurdles: list, budget_tokens: float | None, path: Target) -> None:
     """One individual's training curve (mean train loss, validation points) on the tokens axis,
     with its hurdle losses and thresholds at their fraction of the budget."""
     curve = result.get("loss_curve", [])

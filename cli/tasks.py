@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evaluator.tasks import DEFAULT_SUITE, TASKS, TaskError, TaskRecipe, get_task, score_task
@@ -20,6 +21,10 @@ from primitives.validate import ProgramError
 from .training import _fail
 
 err = Console(stderr=True)
+
+
+def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
 
 
 def parse_settings(assignments: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -90,7 +95,7 @@ def tasks_command(
                         seed,
                         overrides[name],
                         recipe,
-                        progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                        progress=functools.partial(_advance, bar, task),
                     )
                 )
             except TaskError as error:
@@ -109,15 +114,8 @@ def tasks_command(
         )
         return
     table = Table(title=f"{architecture.name} on the task suite (seed {seed})")
-    for column, justify in (
-        ("task", "left"),
-        ("accuracy", "right"),
-        ("chance", "right"),
-        ("steps", "right"),
-        ("seconds", "right"),
-        ("status", "left"),
-    ):
-        table.add_column(column, justify=justify)
+    for column in ("task", "accuracy", "chance", "steps", "seconds", "status"):
+        table.add_column(column, justify="left" if column in ("task", "status") else "right")
     for s in scores:
         table.add_row(s.task, f"{s.accuracy:.3f}", f"{s.chance:.3f}", str(s.steps), f"{s.seconds:.1f}", s.status)
     table.add_row("[bold]mean[/bold]", f"[bold]{mean:.3f}[/bold]", "", "", f"{sum(s.seconds for s in scores):.1f}", "")

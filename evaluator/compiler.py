@@ -17,7 +17,7 @@ import itertools
 import linecache
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class _Generator:
                 cls.forward.append(f"{ins.out} = self.{ins.out}({', '.join(ins.inputs)})")
                 continue
             op = REGISTRY[ins.op]
-            context = {f"in{j}": name for j, name in enumerate(ins.inputs)}
+            context: dict[str, Any] = {f"in{j}": name for j, name in enumerate(ins.inputs)}
             context.update({key: repr(value) for key, value in ins.attrs.items()})
             context.update(
                 out=ins.out,
@@ -254,9 +254,11 @@ def randomize_parameters(params: Iterable[torch.Tensor], generator: torch.Genera
     params = list(params)
     sizes = [p.numel() for p in params]
     scale = torch.from_numpy(
-        np.repeat(np.float32([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params]), sizes)
+        np.repeat(np.array([0.5 if p.dim() <= 1 else p[0].numel() ** -0.5 for p in params], dtype=np.float32), sizes)
     )
-    offset = torch.from_numpy(np.repeat(np.float32([1.0 if p.dim() <= 1 else 0.0 for p in params]), sizes))
+    offset = torch.from_numpy(
+        np.repeat(np.array([1.0 if p.dim() <= 1 else 0.0 for p in params], dtype=np.float32), sizes)
+    )
     with torch.no_grad():  # one draw for all of them
         torch.nn.utils.vector_to_parameters(torch.randn(sum(sizes), generator=generator) * scale + offset, params)
 

@@ -276,6 +276,8 @@ def sinusoidal_positions(seq_len: int, width: int) -> torch.Tensor:
 class LanguageModel(nn.Module):
     """Token embedding (+ positions) → layers → final program → unembedding (tied by default)."""
 
+    position_table: torch.Tensor | None  # a buffer (sinusoidal positions), so it moves with .to()
+
     def __init__(
         self,
         vocab_size: int,

@@ -41,8 +41,8 @@ Progress = Callable[[str, int], None]
 class TokenizedCorpus:
     """A corpus's token streams plus what is needed to interpret losses on them."""
 
-    train: np.memmap
-    validation: np.memmap
+    train: np.ndarray  # a memory map, or (detached) a plain array
+    validation: np.ndarray
     tokenizer: Tokenizer
     bytes_per_token: float  # UTF-8 bytes of validation documents / validation tokens
     vocab_size: int  # the requested size: every id is < vocab_size (the model's embedding rows)

@@ -188,7 +188,8 @@ def lr_at(fraction: float, config: TrainConfig) -> float:
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices and kernels; not gains, biases, norms or per-head scalars (a parameter
     with fewer than two dimensions of size > 1, so SAS's [heads, 1, 1] gains are not decayed)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():  # a tied embedding appears once
         if not p.requires_grad:
             continue
@@ -499,10 +500,10 @@ class _Run:
             if evaluate_now and not crossed:  # a hurdle evaluated this step already
                 if pending and not check():
                     break
-                loss_value = self._validate(step, f"at {fraction:.2f} of the budget")
-                if loss_value is None:
+                validated = self._validate(step, f"at {fraction:.2f} of the budget")
+                if validated is None:
                     break
-                record(loss_value)
+                record(validated)
             if config.max_seconds is not None and time.perf_counter() - self.start > config.max_seconds:
                 result.status = "timeout"
                 result.message = (
@@ -520,11 +521,11 @@ class _Run:
         if last is not None and last.val_loss is not None and last.tokens == step * batch_tokens:
             self._finish(last.val_loss)  # the last hurdle was at the final step
             return
-        loss_value = self._validate(step, "at the end of the budget")
-        if loss_value is None:
+        final = self._validate(step, "at the end of the budget")
+        if final is None:
             return
-        record(loss_value)
-        self._finish(loss_value)
+        record(final)
+        self._finish(final)
 
     def _validate(self, step: int, where: str) -> float | None:
         """The validation loss now; None (the run marked diverged) if it is not finite."""

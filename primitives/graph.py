@@ -68,17 +68,17 @@ def _label(op: str, attrs: dict) -> str:
 def _dataflow(
     program: Program,
     index: int,
-    add_input: Callable[[int, str], Hashable],
-    add_value: Callable[[str, Instruction, list], Hashable],
-) -> Hashable:
+    add_input: Callable[[int, str], H],
+    add_value: Callable[[str, Instruction, list[H]], H],
+) -> H:
     """Walk subprogram ``index`` in dependency order with calls inlined: ``add_input(position,
     name)`` and ``add_value(path, instruction, source nodes)`` make the nodes (``path`` is the
     call path, ``attention/q``). Returns the output's node."""
     position = {s.name: i for i, s in enumerate(program.subprograms)}
 
-    def inline(index: int, args: list, prefix: str) -> Hashable:
+    def inline(index: int, args: list[H], prefix: str) -> H:
         sub = program.subprograms[index]
-        env = dict(zip(sub.params, args))
+        env: dict[str, H] = dict(zip(sub.params, args))
         for i in topological_order(sub):
             ins = sub.body[i]
             sources = [env[name] for name in ins.inputs]

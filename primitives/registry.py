@@ -345,7 +345,7 @@ def _dense_type(types: list[ValueType], attrs: dict) -> ValueType:
 
 
 def _dense_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"weight": (d_out, d_in[0])}
+    shapes: dict[str, tuple[int, ...]] = {"weight": (d_out, d_in[0])}
     if attrs["bias"]:
         shapes["bias"] = (d_out,)
     return shapes
@@ -464,7 +464,7 @@ _register(
 
 
 def _norm_params(d_in: list[int], d_out: int, attrs: dict, heads: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"weight": (d_in[0],)}
+    shapes: dict[str, tuple[int, ...]] = {"weight": (d_in[0],)}
     if attrs.get("bias"):
         shapes["bias"] = (d_in[0],)
     return shapes

@@ -361,11 +361,17 @@ _seed(
 _seed("squared_relu", "Transformer with squared ReLU in the FFN", _pre_ln("relu", "square"), T5_FINAL)
 for _act in ("gelu", "swish", "elu", "selu", "sigmoid", "softplus"):
     _seed(_act, f"Transformer with {_act} in the FFN (Narang et al.)", _pre_ln(_act), T5_FINAL)
+
+
+def _glu_layers(gate: str | None) -> Callable[[ModelSpec], list[Program]]:
+    return lambda spec: [pre_norm("layernorm", attention(), glu_ffn(gate), eps=T5_EPS)]
+
+
 for _name, _gate in (("glu", "sigmoid"), ("reglu", "relu"), ("geglu", "gelu"), ("swiglu", "swish"), ("liglu", None)):
     _seed(
         _name,
         f"Transformer with a {_name} FFN, d_ff · 2/3 for equal parameters (Shazeer)",
-        lambda spec, gate=_gate: [pre_norm("layernorm", attention(), glu_ffn(gate), eps=T5_EPS)],
+        _glu_layers(_gate),
         T5_FINAL,
     )
 _seed(

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 .venv/bin/ruff check --quiet .   # lint first: an unused or undefined name fails in seconds
 .venv/bin/ruff format --check --quiet .   # one style: `ruff format .` fixes it
+.venv/bin/mypy   # types: the packages [tool.mypy] in pyproject.toml names
 exec .venv/bin/python -m pytest "$@"

@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
 Job = dict[str, Any]
-Result = dict[str, Any]
+Result = Any  # what the job function returns (archevo's worker: an EvalResult); a failure dict
 JobFunction = Callable[..., Result]  # fn(job) or, with RayBackend's shared objects, fn(job, **shared)
 
 
@@ -167,7 +167,7 @@ class RayBackend:
             )
         self.capacity = workers
         self.timeout_s = timeout_s
-        self.remote = ray.remote(
+        self.remote: Any = ray.remote(  # (ray's stubs type the decorated function without arguments)
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
             max_retries=max_retries,

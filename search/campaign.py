@@ -14,13 +14,14 @@ import gc
 import hashlib
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # Python 3.10
     import tomli as tomllib
 
 import psutil
@@ -217,7 +218,7 @@ class CampaignConfig(BaseModel):
 
     def recipe(self) -> str:
         """What makes two evaluations comparable: fitness is reused only under the same recipe."""
-        keys = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
+        keys: tuple[str, ...] = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
         if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
             keys += ("hurdle_fractions",)
         if self.screen:  # a screened-out result is reused only under the same screen
@@ -383,8 +384,8 @@ class Campaign:
                         candidate = self.proposer.ask(
                             birth, self.ledger.population(len(self.seeds)), self.ledger.member
                         )
-                        individual, to_train = self.ledger.admit(birth, candidate)
-                        if to_train:
+                        individual = self.ledger.admit(birth, candidate)
+                        if candidate.verdict is None:
                             dispatch.append(individual)
                         else:
                             self._emit(individual, candidate.verdict)
@@ -408,7 +409,7 @@ class Campaign:
         """Send a stored, running individual to the backend with the current thresholds."""
         thresholds = self.ledger.thresholds()
         self.ledger.sent(individual, attempt, thresholds)
-        screen = (
+        screen: dict[str, Any] = (
             {"screen": [], "screen_bars": {}}
             if individual.parent_id is None
             else {"screen_bars": self.ledger.screen_bars(individual.root_seed)}

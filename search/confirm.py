@@ -13,10 +13,11 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from evaluator.budget import parse_budget
 from evaluator.speedup import speedup, validation_curve
-from storage import ConfirmationRecord, IndividualRecord, Repository
+from storage import ConfirmationRecord, IndividualRecord, NotFound, Repository
 
 from .backends import Backend
 from .campaign import CampaignConfig, as_result, make_backend
@@ -55,6 +56,8 @@ def confirm(
     done, total)`` is called once before the first run (record None) and after each. The
     candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given."""
     campaign = repo.get_campaign(config.name)
+    if campaign is None:
+        raise NotFound(f"no campaign named {config.name!r}")
     parse_budget(budget)
     recorded = {(r.individual_id, r.training_seed) for r in repo.confirmations(campaign.id) if r.budget == budget}
     chosen = candidates(repo, campaign.id, k) if individuals is None else individuals
@@ -91,7 +94,8 @@ def confirm(
                         "train": {**frame["train"], "seed": s},
                     },
                 )
-            for (individual_id, s), result in backend.wait(timeout=1.0):
+            for key, result in backend.wait(timeout=1.0):
+                individual_id, s = cast(tuple[int, int], key)
                 done += 1
                 on_run(repo.record_confirmation(individual_id, s, budget, as_result(result)), done, total)
     finally:
@@ -138,19 +142,25 @@ def summarize(repo: Repository, campaign_id: int, budget: str | None = None) -> 
     by_individual: dict[int, dict[int, ConfirmationRecord]] = {}
     for r in runs:
         by_individual.setdefault(r.individual_id, {})[r.training_seed] = r
-    vocab = CampaignConfig.model_validate(repo.get_campaign(campaign_id).config).vocab_size
+    campaign = repo.get_campaign(campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign with id {campaign_id}")
+    vocab = CampaignConfig.model_validate(campaign.config).vocab_size
     out = {}
     for individual_id, mine in by_individual.items():
         individual = repo.get_individual(individual_id)
+        if individual is None:
+            raise NotFound(f"no individual with id {individual_id}")
         baseline = by_individual.get(roots.get(individual.root_seed, -1), {})
-        finished = {s: r for s, r in mine.items() if r.val_loss is not None}
-        ups, wins, paired = [], 0, 0
-        for s, r in finished.items():
+        finished = {s: (r, r.val_loss) for s, r in mine.items() if r.val_loss is not None}
+        ups: list[float] = []
+        wins, paired = 0, 0
+        for s, (r, loss) in finished.items():
             base = baseline.get(s)
             if base is None or base.val_loss is None:
                 continue
             paired += 1
-            wins += r.val_loss < base.val_loss
+            wins += loss < base.val_loss
             value = speedup(
                 validation_curve(base.result.get("loss_curve", []), axis),
                 validation_curve(r.result.get("loss_curve", []), axis),
@@ -158,7 +168,7 @@ def summarize(repo: Repository, campaign_id: int, budget: str | None = None) -> 
             )
             if math.isfinite(value):
                 ups.append(value)
-        loss_mean, loss_std = _mean_std([r.val_loss for r in finished.values()])
+        loss_mean, loss_std = _mean_std([loss for _, loss in finished.values()])
         up_mean, up_std = _mean_std(ups)
         out[individual_id] = Confirmed(
             individual_id,

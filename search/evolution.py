@@ -25,8 +25,11 @@ PARENT_ATTEMPTS = 3
 class Member(Protocol):
     """What a parent must offer (storage's IndividualRecord has it)."""
 
-    id: int
-    root_seed: str
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def root_seed(self) -> str: ...
 
     def architecture(self) -> Architecture: ...
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from primitives.program import Architecture
-from storage import EvalResult, IndividualRecord, Repository
+from storage import EvalResult, IndividualRecord, NotFound, Repository
 
 from .hurdles import HurdlePolicy, RecordedLosses
 from .proposer import Candidate
@@ -82,8 +82,12 @@ class Ledger:
 
     def member(self, individual_id: int) -> Parent:
         """A tournament winner: a member of the window (the seeds before it fills)."""
-        found = next((m for m in self._window if m.id == individual_id), None)
-        return Parent(found or self.repo.get_individual(individual_id))
+        found = next((m for m in self._window if m.id == individual_id), None) or self.repo.get_individual(
+            individual_id
+        )
+        if found is None:
+            raise NotFound(f"no individual with id {individual_id}")
+        return Parent(found)
 
     def thresholds(self) -> list[float | None]:
         """Each hurdle's bar now (None until it has enough losses to judge)."""
@@ -94,9 +98,9 @@ class Ledger:
 
     # ----------------------------------------------------------------- what the driver tells
 
-    def admit(self, birth: int, candidate: Candidate) -> tuple[IndividualRecord, bool]:
-        """Store the candidate of ``birth`` (in the caller's transaction); with its verdict, if it
-        has one. Returns it and whether it is to be trained."""
+    def admit(self, birth: int, candidate: Candidate) -> IndividualRecord:
+        """Store the candidate of ``birth`` (in the caller's transaction), with its verdict if it
+        has one (then it is finished); else it is to be trained."""
         proposal, vetted = candidate.proposal, candidate.vetted
         individual = self.repo.add_individual(
             self.campaign_id,
@@ -114,8 +118,8 @@ class Ledger:
             self.repo.record_screen(individual.id, candidate.seed_scores)
             self._screen_bars[proposal.root_seed] = bars(candidate.seed_scores, self.screen_margin)
         if candidate.verdict is None:
-            return individual, True
-        return self._finished(individual, candidate.verdict, self._store(individual.id, 0, candidate.verdict)), False
+            return individual
+        return self._finished(individual, candidate.verdict, self._store(individual.id, 0, candidate.verdict))
 
     def sent(self, individual: IndividualRecord, attempt: int, thresholds: list[float | None]) -> None:
         """A job for ``individual`` went out with these thresholds (its result will be judged by them)."""

@@ -302,7 +302,11 @@ def random_attr(spec: AttrSpec, rng: np.random.Generator):
     if spec.choices:
         return _pick(rng, list(spec.choices))
     if spec.kind == "int":
-        return int(_pick(rng, list(spec.vocabulary))) if spec.vocabulary else int(rng.integers(spec.low, spec.high + 1))
+        return (
+            int(_pick(rng, list(spec.vocabulary)))
+            if spec.vocabulary
+            else int(rng.integers(int(spec.low), int(spec.high) + 1))
+        )
     if spec.kind == "float":
         value = spec.default * 10 ** rng.normal() if spec.log_scale else rng.normal()
         return float(min(max(value, spec.low), spec.high))

@@ -84,11 +84,11 @@ def evaluation(trained: TrainResult, thresholds: list[float | None], passed: lis
     return EvalResult(**trained.model_dump(mode="json", exclude={"hurdle_losses"}), hurdles=hurdles, screen=screen)
 
 
-def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> EvalResult:
+def run_job(payload: dict[str, Any], corpus: TokenizedCorpus | None = None) -> EvalResult:
     """Train one candidate; every failure comes back as a result, never as an exception.
     ``corpus``: the tokenized corpus when the driver shipped it (a cluster's other nodes have
     no cache of it), else the local cache is loaded."""
-    job = EvalJob.model_validate(job)
+    job = EvalJob.model_validate(payload)
     architecture = parse_architecture(job.architecture_json)
     try:
         scores, screened_out = screen_step(job, architecture)
@@ -109,7 +109,8 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> EvalR
 
     config = job.train.model_copy(update={"device": assigned_device(job.train.device)})
     with tempfile.TemporaryDirectory() as folder:
-        local = Path(folder) / "weights.safetensors" if job.return_weights else job.weights_path
+        scratch = Path(folder) / "weights.safetensors"  # sent back to the driver, not kept here
+        local = scratch if job.return_weights else job.weights_path
         result = train(
             job.spec,
             architecture,
@@ -121,7 +122,7 @@ def run_job(job: dict[str, Any], corpus: TokenizedCorpus | None = None) -> EvalR
         )
         outcome = evaluation(result, job.thresholds, passed, scores)
         if job.return_weights and result.weights:
-            outcome = outcome.model_copy(update={"weights": job.weights_path, "weights_data": Path(local).read_bytes()})
+            outcome = outcome.model_copy(update={"weights": job.weights_path, "weights_data": scratch.read_bytes()})
     return outcome
 
 
@@ -130,6 +131,8 @@ def land_weights(result: EvalResult) -> EvalResult:
     at the driver's path the job named."""
     if result.weights_data is None:
         return result
+    if result.weights is None:
+        raise ValueError("a worker sent weights back without the path to write them at")
     target = Path(result.weights)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(f".{target.name}.part")

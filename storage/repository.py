@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, CursorResult, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
@@ -64,6 +64,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///archevo.db"
 ENV_URL = "ARCHEVO_DB"
+
+
+def _new_id(inserted: CursorResult[Any]) -> int:
+    """The primary key an INSERT of one row gave it."""
+    key = inserted.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no primary key for an inserted row")
+    return int(key[0])
 
 
 class Repository:
@@ -190,7 +198,7 @@ class Repository:
     def create_campaign(self, name: str, seed: int, config: Mapping[str, Any] | Any) -> CampaignRecord:
         """A new running campaign; ``config`` (a dict or a pydantic model) is stored once, as JSON."""
         now = utcnow()
-        values = {
+        values: dict[str, Any] = {
             "name": name,
             "seed": int(seed),
             "config_json": json.dumps(sql.as_dict(config), sort_keys=True, default=str),
@@ -202,13 +210,14 @@ class Repository:
             with self._write() as c:
                 if c.execute(sql.CAMPAIGN_ID_BY_NAME, {"name": name}).first() is not None:
                     raise ValueError(f"a campaign named {name!r} already exists (resume it, or choose another name)")
-                new_id = c.execute(sql.INSERT_CAMPAIGN, values).inserted_primary_key[0]
+                new_id = _new_id(c.execute(sql.INSERT_CAMPAIGN, values))
         except IntegrityError as error:  # lost a race with another writer (PostgreSQL)
             raise ValueError(f"a campaign named {name!r} already exists") from error
         return CampaignRecord(id=new_id, **values)
 
     def get_campaign(self, name: str | int) -> CampaignRecord | None:
         """By name, or by id when given an int."""
+        params: dict[str, Any]
         if isinstance(name, int):
             statement, params = sql.CAMPAIGN_BY_ID, {"id": name}
         else:
@@ -304,7 +313,7 @@ class Repository:
             raise ValueError(f"births are numbered from 0, got {birth}")
         if not isinstance(architecture_json, str):
             architecture_json = architecture_json.to_json(indent=None)
-        values = {name: None for name in sql.INDIVIDUAL_FIELDS if name != "id"}
+        values: dict[str, Any] = {name: None for name in sql.INDIVIDUAL_FIELDS if name != "id"}
         values.update(
             campaign_id=campaign_id,
             birth=birth,
@@ -330,11 +339,11 @@ class Repository:
                 row = c.execute(sql.INDIVIDUAL_BY_BIRTH, key).first()
                 if row is not None:
                     return IndividualRecord(*row)
-                new_id = c.execute(sql.INSERT_INDIVIDUAL, values).inserted_primary_key[0]
+                new_id = _new_id(c.execute(sql.INSERT_INDIVIDUAL, values))
             return IndividualRecord(id=new_id, **values)
         try:  # the unique (campaign_id, birth) constraint makes a repeat fail, atomically
             with self._write() as c:
-                new_id = c.execute(sql.INSERT_INDIVIDUAL, values).inserted_primary_key[0]
+                new_id = _new_id(c.execute(sql.INSERT_INDIVIDUAL, values))
         except IntegrityError as error:
             with self._read() as c:
                 row = c.execute(sql.INDIVIDUAL_BY_BIRTH, key).first()
@@ -420,7 +429,7 @@ class Repository:
         """The loss reached at hurdle ``hurdle`` (a non-finite loss is stored as NULL) and the
         verdict. Idempotent on (individual, hurdle): a second record (a re-dispatched
         attempt) overwrites the first and keeps its place in record order."""
-        values = {
+        values: dict[str, Any] = {
             "fraction": float(fraction),
             "loss": sql.finite(loss),
             "threshold": sql.finite(threshold),
@@ -433,10 +442,18 @@ class Repository:
                 raise NotFound(f"no individual with id {individual_id}")
             row_id = c.execute(sql.HURDLE_ID, {"iid": individual_id, "hurdle": hurdle}).scalar()
             if row_id is None:
-                row_id = c.execute(
-                    sql.INSERT_HURDLE,
-                    dict(individual_id=individual_id, campaign_id=campaign_id, hurdle=hurdle, created_at=now, **values),
-                ).inserted_primary_key[0]
+                row_id = _new_id(
+                    c.execute(
+                        sql.INSERT_HURDLE,
+                        dict(
+                            individual_id=individual_id,
+                            campaign_id=campaign_id,
+                            hurdle=hurdle,
+                            created_at=now,
+                            **values,
+                        ),
+                    )
+                )
             else:
                 c.execute(sql.UPDATE_HURDLE, {"b_id": row_id, "b_now": now, **{f"b_{k}": v for k, v in values.items()}})
         return HurdleRecord(
@@ -506,6 +523,7 @@ class Repository:
         return sorted(self._individuals(sql.UNFINISHED, {"cid": campaign_id}), key=lambda r: r.birth)
 
     def count(self, campaign_id: int, statuses: str | Iterable[str] | None = None) -> int:
+        params: dict[str, Any]
         if statuses is None:
             statement, params = sql.COUNT, {"cid": campaign_id}
         else:
@@ -584,8 +602,8 @@ class Repository:
         """(language-model training FLOPs, screen training FLOPs) the campaign has spent."""
         with self._read() as c:
             return (
-                float(c.execute(sql.TRAINING_FLOPS, {"cid": campaign_id}).scalar()),
-                float(c.execute(sql.SCREEN_FLOPS, {"cid": campaign_id}).scalar()),
+                float(c.execute(sql.TRAINING_FLOPS, {"cid": campaign_id}).scalar_one()),
+                float(c.execute(sql.SCREEN_FLOPS, {"cid": campaign_id}).scalar_one()),
             )
 
     # ------------------------------------------------------------------ confirmation runs
@@ -599,7 +617,7 @@ class Repository:
             campaign_id = c.execute(sql.CAMPAIGN_OF, {"id": individual_id}).scalar()
             if campaign_id is None:
                 raise NotFound(f"no individual with id {individual_id}")
-            values = dict(
+            values: dict[str, Any] = dict(
                 campaign_id=campaign_id,
                 individual_id=individual_id,
                 training_seed=training_seed,
@@ -613,7 +631,7 @@ class Repository:
             key = {"iid": individual_id, "seed": training_seed, "budget": budget}
             if c.execute(sql.CONFIRMATION_EXISTS, key).first() is not None:  # the write lock is held
                 return None
-            new_id = c.execute(sql.INSERT_CONFIRMATION, values).inserted_primary_key[0]
+            new_id = _new_id(c.execute(sql.INSERT_CONFIRMATION, values))
         return ConfirmationRecord(id=new_id, **values)
 
     def confirmations(self, campaign_id: int) -> list[ConfirmationRecord]:

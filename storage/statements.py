@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, literal, select, update
 
 from .records import CampaignRecord, ConfirmationRecord, DriverRecord, HurdleRecord, IndividualRecord, ScreenRecord
 from .results import EvalResult
@@ -23,9 +23,20 @@ from .schema import (
 )
 
 
-_C = CampaignRow.__table__.c
-_I = Individual.__table__.c
-_H = HurdleEvaluation.__table__.c
+def _table(row: type) -> Table:
+    """A mapped class's table (typed as one: the declarative attribute is typed as any FromClause)."""
+    return cast(Table, getattr(row, "__table__"))
+
+
+CAMPAIGNS_TABLE = _table(CampaignRow)
+INDIVIDUALS_TABLE = _table(Individual)
+HURDLES_TABLE = _table(HurdleEvaluation)
+DRIVERS_TABLE = _table(CampaignDriver)
+CONFIRMATIONS_TABLE = _table(ConfirmationRun)
+SCREENS_TABLE = _table(ScreenScore)
+_C = CAMPAIGNS_TABLE.c
+_I = INDIVIDUALS_TABLE.c
+_H = HURDLES_TABLE.c
 INDIVIDUAL_FIELDS = tuple(f.name for f in fields(IndividualRecord))
 _CAMPAIGN_SELECT = select(*(_C[f.name] for f in fields(CampaignRecord)))
 _INDIVIDUAL_SELECT = select(*(_I[name] for name in INDIVIDUAL_FIELDS))
@@ -35,29 +46,29 @@ CAMPAIGN_BY_NAME = _CAMPAIGN_SELECT.where(_C.name == bindparam("name"))
 CAMPAIGN_BY_ID = _CAMPAIGN_SELECT.where(_C.id == bindparam("id"))
 CAMPAIGNS = _CAMPAIGN_SELECT.order_by(_C.id)
 CAMPAIGN_ID_BY_NAME = select(_C.id).where(_C.name == bindparam("name"))
-INSERT_CAMPAIGN = insert(CampaignRow.__table__)
+INSERT_CAMPAIGN = insert(CAMPAIGNS_TABLE)
 SET_CAMPAIGN_STATUS = (
-    update(CampaignRow.__table__)
+    update(CAMPAIGNS_TABLE)
     .where(_C.name == bindparam("b_name"))
     .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
 )
 
 SET_CAMPAIGN_CONFIG = (
-    update(CampaignRow.__table__)
+    update(CAMPAIGNS_TABLE)
     .where(_C.name == bindparam("b_name"))
     .values(config_json=bindparam("b_config"), updated_at=bindparam("b_now"))
 )
 
 INDIVIDUAL_BY_ID = _INDIVIDUAL_SELECT.where(_I.id == bindparam("id"))
 INDIVIDUAL_BY_BIRTH = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.birth == bindparam("birth"))
-INSERT_INDIVIDUAL = insert(Individual.__table__)
+INSERT_INDIVIDUAL = insert(INDIVIDUALS_TABLE)
 STATE = select(_I.status, _I.attempt).where(_I.id == bindparam("id"))
 MARK_RUNNING = (
-    update(Individual.__table__)
+    update(INDIVIDUALS_TABLE)
     .where(_I.id == bindparam("b_id"))
     .values(status="running", attempt=bindparam("b_attempt"), started_at=bindparam("b_now"))
 )
-_LATEST = Individual.__table__.alias("latest")
+_LATEST = INDIVIDUALS_TABLE.alias("latest")
 _NEXT_FINISH = (
     select(func.coalesce(func.max(_LATEST.c.finish_order), -1) + 1)
     .where(_LATEST.c.campaign_id == _I.campaign_id)
@@ -71,7 +82,7 @@ RESULT_COLUMNS = tuple(
     name for name in EvalResult.model_fields if name in _I and name not in ("status", "fingerprint", "duplicate_of")
 )
 RECORD_RESULT = (
-    update(Individual.__table__)
+    update(INDIVIDUALS_TABLE)
     .where(_I.id == bindparam("b_id"))
     .values(
         status=bindparam("b_status"),
@@ -85,14 +96,14 @@ RECORD_RESULT = (
         **{key: bindparam(f"b_{key}") for key in RESULT_COLUMNS},
     )
 )
-SET_FINGERPRINT = update(Individual.__table__).where(_I.id == bindparam("b_id")).values(fingerprint=bindparam("b_fp"))
+SET_FINGERPRINT = update(INDIVIDUALS_TABLE).where(_I.id == bindparam("b_id")).values(fingerprint=bindparam("b_fp"))
 RESULT_JSON = select(_I.result_json).where(_I.id == bindparam("id"))
 
 CAMPAIGN_OF = select(_I.campaign_id).where(_I.id == bindparam("id"))
 HURDLE_ID = select(_H.id).where(_H.individual_id == bindparam("iid"), _H.hurdle == bindparam("hurdle"))
-INSERT_HURDLE = insert(HurdleEvaluation.__table__)
+INSERT_HURDLE = insert(HURDLES_TABLE)
 UPDATE_HURDLE = (
-    update(HurdleEvaluation.__table__)
+    update(HURDLES_TABLE)
     .where(_H.id == bindparam("b_id"))
     .values(
         fraction=bindparam("b_fraction"),
@@ -147,7 +158,7 @@ BY_HASH = {flag: _evaluated_by(_I.arch_hash, any_campaign=flag) for flag in (Fal
 BY_FINGERPRINT = {flag: _evaluated_by(_I.fingerprint, any_campaign=flag) for flag in (False, True)}
 # No ORDER BY (sorted in Python) so SQLite searches the (campaign_id, status) index.
 UNFINISHED = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.status.in_(OPEN_STATUSES))
-COUNT = select(func.count()).select_from(Individual.__table__).where(_I.campaign_id == bindparam("cid"))
+COUNT = select(func.count()).select_from(INDIVIDUALS_TABLE).where(_I.campaign_id == bindparam("cid"))
 COUNT_STATUSES = COUNT.where(_I.status.in_(bindparam("statuses", expanding=True)))
 NEXT_BIRTH = select(func.coalesce(func.max(_I.birth), -1) + 1).where(_I.campaign_id == bindparam("cid"))
 TOP = (
@@ -159,8 +170,8 @@ STATUS_COUNTS = select(_I.status, func.count()).where(_I.campaign_id == bindpara
 
 
 def _lineage_statement() -> Any:
-    chain = select(_I.id, _I.parent_id, literal(0).label("depth")).where(_I.id == bindparam("id"))
-    chain = chain.cte("chain", recursive=True)
+    start = select(_I.id, _I.parent_id, literal(0).label("depth")).where(_I.id == bindparam("id"))
+    chain = start.cte("chain", recursive=True)
     chain = chain.union_all(
         select(_I.id, _I.parent_id, chain.c.depth + 1)
         .join(chain, _I.id == chain.c.parent_id)
@@ -171,20 +182,20 @@ def _lineage_statement() -> Any:
 
 LINEAGE = _lineage_statement()
 
-_D = CampaignDriver.__table__.c
+_D = DRIVERS_TABLE.c
 DRIVER = select(*(_D[f.name] for f in fields(DriverRecord))).where(_D.campaign_id == bindparam("cid"))
-DELETE_DRIVER = CampaignDriver.__table__.delete().where(
+DELETE_DRIVER = DRIVERS_TABLE.delete().where(
     _D.campaign_id == bindparam("cid"), _D.pid == bindparam("pid"), _D.host == bindparam("host")
 )
-DELETE_DRIVERS_OF = CampaignDriver.__table__.delete().where(_D.campaign_id == bindparam("cid"))
-INSERT_DRIVER = insert(CampaignDriver.__table__)
+DELETE_DRIVERS_OF = DRIVERS_TABLE.delete().where(_D.campaign_id == bindparam("cid"))
+INSERT_DRIVER = insert(DRIVERS_TABLE)
 HEARTBEAT = (
-    update(CampaignDriver.__table__)
+    update(DRIVERS_TABLE)
     .where(_D.campaign_id == bindparam("b_cid"), _D.pid == bindparam("b_pid"), _D.host == bindparam("b_host"))
     .values(heartbeat_at=bindparam("b_now"))
 )
 
-_R = ConfirmationRun.__table__.c
+_R = CONFIRMATIONS_TABLE.c
 #: Likewise for a confirmation run (its budget is the one the run was asked for, a column of its key).
 CONFIRMATION_COLUMNS = tuple(
     name for name in EvalResult.model_fields if name in _R and name not in ("status", "budget")
@@ -194,18 +205,18 @@ CONFIRMATIONS = (
     .where(_R.campaign_id == bindparam("cid"))
     .order_by(_R.individual_id, _R.budget, _R.training_seed)
 )
-INSERT_CONFIRMATION = insert(ConfirmationRun.__table__)
+INSERT_CONFIRMATION = insert(CONFIRMATIONS_TABLE)
 CONFIRMATION_EXISTS = select(_R.id).where(
     _R.individual_id == bindparam("iid"), _R.training_seed == bindparam("seed"), _R.budget == bindparam("budget")
 )
-_S = ScreenScore.__table__.c
+_S = SCREENS_TABLE.c
 _SCREEN_SELECT = select(*(_S[f.name] for f in fields(ScreenRecord)))
 SCREEN_OF = _SCREEN_SELECT.where(_S.individual_id == bindparam("iid")).order_by(_S.id)
 SCREENS = _SCREEN_SELECT.where(_S.campaign_id == bindparam("cid")).order_by(_S.individual_id, _S.id)
 SCREEN_TASKS = select(_S.task).where(_S.individual_id == bindparam("iid"))
 SCREEN_FLOPS = select(func.coalesce(func.sum(_S.flops), 0.0)).where(_S.campaign_id == bindparam("cid"))
 TRAINING_FLOPS = select(func.coalesce(func.sum(_I.flops), 0.0)).where(_I.campaign_id == bindparam("cid"))
-INSERT_SCREEN = insert(ScreenScore.__table__)
+INSERT_SCREEN = insert(SCREENS_TABLE)
 ROOTS = _INDIVIDUAL_SELECT.where(_I.campaign_id == bindparam("cid"), _I.parent_id.is_(None)).order_by(_I.birth)
 
 

@@ -31,6 +31,7 @@ from primitives.cost import training_flops
 from primitives.program import Architecture, ModelSpec
 
 from ..compiler import check_causality, compile_model
+from ..runtime import LanguageModel
 from . import instances
 from .instances import IGNORE, Settings
 
@@ -216,7 +217,7 @@ def task_data(
 class _Probe(nn.Module):
     """Compression's readout: every earlier token from the residual stream at the last position."""
 
-    def __init__(self, model: nn.Module, d_model: int, tokens: int, vocab_size: int):
+    def __init__(self, model: LanguageModel, d_model: int, tokens: int, vocab_size: int):
         super().__init__()
         self.model, self.tokens, self.vocab_size = model, tokens, vocab_size
         self.head = nn.Linear(d_model, tokens * vocab_size)
@@ -253,7 +254,7 @@ def score_task(
     model = _Probe(lm, spec.d_model, train_y.shape[1], spec.vocab_size) if task.readout == "probe" else lm
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.0)
     batches = np.random.default_rng([seed, zlib.crc32(task.name.encode()), 2])
-    train_x, train_y = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
     warmup = max(1, int(recipe.warmup_fraction * steps))
     loss = torch.tensor(math.nan)
     status = "ok"
@@ -265,9 +266,9 @@ def score_task(
                 if step < warmup
                 else 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
             )
-        rows = torch.from_numpy(batches.integers(0, len(train_x), recipe.batch_size))
-        logits = model(train_x[rows])
-        loss = F.cross_entropy(logits.flatten(0, 1), train_y[rows].flatten(), ignore_index=IGNORE)
+        rows = torch.from_numpy(batches.integers(0, len(inputs), recipe.batch_size))
+        logits = model(inputs[rows])
+        loss = F.cross_entropy(logits.flatten(0, 1), targets[rows].flatten(), ignore_index=IGNORE)
         if not torch.isfinite(loss):
             status = "diverged"
             break
