@@ -103,14 +103,18 @@ def run_campaign(program: str, arm: str, seed: int, max_evals: int | None = None
 
 
 def target_loss(repo: Repository) -> float | None:
-    """The Transformer seed's search loss (the same recipe and training seed in every campaign)."""
-    for seed in range(10):
-        campaign = repo.get_campaign(campaign_name(BASE, "evolution", seed))
-        if campaign is not None:
-            roots = [r for r in repo.roots(campaign.id) if r.fitness is not None]
-            if roots:
-                return roots[0].fitness
-    return None
+    """The Transformer seed's search loss: the largest any Transformer-seeded campaign recorded.
+    The same program, recipe and training seed reach 3.7226 on one machine and 3.7290 on another;
+    the handicap campaigns ran on the second, where the repaired program (the Transformer
+    itself) trains to 3.7290, so the first machine's value would refuse the exact repair."""
+    losses = [
+        root.fitness
+        for campaign in repo.list_campaigns()
+        if campaign.name.startswith(f"{BASE}-")
+        for root in repo.roots(campaign.id)
+        if root.fitness is not None
+    ]
+    return max(losses) if losses else None
 
 
 def first_hit(repo: Repository, campaign_id: int, target: float) -> IndividualRecord | None:
