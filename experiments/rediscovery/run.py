@@ -302,6 +302,16 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
             f"{_fmt(top.speedup_mean, top.speedup_std, 2) if top else '-'} | "
             f"{f'{top.wins}/{top.paired}' if top else '-'} |"
         )
+    reference = repo.get_campaign(campaign_name(BASE, "evolution", 0))
+    if reference is not None:
+        root = repo.roots(reference.id)[0]
+        seed_runs = [r.val_loss for r in repo.confirmations(reference.id) if r.individual_id == root.id and r.val_loss]
+        if seed_runs:
+            lines += [
+                "",
+                f"The Transformer seed, confirmed at {CONFIRM_SEEDS} fresh training seeds on one machine: "
+                f"{_fmt(statistics.mean(seed_runs), statistics.stdev(seed_runs) if len(seed_runs) > 1 else 0)}.",
+            ]
     lines += [
         "",
         "Per arm, best at equal compute minus the campaign's seed, over campaign seeds (mean ± std): "
@@ -430,16 +440,15 @@ def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) ->
                     if runs
                     else "-"
                 )
-                diff = (
-                    "; ".join(edits_of(repo, hit, parse_architecture(repo.roots(campaign.id)[0].architecture_json)))
-                    if hit
-                    else "-"
-                )
+                root = repo.roots(campaign.id)[0]
+                best = (repo.top(campaign.id, 1) or [root])[0]
+                shown = hit or best  # what the hit changed, or (no hit) how far the campaign got
+                diff = "; ".join(edits_of(repo, shown, parse_architecture(root.architecture_json))) or "(the seed)"
                 rows.append(
-                    f"| {program} | {arm} | {s} | {repo.count(campaign.id)} | "
-                    f"{hit.birth if hit else 'none'} | {spent:.3g}{'' if hit else ' (all)'} | "
+                    f"| {program} | {arm} | {s} | {repo.count(campaign.id)} | {root.fitness:.4f} | "
+                    f"{best.fitness:.4f} | {hit.birth if hit else 'none'} | {spent:.3g}{'' if hit else ' (all)'} | "
                     f"{f'{hit.fitness:.4f}' if hit else '-'} | {loss} | "
-                    f"{f'{wins}/{len(runs)}' if runs else '-'} | {diff} |"
+                    f"{f'{wins}/{len(runs)}' if runs else '-'} | {'' if hit else 'best: '}{diff} |"
                 )
     if not rows:
         return []
@@ -454,9 +463,10 @@ def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) ->
         f"A hit is the first individual whose search loss is at most the Transformer seed's ({target:.4f}); "
         f"its confirmation is against the Transformer's confirmed runs ({base}), training seed by training seed.",
         "",
-        "| seed program | arm | campaign seed | individuals | hit (birth) | compute until the hit (FLOPs) "
-        "| hit's search loss | hit confirmed | ≤ Transformer | what it changed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| seed program | arm | campaign seed | individuals | seed's loss | best loss | hit (birth) "
+        "| compute until the hit (FLOPs) | hit's search loss | hit confirmed | ≤ Transformer "
+        "| what the hit (else the best) changed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
