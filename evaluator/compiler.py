@@ -25,13 +25,13 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from primitives.program import Architecture, ModelSpec, Program
-from primitives.registry import CALL, REGISTRY
+from primitives.interpret import Interpreter
+from primitives.program import Architecture, Instruction, ModelSpec, Program, Subprogram
+from primitives.registry import REGISTRY
 from primitives.types import MODEL_UNITS, ValueType, seq
 from primitives.validate import (
     ProgramError,
     infer_types,
-    topological_order,
     validate_architecture,
 )
 
@@ -84,40 +84,61 @@ class _Generator:
         name = next(n for n in itertools.chain([name], (f"{name}_{i}" for i in itertools.count(2))) if n not in taken)
         cls = self.classes[key] = _Class(name, params=list(sub.params), output=sub.output)
         types = infer_types(program, index, list(inputs), where, self._types.setdefault(id(program), {}))
-        fused = _fusable_attention(sub)
-        for i in topological_order(sub):
-            ins = sub.body[i]
-            at = f"{where}.{sub.name}[{i}] ({ins.out} = {ins.op})"
-            if hasattr(nn.Module, ins.out):
-                raise ProgramError(at, f"the name {ins.out!r} clashes with torch.nn.Module.{ins.out}; rename the value")
-            if ins.out in fused:
-                q, k, v = fused[ins.out][:3]
-                cls.forward.append(f"{ins.out} = _causal_attention({q}, {k}, {v}, {self.spec.n_heads})")
-                continue
-            if any(ins.out == inner for group in fused.values() for inner in group[3:]):
-                continue
-            if ins.op == CALL:
-                target = [s.name for s in program.subprograms].index(ins.attrs["target"])
-                callee = self._class(program, target, tuple(types[n] for n in ins.inputs), base, where)
-                cls.init.append(f"self.{ins.out} = {callee}()")
-                cls.forward.append(f"{ins.out} = self.{ins.out}({', '.join(ins.inputs)})")
-                continue
+        _ClassBody(self, program, cls, types, base, where).run(index, list(inputs))
+        return name
+
+    def _width(self, value: ValueType) -> int:
+        return value.width * self.spec.unit if value.kind == "seq" else 1
+
+
+class _ClassBody(Interpreter[ValueType]):
+    """One class's ``__init__`` and ``forward``: an op becomes a line (and a module where it has
+    parameters), a ``call`` a submodule of the callee's class; attention's three ops whose
+    intermediates have no other use become one fused call."""
+
+    def __init__(self, generator: _Generator, program: Program, cls: _Class, types: dict, base: str, where: str):
+        super().__init__(program)
+        self.generator, self.cls, self.types, self.base, self.where = generator, cls, types, base, where
+        self.fused: dict[str, tuple[str, ...]] = {}
+
+    def run(self, index: int, args, path: str = "") -> dict[str, ValueType]:
+        self.fused = _fusable_attention(self.program.subprograms[index])
+        return super().run(index, args, path)
+
+    def _named(self, sub: Subprogram, i: int, ins: Instruction) -> None:
+        if hasattr(nn.Module, ins.out):
+            raise ProgramError(
+                f"{self.where}.{sub.name}[{i}] ({ins.out} = {ins.op})",
+                f"the name {ins.out!r} clashes with torch.nn.Module.{ins.out}; rename the value",
+            )
+
+    def call(self, sub: Subprogram, i: int, ins: Instruction, args: list, path: str) -> ValueType:
+        self._named(sub, i, ins)
+        target = self.position[ins.attrs["target"]]
+        callee = self.generator._class(self.program, target, tuple(args), self.base, self.where)
+        self.cls.init.append(f"self.{ins.out} = {callee}()")
+        self.cls.forward.append(f"{ins.out} = self.{ins.out}({', '.join(ins.inputs)})")
+        return self.types[ins.out]
+
+    def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list, path: str) -> ValueType:
+        self._named(sub, i, ins)
+        if ins.out in self.fused:
+            q, k, v = self.fused[ins.out][:3]
+            self.cls.forward.append(f"{ins.out} = _causal_attention({q}, {k}, {v}, {self.generator.spec.n_heads})")
+        elif not any(ins.out == inner for group in self.fused.values() for inner in group[3:]):
             op = REGISTRY[ins.op]
             context: dict[str, Any] = {f"in{j}": name for j, name in enumerate(ins.inputs)}
             context.update({key: repr(value) for key, value in ins.attrs.items()})
             context.update(
                 out=ins.out,
-                heads=self.spec.n_heads,
-                d_out=self._width(types[ins.out]),
-                d_in=self._width(types[ins.inputs[0]]) if ins.inputs else 0,
+                heads=self.generator.spec.n_heads,
+                d_out=self.generator._width(self.types[ins.out]),
+                d_in=self.generator._width(inputs[0]) if inputs else 0,
             )
             if op.module:
-                cls.init.append(f"self.{ins.out} = {op.module.format(**context)}")
-            cls.forward.append(f"{ins.out} = {op.expr.format(**context)}")
-        return name
-
-    def _width(self, value: ValueType) -> int:
-        return value.width * self.spec.unit if value.kind == "seq" else 1
+                self.cls.init.append(f"self.{ins.out} = {op.module.format(**context)}")
+            self.cls.forward.append(f"{ins.out} = {op.expr.format(**context)}")
+        return self.types[ins.out]
 
 
 def _fusable_attention(sub) -> dict[str, tuple[str, ...]]:

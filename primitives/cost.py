@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .program import Architecture, ModelSpec, Program
-from .registry import CALL, REGISTRY, OpDef
+from .interpret import Interpreter
+from .program import Architecture, Instruction, ModelSpec, Program, Subprogram
+from .registry import REGISTRY, OpDef
 from .types import MODEL_UNITS, ValueType, seq
-from .validate import infer_types
 
 TRAINING_MULTIPLIER = 3
 #: log-softmax and the pick of the target per vocabulary entry: max, subtract, exp, sum.
@@ -53,20 +52,27 @@ def _elements(value: ValueType, spec: ModelSpec) -> int:
     return spec.n_heads * spec.seq_len if value.kind == "map" else 1
 
 
-def _instructions(
-    program: Program, index: int, inputs: list[ValueType], spec: ModelSpec
-) -> Iterator[tuple[OpDef, list[int], int, dict]]:
-    """Every primitive instruction a call of subprogram ``index`` runs (callees expanded), as
-    (op, input elements per token, output elements per token, attributes)."""
-    sub = program.subprograms[index]
-    types = infer_types(program, index, inputs)
-    names = [s.name for s in program.subprograms]
-    for ins in sub.body:
-        args = [types[name] for name in ins.inputs]
-        if ins.op == CALL:
-            yield from _instructions(program, names.index(ins.attrs["target"]), args, spec)
-        else:
-            yield REGISTRY[ins.op], [_elements(a, spec) for a in args], _elements(types[ins.out], spec), ins.attrs
+class _Costing(Interpreter[ValueType]):
+    """The value types of a call (callees expanded), and every primitive op it runs as (op,
+    input elements per token, output elements per token, attributes)."""
+
+    def __init__(self, program: Program, spec: ModelSpec):
+        super().__init__(program)
+        self.spec = spec
+        self.ops: list[tuple[OpDef, list[int], int, dict]] = []
+
+    def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list[ValueType], path: str) -> ValueType:
+        op = REGISTRY[ins.op]
+        out = op.infer(inputs, ins.attrs)
+        self.ops.append((op, [_elements(a, self.spec) for a in inputs], _elements(out, self.spec), ins.attrs))
+        return out
+
+
+def _ops(program: Program, spec: ModelSpec) -> list[tuple[OpDef, list[int], int, dict]]:
+    """Every primitive op one run of ``program`` (from the residual stream) performs."""
+    costing = _Costing(program, spec)
+    costing.run(0, [seq(MODEL_UNITS)])
+    return costing.ops
 
 
 def _runs(spec: ModelSpec, architecture: Architecture) -> Counter[str]:
@@ -82,7 +88,7 @@ def program_cost(program: Program, spec: ModelSpec) -> tuple[Flops, int]:
     in one walk over its instructions."""
     matmul = other = 0.0
     parameters = 0
-    for op, d_in, d_out, attrs in _instructions(program, 0, [seq(MODEL_UNITS)], spec):
+    for op, d_in, d_out, attrs in _ops(program, spec):
         m, o = op.flops(d_in, d_out, attrs, spec.n_heads, spec.seq_len)
         matmul, other = matmul + m, other + o
         parameters += sum(math.prod(shape) for shape in op.params(d_in, d_out, attrs, spec.n_heads).values())
@@ -132,9 +138,6 @@ def training_memory_bytes(spec: ModelSpec, architecture: Architecture, batch_siz
     and two moments, plus the activations autograd keeps, every instruction's output counted
     (attention maps at heads × seq_len per token) and the logits three times."""
     places, programs = _runs(spec, architecture), architecture.programs()
-    kept = sum(
-        count * sum(d_out for _, _, d_out, _ in _instructions(programs[place], 0, [seq(MODEL_UNITS)], spec))
-        for place, count in places.items()
-    )
+    kept = sum(count * sum(d_out for _, _, d_out, _ in _ops(programs[place], spec)) for place, count in places.items())
     per_token = kept + 3 * spec.vocab_size + 2 * spec.d_model
     return 4.0 * (4 * parameter_count(spec, architecture) + batch_size * spec.seq_len * per_token)

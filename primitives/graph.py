@@ -17,7 +17,7 @@ import networkx as nx
 
 from .program import Architecture, Instruction, Program, Subprogram
 from .registry import CALL, REGISTRY
-from .validate import topological_order
+from .interpret import Interpreter, callees, topological_order
 
 T = TypeVar("T")
 H = TypeVar("H", bound=Hashable)
@@ -65,6 +65,17 @@ def _label(op: str, attrs: dict) -> str:
     return op + (json.dumps(attrs, sort_keys=True, separators=(",", ":")) if attrs else "")
 
 
+class _Dataflow(Interpreter[H]):
+    """Calls inlined: every primitive instruction becomes a node, named by its call path."""
+
+    def __init__(self, program: Program, add_value: Callable[[str, Instruction, list[H]], H]):
+        super().__init__(program)
+        self.add_value = add_value
+
+    def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list[H], path: str) -> H:
+        return self.add_value(path + ins.out, ins, inputs)
+
+
 def _dataflow(
     program: Program,
     index: int,
@@ -74,22 +85,8 @@ def _dataflow(
     """Walk subprogram ``index`` in dependency order with calls inlined: ``add_input(position,
     name)`` and ``add_value(path, instruction, source nodes)`` make the nodes (``path`` is the
     call path, ``attention/q``). Returns the output's node."""
-    position = {s.name: i for i, s in enumerate(program.subprograms)}
-
-    def inline(index: int, args: list[H], prefix: str) -> H:
-        sub = program.subprograms[index]
-        env: dict[str, H] = dict(zip(sub.params, args))
-        for i in topological_order(sub):
-            ins = sub.body[i]
-            sources = [env[name] for name in ins.inputs]
-            if ins.op == CALL:
-                env[ins.out] = inline(position[ins.attrs["target"]], sources, f"{prefix}{ins.out}/")
-            else:
-                env[ins.out] = add_value(prefix + ins.out, ins, sources)
-        return env[sub.output]
-
     params = program.subprograms[index].params
-    return inline(index, [add_input(p, name) for p, name in enumerate(params)], "")
+    return _Dataflow(program, add_value).output(index, [add_input(p, name) for p, name in enumerate(params)])
 
 
 def to_graph(program: Program, index: int = 0) -> nx.MultiDiGraph:
@@ -129,9 +126,7 @@ def _function(program: Program, index: int) -> Program:
     if index == 0:
         return program
     position = {s.name: i for i, s in enumerate(program.subprograms)}
-    reached = _reachable(
-        index, lambda i: [position[ins.attrs["target"]] for ins in program.subprograms[i].body if ins.op == CALL]
-    )
+    reached = _reachable(index, lambda i: [position[name] for name in callees(program.subprograms[i])])
     return Program(subprograms=[program.subprograms[i] for i in sorted(reached)])
 
 
@@ -191,7 +186,7 @@ def eliminate_dead_code(program: Program) -> Program:
         if sub.name in kept:
             continue
         kept[sub.name] = live = _live_body(sub)
-        pending.extend(ins.attrs["target"] for ins in live.body if ins.op == CALL)
+        pending.extend(callees(live))
     return Program(subprograms=[kept[s.name] for s in program.subprograms if s.name in kept])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .program import Architecture, Instruction, Program, Subprogram
 from .registry import CALL, REGISTRY
-from .validate import topological_order
+from .interpret import topological_order
 
 
 def format_value(value: object) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import keyword
 import re
+from collections.abc import Sequence
 from typing import Any, Collection
 
 import networkx as nx
 from pydantic import ValidationError
 
+from .interpret import Interpreter, in_dependency_order, topological_order
 from .program import Architecture, Instruction, Program, Subprogram
 from .registry import CALL, REGISTRY, OpError
 from .types import MODEL_UNITS, ValueType, seq
@@ -194,7 +196,7 @@ def _normalise(program: Program, sub: Subprogram, where: str) -> Subprogram:
                 raise ProgramError(_at(where, i, ins), f"input {name!r} is not defined in {sub.name}")
     if sub.output not in defined:
         raise ProgramError(f"{where}.output", f"output {sub.output!r} is not defined in {sub.name}")
-    if not _in_order(sub):  # values used before their definition may close a cycle
+    if not in_dependency_order(sub):  # values used before their definition may close a cycle
         graph = nx.DiGraph([(name, ins.out) for ins in body for name in ins.inputs])
         try:
             cycle = nx.find_cycle(graph)
@@ -219,16 +221,6 @@ def _identical(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
     return a == b
-
-
-def _in_order(sub: Subprogram) -> bool:
-    """Whether every instruction reads only inputs and earlier values (the common case)."""
-    seen = set(sub.params)
-    for ins in sub.body:
-        if not seen.issuperset(ins.inputs):
-            return False
-        seen.add(ins.out)
-    return True
 
 
 def _at(where: str, index: int, ins: Instruction) -> str:
@@ -268,46 +260,40 @@ def _normalise_attrs(program: Program, sub: Subprogram, ins: Instruction, at: st
     return attrs
 
 
+class _TypeInference(Interpreter[ValueType]):
+    """Each value's type, each op checked against the kinds it takes; a callee's types are
+    inferred once per argument types (``memo``)."""
+
+    def __init__(self, program: Program, where: str, memo: dict | None):
+        super().__init__(program)
+        self.where, self.memo = where, memo
+
+    def run(self, index: int, args: Sequence[ValueType], path: str = "") -> dict[str, ValueType]:
+        key = (index, tuple(args))
+        if self.memo is not None and key in self.memo:
+            return self.memo[key]
+        types = super().run(index, args, path)
+        if self.memo is not None:
+            self.memo[key] = types
+        return types
+
+    def op(self, sub: Subprogram, i: int, ins: Instruction, args: list[ValueType], path: str) -> ValueType:
+        op = REGISTRY[ins.op]
+        for position, (arg, kinds) in enumerate(zip(args, op.inputs)):
+            if arg.kind not in kinds:
+                raise ProgramError(
+                    _at(f"{self.where}.{sub.name}", i, ins),
+                    f"input {position + 1} ({ins.inputs[position]}) is {arg}, but {ins.op} takes {' or '.join(kinds)}",
+                )
+        try:
+            return op.infer(args, ins.attrs)
+        except OpError as error:
+            raise ProgramError(_at(f"{self.where}.{sub.name}", i, ins), str(error)) from None
+
+
 def infer_types(
     program: Program, index: int, inputs: list[ValueType], where: str = "program", memo: dict | None = None
 ) -> dict[str, ValueType]:
     """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program).
     ``memo`` (a dict the caller keeps for this program) saves inferring a callee twice."""
-    key = (index, tuple(inputs))
-    if memo is not None and key in memo:
-        return memo[key]
-    sub = program.subprograms[index]
-    types = dict(zip(sub.params, inputs))
-    for i in topological_order(sub):
-        ins = sub.body[i]
-        args = [types[name] for name in ins.inputs]
-        if ins.op == CALL:
-            target = [s.name for s in program.subprograms].index(ins.attrs["target"])
-            callee = program.subprograms[target]
-            types[ins.out] = infer_types(program, target, args, where, memo)[callee.output]
-            continue
-        op = REGISTRY[ins.op]
-        for position, (arg, kinds) in enumerate(zip(args, op.inputs)):
-            if arg.kind not in kinds:
-                raise ProgramError(
-                    _at(f"{where}.{sub.name}", i, ins),
-                    f"input {position + 1} ({ins.inputs[position]}) is {arg}, but {ins.op} takes {' or '.join(kinds)}",
-                )
-        try:
-            types[ins.out] = op.infer(args, ins.attrs)
-        except OpError as error:
-            raise ProgramError(_at(f"{where}.{sub.name}", i, ins), str(error)) from None
-    if memo is not None:
-        memo[key] = types
-    return types
-
-
-def topological_order(sub: Subprogram) -> list[int]:
-    """Instruction indices in dependency order (stable: ties keep program order)."""
-    if _in_order(sub):
-        return list(range(len(sub.body)))
-    index = {ins.out: i for i, ins in enumerate(sub.body)}
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(len(sub.body)))
-    graph.add_edges_from((index[name], i) for i, ins in enumerate(sub.body) for name in ins.inputs if name in index)
-    return list(nx.lexicographical_topological_sort(graph))
+    return _TypeInference(program, where, memo).run(index, inputs)
