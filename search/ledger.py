@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from primitives.program import Architecture
 from storage import EvalResult, IndividualRecord, NotFound, Repository
@@ -22,6 +22,9 @@ from .hurdles import HurdlePolicy, RecordedLosses
 from .proposer import Candidate
 from .screen import bars
 from .worker import land_weights
+
+if TYPE_CHECKING:  # (campaign imports this module: the type only, for the checker)
+    from .campaign import CampaignConfig
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,7 +54,9 @@ class Parent:
 class Ledger:
     """Records one campaign's individuals and results under one recipe."""
 
-    def __init__(self, repository: Repository, campaign_id: int, recipe: str, policy: HurdlePolicy, config: Any):
+    def __init__(
+        self, repository: Repository, campaign_id: int, recipe: str, policy: HurdlePolicy, config: CampaignConfig
+    ):
         self.repo, self.campaign_id, self.recipe, self.policy = repository, campaign_id, recipe, policy
         self.population_size, self.screen_margin = config.population, config.screen_margin
         self._window: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first

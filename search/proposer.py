@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from evaluator.gate import GateRejected, GateReport, gate
 from primitives.cost import TRAINING_MULTIPLIER, model_cost
@@ -21,6 +21,9 @@ from storage import EvalResult, IndividualRecord, Repository
 
 from .evolution import AgingEvolution, Member, Proposal
 from .screen import run_screen
+
+if TYPE_CHECKING:  # (campaign imports this module: the type only, for the checker)
+    from .campaign import CampaignConfig
 
 Event = dict[str, Any]
 
@@ -61,7 +64,7 @@ class Proposer:
 
     def __init__(
         self,
-        config: Any,  # the campaign's CampaignConfig (typed there; imported here it would be circular)
+        config: CampaignConfig,
         recipe: str,
         seeds: dict[str, Architecture],
         repository: Repository,
