@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from primitives.interpret import Interpreter
 from primitives.graph import eliminate_dead_code, program_hash
 from primitives.listing import diff_architectures
 from primitives.program import Architecture, Instruction, Program, Subprogram
 from primitives.registry import CALL, INIT_FIELDS, REGISTRY, AttrSpec, OpError
 from primitives.types import MODEL_UNITS, ValueType, seq
-from primitives.validate import ProgramError, infer_types, validate_program
+from primitives.validate import ProgramError, validate_program
 
 MUTATIONS = ("delete", "insert", "delete_insert", "change_field", "swap", "change_value")
 
@@ -69,15 +70,19 @@ def mutate(
     p = np.array([weights[k] for k in kinds], dtype=float)
     programs = parent.programs()
     places = [place for place in programs if place != "final"]
-    type_memos: dict[str, dict] = {place: {} for place in places}  # the parent's types, inferred once
+    types: dict[str, dict[int, dict[str, ValueType]]] = {}  # per place, the parent's types, inferred once
     for _ in range(max_tries):
         kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
         stats.tried[kind] += 1
         place = places[rng.integers(len(places))]
         program = programs[place]
+        if place not in types:
+            types[place] = first_call_types(program)
         try:
             changed = validate_program(
-                eliminate_dead_code(_edit(kind, program, rng, type_memos[place])), place, normal=program.subprograms
+                eliminate_dead_code(_edit(kind, program, rng, types[place])),
+                place,
+                normal=program.subprograms,
             )
         except (MutationFailed, ProgramError):
             stats.invalid[kind] += 1
@@ -94,11 +99,13 @@ def mutate(
     raise NoValidChild(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 
-def _edit(kind: str, program: Program, rng: np.random.Generator, memo: dict) -> Program:
-    """Apply one edit of ``kind`` to a random subprogram of ``program`` (``memo``: its types)."""
+def _edit(kind: str, program: Program, rng: np.random.Generator, types: dict[int, dict[str, ValueType]]) -> Program:
+    """Apply one edit of ``kind`` to a random subprogram of ``program`` (``types``: its values' types)."""
     index = int(rng.integers(len(program.subprograms)))
+    if index not in types:
+        raise MutationFailed(f"subprogram {program.subprograms[index].name} is never called")
     subprograms = list(program.subprograms)
-    subprograms[index] = _EDITS[kind](program.subprograms[index], _types(program, index, memo), rng)
+    subprograms[index] = _EDITS[kind](program.subprograms[index], types[index], rng)
     return Program(subprograms=subprograms)
 
 
@@ -110,18 +117,29 @@ def _replace(architecture: Architecture, place: str, program: Program) -> Archit
     return architecture.model_copy(update={part: programs})
 
 
-def _types(program: Program, index: int, memo: dict) -> dict[str, ValueType]:
-    """Value types of a subprogram as first called (main: the residual stream)."""
-    main_types = infer_types(program, 0, [seq(MODEL_UNITS)], memo=memo)
-    if index == 0:
-        return main_types
-    target = program.subprograms[index].name
-    for caller_index, caller in enumerate(program.subprograms[:index]):
-        caller_types = main_types if caller_index == 0 else _types(program, caller_index, memo)
-        for ins in caller.body:
-            if ins.op == CALL and ins.attrs["target"] == target:
-                return infer_types(program, index, [caller_types[n] for n in ins.inputs], memo=memo)
-    raise MutationFailed(f"subprogram {target} is never called")
+class _FirstCallTypes(Interpreter[ValueType]):
+    """The layer run over value types, keeping each subprogram's from the first time it is called
+    (main's: on the residual stream). The program is valid, so each op's type is its rule's."""
+
+    def __init__(self, program: Program):
+        super().__init__(program)
+        self.first: dict[int, dict[str, ValueType]] = {}
+
+    def run(self, index: int, args: Sequence[ValueType], path: str = "") -> dict[str, ValueType]:
+        types = super().run(index, args, path)
+        self.first.setdefault(index, types)
+        return types
+
+    def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list[ValueType], path: str) -> ValueType:
+        return REGISTRY[ins.op].infer(inputs, ins.attrs)
+
+
+def first_call_types(program: Program) -> dict[int, dict[str, ValueType]]:
+    """The value types of each called subprogram of a valid ``program``, by index, as the layer
+    first calls it (a subprogram called at two types is edited at the first)."""
+    walk = _FirstCallTypes(program)
+    walk.run(0, [seq(MODEL_UNITS)])
+    return walk.first
 
 
 def _fresh(sub: Subprogram) -> str:

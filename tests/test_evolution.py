@@ -9,10 +9,12 @@ import pytest
 
 from primitives.graph import architecture_hash
 from primitives.seeds import seed
-from primitives.validate import validate_architecture
+from primitives.program import Instruction, Program, Subprogram
+from primitives.types import MODEL_UNITS, seq
+from primitives.validate import infer_types, validate_architecture, validate_program
 from search.evolution import AgingEvolution, tournament
 from search.hurdles import HurdlePolicy, expected_cost, halving_positions
-from search.mutate import MUTATIONS, MutationStats, mutate
+from search.mutate import MUTATIONS, MutationStats, first_call_types, mutate
 
 
 @dataclass
@@ -77,6 +79,35 @@ def test_gate_rejections_are_redrawn():
     stats = MutationStats()
     mutate(seed("transformer"), np.random.default_rng(0), stats, accept=accept)
     assert len(rejected) == 4 and sum(stats.invalid.values()) >= 3
+
+
+def test_a_subprogram_is_typed_as_the_layer_first_calls_it():
+    """Mutation edits a subprogram in the types of its first call as the layer runs: ``act``,
+    called at width 4 inside ``ffn`` and then at the model width by main, is edited at width 4."""
+    act = Subprogram(name="act", params=["v"], body=[Instruction(out="n", op="relu", inputs=["v"])], output="n")
+    ffn = Subprogram(
+        name="ffn",
+        params=["x"],
+        body=[
+            Instruction(out="u", op="dense", inputs=["x"], attrs={"width": 4}),
+            Instruction(out="m", op="call", inputs=["u"], attrs={"target": "act"}),
+            Instruction(out="d", op="dense", inputs=["m"], attrs={"width": MODEL_UNITS}),
+        ],
+        output="d",
+    )
+    main = Subprogram(
+        name="main",
+        params=["x"],
+        body=[
+            Instruction(out="f", op="call", inputs=["x"], attrs={"target": "ffn"}),
+            Instruction(out="g", op="call", inputs=["f"], attrs={"target": "act"}),
+        ],
+        output="g",
+    )
+    program = validate_program(Program(subprograms=[main, ffn, act]))
+    types = first_call_types(program)
+    assert types[0] == infer_types(program, 0, [seq(MODEL_UNITS)])
+    assert types[2]["v"] == seq(4) and types[1]["x"] == seq(MODEL_UNITS)
 
 
 def test_tournament_picks_the_best_of_its_sample():

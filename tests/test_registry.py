@@ -121,7 +121,7 @@ def test_mutation_can_insert_the_op(name, monkeypatch):
     parent = seed("transformer", SPEC)
     program = parent.layers[0]
     index = [s.name for s in program.subprograms].index("attention")
-    types = mutation._types(program, index, {})
+    types = mutation.first_call_types(program)[index]
     rng = np.random.default_rng(0)
     for _ in range(50):
         try:
