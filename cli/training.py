@@ -80,10 +80,12 @@ def _summary(result: TrainResult, entropy: float | None) -> Table:
     table.add_row("tokens", f"{result.tokens:,}")
     table.add_row("seconds (training)", f"{result.seconds:.1f}")
     table.add_row("seconds (wall)", f"{result.wall_seconds:.1f}")
-    table.add_row("tokens / second", f"{result.tokens / result.seconds:,.0f}" if result.seconds else "—")
+    table.add_row(
+        "tokens / second", f"{result.tokens / result.seconds:,.0f}" if result.tokens and result.seconds else "—"
+    )
     table.add_row("FLOPs per token (training)", f"{result.flops_per_token:.4g}")
     table.add_row("FLOPs", f"{result.flops:.3e}")
-    table.add_row("model FLOP/s", f"{result.flops / result.seconds:.3e}" if result.seconds else "—")
+    table.add_row("model FLOP/s", f"{result.flops / result.seconds:.3e}" if result.flops and result.seconds else "—")
     table.add_row("parameters", f"{result.parameters:,}")
     for hurdle in result.hurdle_losses:
         table.add_row(f"hurdle {hurdle.fraction:g} (step {hurdle.step})", num(hurdle.loss, ".4f"))

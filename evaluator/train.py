@@ -28,13 +28,13 @@ from safetensors.torch import save_model
 from torch import nn
 
 from primitives.cost import TRAINING_MULTIPLIER, forward_flops
+from primitives.measurement import Metrics, TrainStatus
 from primitives.program import Architecture, ModelSpec
 from primitives.renames import current_names
 
 from .budget import Budget, parse_budget
 from .compiler import check_causality, compile_model, count_parameters
 
-Status = Literal["ok", "stopped_at_hurdle", "diverged", "error", "timeout"]
 OnHurdle = Callable[[int, float, float], bool]
 """``on_hurdle(index, fraction, val_loss)``: return False to stop training at this hurdle."""
 OnProgress = Callable[[int, float, float, float], None]
@@ -134,25 +134,20 @@ class CurvePoint(BaseModel):
     val_loss: float | None = None
 
 
-class TrainResult(BaseModel):
-    status: Status
+class TrainResult(Metrics):
+    """One run: how it ended, its metrics (``primitives.measurement.Metrics``), its curve and the
+    validation loss at each hurdle it reached."""
+
+    status: TrainStatus
     message: str = ""
-    val_loss: float | None = None
-    perplexity: float | None = None
-    bits_per_byte: float | None = None
-    steps: int = 0
-    tokens: int = 0
-    seconds: float = 0.0  # training time, evaluations excluded (what a seconds budget counts)
-    wall_seconds: float = 0.0  # everything: compile, FLOP count, evaluations
-    flops: float = 0.0
-    parameters: int = 0
-    flops_per_token: float = 0.0  # training (forward + backward) FLOPs per token, by the cost model
-    forward_flops_per_token: float = 0.0
-    budget: str = ""
-    hurdle_losses: list[HurdleLoss] = Field(default_factory=list)
-    weights: str | None = None  # safetensors file of the trained weights, when kept
-    diverged_step: int | None = None
     loss_curve: list[CurvePoint] = Field(default_factory=list)
+    hurdle_losses: list[HurdleLoss] = Field(default_factory=list)
+
+    @classmethod
+    def started(cls, budget: str) -> TrainResult:
+        """A run before its first step: nothing trained, nothing spent yet."""
+        zero = {"steps": 0, "tokens": 0, "parameters": 0, "seconds": 0.0, "wall_seconds": 0.0, "flops": 0.0}
+        return cls(status="ok", budget=budget, flops_per_token=0.0, forward_flops_per_token=0.0, **zero)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -301,7 +296,7 @@ def train(
     """Train ``architecture`` at ``spec`` on ``data`` until ``budget`` is spent; never raises.
     ``save_weights``: where to keep the trained weights (safetensors) unless the run failed."""
     config = config or TrainConfig()
-    result = TrainResult(status="ok", budget=str(budget))
+    result = TrainResult.started(str(budget))
     if isinstance(budget, str):
         try:
             budget = parse_budget(budget)

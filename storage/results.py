@@ -2,8 +2,9 @@
 
 The worker returns an ``EvalResult``, the driver completes it (fitness) and hands it to
 ``Repository.record_result``, which stores it whole as JSON and copies into the individual's
-columns every field that the ``individuals`` table has a column of the same name for. So a new
-metric is one field here (see the README's developer notes); giving it a column is one more
+columns every field that the ``individuals`` table has a column of the same name for. Its
+training metrics are ``primitives.measurement.Metrics``, which the trainer's record shares: a
+new metric is one field there (see the README's developer notes); giving it a column is one more
 in ``schema``.
 """
 
@@ -13,6 +14,8 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from primitives.measurement import Metrics
 
 from .schema import FINAL_STATUSES
 
@@ -31,30 +34,16 @@ class HurdleOutcome(BaseModel):
     passed: bool = True
 
 
-class EvalResult(BaseModel):
-    """One evaluation of one individual. Failures are results too (status and message)."""
+class EvalResult(Metrics):
+    """One evaluation of one individual: how it ended, what training measured (``Metrics``) and
+    what the driver found. Failures are results too (status and message)."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: Status
     message: str = ""
     fitness: float | None = None  # what selection ranks: the final loss, or the loss at the hurdle that stopped it
-    # what training reached and cost (evaluator.train.TrainResult's fields)
-    val_loss: float | None = None
-    perplexity: float | None = None
-    bits_per_byte: float | None = None
-    steps: int | None = None
-    tokens: int | None = None
-    seconds: float | None = None
-    wall_seconds: float | None = None
-    flops: float | None = None
-    parameters: int | None = None
-    flops_per_token: float | None = None
-    forward_flops_per_token: float | None = None
-    budget: str = ""
-    diverged_step: int | None = None
-    loss_curve: list[dict[str, Any]] = []
-    weights: str | None = None  # the safetensors file, when kept
+    loss_curve: list[dict[str, Any]] = []  # the trainer's curve points, as JSON
     # the driver's findings
     fingerprint: str | None = None
     duplicate_of: int | None = None

@@ -29,16 +29,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from primitives.measurement import TRAINING_STATUSES
+
 #: A campaign is running until the driver marks it finished.
 CAMPAIGN_STATUSES = ("running", "finished")
 
 #: Not yet dispatched, or dispatched and not yet recorded: in flight if the driver died.
 OPEN_STATUSES = ("pending", "running")
 
-#: Statuses a recorded result may have (``evaluator.train.Status``, the FEC/hash reuse, a child
-#: whose cost falls outside the campaign's bounds relative to its seed, and one that scored
-#: below its seed's bar on the task screen).
-FINAL_STATUSES = ("ok", "stopped_at_hurdle", "diverged", "error", "timeout", "duplicate", "rejected", "screened_out")
+#: Statuses a recorded result may have: how training ended, and what the driver records without
+#: training (the FEC/hash reuse, a child whose cost falls outside the campaign's bounds relative
+#: to its seed, one that scored below its seed's bar on the task screen).
+FINAL_STATUSES = (*TRAINING_STATUSES, "duplicate", "rejected", "screened_out")
 
 INDIVIDUAL_STATUSES = OPEN_STATUSES + FINAL_STATUSES
 

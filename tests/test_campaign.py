@@ -972,9 +972,12 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
 
 
 def test_every_training_metric_has_its_place_in_the_result():
+    """The trainer's record and the stored result share one declaration of the metrics."""
     from evaluator.train import TrainResult
+    from primitives.measurement import Metrics
     from storage import EvalResult
 
+    assert issubclass(TrainResult, Metrics) and issubclass(EvalResult, Metrics)
     assert set(TrainResult.model_fields) - {"hurdle_losses"} <= set(EvalResult.model_fields)
 
 
