@@ -5,7 +5,7 @@
     spec = archevo.get_preset("cpu").spec
     result = archevo.train(spec, archevo.seed("primer_ez", spec), archevo.load_tokenized("default", spec.vocab_size),
                            "1e5tokens", archevo.TrainConfig(batch_size=8))
-    archevo.Campaign(archevo.Repository("sqlite:///archevo.db"), archevo.CampaignConfig(name="run1")).run()
+    archevo.build_campaign(archevo.CampaignConfig(name="run1"), archevo.Repository("sqlite:///archevo.db")).run()
 
 The names below are the public API; everything else may change between versions.
 ``examples/quickstart.py`` runs each of them end to end.
@@ -20,7 +20,7 @@ from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
 from primitives.validate import parse_architecture
 from search.caches import clear_caches
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import Campaign, CampaignConfig, build_campaign
 from search.confirm import confirm, summarize
 from storage import Repository
 
@@ -35,6 +35,7 @@ __all__ = [
     "SEEDS",
     "TrainConfig",
     "TrainResult",
+    "build_campaign",
     "clear_caches",
     "compile_model",
     "confirm",

@@ -48,7 +48,7 @@ import search.evolution as evolution_module
 from primitives.program import ModelSpec
 from search.backends import InProcessBackend
 from search.caches import clear_caches
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from storage import Repository
 from tests import fakes
 
@@ -286,7 +286,7 @@ def main() -> None:
             collecting["collections"] += 1
 
     gc.callbacks.append(on_gc)
-    campaign = Campaign(repo, config, backend=InProcessBackend(evaluator), on_event=on_event)
+    campaign = build_campaign(config, repo, backend=InProcessBackend(evaluator), on_event=on_event)
     print(
         f"search loop: {total:,} individuals, P=100 S=10, {args.hurdles} hurdles, seeds {args.seeds}, "
         f"in-process fake evaluator, {url}, torch threads {torch.get_num_threads()}",

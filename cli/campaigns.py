@@ -24,7 +24,7 @@ from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
 from search.backends import BackendError
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from search.confirm import summarize
 from search.liveness import alive
 
@@ -170,7 +170,7 @@ def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) 
     try:
         with view.live:
             try:
-                campaign = Campaign(repo, config, on_event=view, force=force)
+                campaign = build_campaign(config, repo, on_event=view, force=force)
             except (ValueError, OSError, BackendError) as error:
                 raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
             try:

@@ -55,7 +55,7 @@ def main() -> None:
         spec=SPEC,
         train=recipe,
     )
-    archevo.Campaign(repo, config).run()
+    archevo.build_campaign(config, repo).run()
     campaign = repo.get_campaign("quickstart")
     top = repo.top(campaign.id, 3)
     for individual in top:

@@ -38,7 +38,7 @@ from primitives.cost import training_memory_bytes
 from primitives.program import Architecture, ModelSpec
 from primitives.renames import current_names, old_names
 from primitives.seeds import SEEDS, seed
-from storage import CampaignBusy, EvalResult, IndividualRecord, Repository
+from storage import CampaignBusy, CampaignRecord, EvalResult, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .evolution import AgingEvolution
@@ -281,50 +281,81 @@ def run_recipe(config: CampaignConfig) -> CampaignConfig:
     return config.model_copy(update={"train": config.train.model_copy(update={"hurdle_fractions": positions})})
 
 
+def build_campaign(
+    config: CampaignConfig,
+    repository: Repository,
+    backend: Backend | None = None,
+    *,
+    on_event: Callable[[Event], None] = lambda event: None,
+    job: JobFunction = run_job,
+    force: bool = False,
+) -> Campaign:
+    """A campaign ready to run (or resume): its seeds checked to fit in memory, the corpus
+    tokenized, its backend (``backend``, else the configured one running ``job``), the campaign
+    stored (or found), and the proposer and ledger over the workers' recipe. Everything that can
+    fail is tried before the campaign is written: a failed start leaves nothing behind (no
+    campaign whose name is taken and whose resume fails again). ``config`` is not changed."""
+    seeds = {name: seed(name, config.spec) for name in config.seed_programs}
+    if config.ray_address is None:  # the workers share this machine's memory
+        _check_memory(config, seeds)
+    on_event({"kind": "preparing", "message": f"tokenizing corpus {config.corpus!r}"})
+    load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
+    backend = backend or make_backend(config, job)
+    record = repository.get_campaign(config.name) or repository.create_campaign(
+        config.name, config.search_seed, config.model_dump(mode="json")
+    )
+    run = run_recipe(config)
+    recipe = run.recipe()
+    return Campaign(
+        repository,
+        record,
+        run,
+        Proposer(run, recipe, seeds, repository, record.id, on_event),
+        Ledger(repository, record.id, recipe, run.hurdle_policy(), run),
+        backend,
+        on_event=on_event,
+        force=force,
+    )
+
+
+def job_frame(config: CampaignConfig) -> dict[str, Any]:
+    """What every job of a campaign shares, validated and serialised once (``config``: the
+    workers' recipe)."""
+    return EvalJob(
+        architecture_json="",
+        spec=config.spec,
+        budget=config.budget,
+        train=config.train,
+        corpus=config.corpus,
+        vocab_size=config.vocab_size,
+        max_train_tokens=config.max_train_tokens,
+        screen=config.screen,
+        screen_seed=config.search_seed,
+        screen_steps=config.screen_steps,
+        return_weights=config.ray_address is not None,
+    ).model_dump(mode="json")
+
+
 class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded: the
-    proposer asks, the backend trains, the ledger tells."""
+    proposer asks, the backend trains, the ledger tells. ``build_campaign`` assembles one."""
 
     def __init__(
         self,
         repository: Repository,
+        campaign: CampaignRecord,
         config: CampaignConfig,
-        backend: Backend | None = None,
+        proposer: Proposer,
+        ledger: Ledger,
+        backend: Backend,
         on_event: Callable[[Event], None] = lambda event: None,
-        job: JobFunction = run_job,
         force: bool = False,
     ):
-        self.repo, self.on_event, self.force = repository, on_event, force
-        # Everything that can fail is tried before the campaign is written: a failed start
-        # leaves nothing behind (no campaign whose name is taken and whose resume fails again).
-        self.seeds = {name: seed(name, config.spec) for name in config.seed_programs}
-        if config.ray_address is None:  # the workers share this machine's memory
-            _check_memory(config, self.seeds)
-        on_event({"kind": "preparing", "message": f"tokenizing corpus {config.corpus!r}"})
-        load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
-        self.backend = backend or make_backend(config, job)
-        stored = repository.get_campaign(config.name)
-        self.campaign = stored or repository.create_campaign(
-            config.name, config.search_seed, config.model_dump(mode="json")
-        )
-        self.config = config = run_recipe(config)
-        self.recipe = config.recipe()
-        self.proposer = Proposer(config, self.recipe, self.seeds, repository, self.campaign.id, on_event)
-        self.ledger = Ledger(repository, self.campaign.id, self.recipe, config.hurdle_policy(), config)
-        # What every job of the campaign shares, validated and serialised once.
-        self._job_frame = EvalJob(
-            architecture_json="",
-            spec=config.spec,
-            budget=config.budget,
-            train=config.train,
-            corpus=config.corpus,
-            vocab_size=config.vocab_size,
-            max_train_tokens=config.max_train_tokens,
-            screen=config.screen,
-            screen_seed=config.search_seed,
-            screen_steps=config.screen_steps,
-            return_weights=config.ray_address is not None,
-        ).model_dump(mode="json")
+        self.repo, self.campaign, self.config = repository, campaign, config  # config: the workers' recipe
+        self.proposer, self.ledger, self.backend = proposer, ledger, backend
+        self.on_event, self.force = on_event, force
+        self.seeds = proposer.evolution.seeds
+        self._job_frame = job_frame(config)
 
     @property
     def evolution(self) -> AgingEvolution:

@@ -145,7 +145,7 @@ def test_ray_job_past_its_timeout_comes_back_as_timeout(ray_cluster):
 def test_campaign_on_ray_records_exactly_max_evals(ray_cluster, tmp_path, monkeypatch):
     """Two evaluations in flight at once: the seed is a parent while it is still running,
     results come back out of order, and the campaign stores exactly max_evals individuals."""
-    from search.campaign import Campaign
+    from search.campaign import build_campaign
     from storage import FINAL_STATUSES, Repository
     from tests.configs import make_config
 
@@ -153,7 +153,7 @@ def test_campaign_on_ray_records_exactly_max_evals(ray_cluster, tmp_path, monkey
     config = make_config("ray", backend="ray", workers=2, hurdles=1, hurdle_min_samples=2)
     repo = Repository(f"sqlite:///{tmp_path / 'ray.db'}")
     events = []
-    campaign = Campaign(repo, config, job=fakes.slow_job, on_event=events.append)
+    campaign = build_campaign(config, repo, job=fakes.slow_job, on_event=events.append)
     assert isinstance(campaign.backend, RayBackend) and campaign.backend.capacity == 2
     campaign.run()
     cid = campaign.campaign.id

@@ -32,7 +32,7 @@ from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
-from search.campaign import Campaign, CampaignConfig, run_recipe
+from search.campaign import Campaign, CampaignConfig, build_campaign, run_recipe
 from cli.main import app
 from search.hurdles import HurdlePolicy
 from search.worker import run_job
@@ -56,7 +56,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def run_campaign_on(repo: Repository, config: CampaignConfig, job=None, patch=None) -> int:
     """Run (or resume) ``config`` to the end with ``job`` (default: the instant fake);
     ``patch(campaign)`` may adjust the driver before it runs. Returns the campaign's id."""
-    campaign = Campaign(repo, config, job=job or fakes.fake_job)
+    campaign = build_campaign(config, repo, job=job or fakes.fake_job)
     if patch is not None:
         patch(campaign)
     campaign.run()
@@ -115,7 +115,7 @@ def small_campaign(tmp_path_factory, cache_dir):
     events: list[dict] = []
     repo = Repository(url_of(db))
     config = make_config("small", seed_programs=["transformer", "primer_ez"], max_evals=12)
-    campaign = Campaign(repo, config, job=job, on_event=events.append)
+    campaign = build_campaign(config, repo, job=job, on_event=events.append)
     campaign.run()
     return repo, campaign.campaign.id, job, events, db
 
@@ -307,7 +307,7 @@ def test_a_second_driver_on_a_live_campaign_is_refused(tmp_path, cache_dir):
     db = tmp_path / "live.db"
     repo = Repository(url_of(db))
     config = make_config("live", max_evals=4)
-    campaign = Campaign(repo, config, job=fakes.fake_job)
+    campaign = build_campaign(config, repo, job=fakes.fake_job)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live process
     try:
         repo.claim_driver(campaign.campaign.id, socket.gethostname(), other.pid, lambda holder: None)
@@ -321,7 +321,7 @@ def test_a_second_driver_on_a_live_campaign_is_refused(tmp_path, cache_dir):
     finally:
         other.kill()
         other.wait()
-    Campaign(repo, config, job=fakes.fake_job).run()  # its driver is dead now: taken over
+    build_campaign(config, repo, job=fakes.fake_job).run()  # its driver is dead now: taken over
     check_complete(repo, campaign.campaign.id, 4)
     assert repo.driver(campaign.campaign.id) is None  # released at the end
 
@@ -330,13 +330,13 @@ def test_a_second_driver_on_a_live_campaign_is_refused(tmp_path, cache_dir):
 def test_a_silent_remote_driver_is_taken_over_only_with_force(tmp_path, cache_dir):
     repo = Repository(url_of(tmp_path / "remote.db"))
     config = make_config("remote", max_evals=3)
-    campaign = Campaign(repo, config, job=fakes.fake_job)
+    campaign = build_campaign(config, repo, job=fakes.fake_job)
     repo.claim_driver(campaign.campaign.id, "elsewhere.example", 4242, lambda holder: None)
     with repo.engine.begin() as c:  # its last heartbeat was ten minutes ago
         c.exec_driver_sql("UPDATE campaign_drivers SET heartbeat_at = datetime('now', '-600 seconds')")
     with pytest.raises(CampaignBusy, match="--force"):
         campaign.run()
-    Campaign(repo, config, job=fakes.fake_job, force=True).run()
+    build_campaign(config, repo, job=fakes.fake_job, force=True).run()
     check_complete(repo, campaign.campaign.id, 3)
 
 
@@ -543,7 +543,7 @@ def test_a_run_leaves_the_callers_config_and_the_process_as_they_were(tmp_path):
 
     config = make_config("untouched", hurdles=2, max_evals=4)
     before, threads = config.model_dump(), torch.get_num_threads()
-    campaign = Campaign(Repository(url_of(tmp_path / "u.db")), config, job=fakes.fake_job)
+    campaign = build_campaign(config, Repository(url_of(tmp_path / "u.db")), job=fakes.fake_job)
     campaign.run()
     assert config.model_dump() == before and config.train.hurdle_fractions == []
     assert campaign.config.train.hurdle_fractions == list(config.hurdle_policy().positions)
@@ -809,7 +809,7 @@ def test_resume_of_an_individual_stored_before_its_duplicate_check(tmp_path):
     config = make_config("p", seed_programs=["transformer", "gelu"], max_evals=4)
 
     def patched(repo, job):
-        campaign = Campaign(repo, config, job=job)
+        campaign = build_campaign(config, repo, job=job)
         campaign.seeds["transformer"], campaign.seeds["gelu"] = base, twin
         return campaign
 
@@ -826,13 +826,13 @@ def test_resume_of_an_individual_stored_before_its_duplicate_check(tmp_path):
 DRIVER = """
 import sys
 sys.path.insert(0, {root!r})
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from storage import Repository
 from tests import fakes
 
 repo = Repository(sys.argv[1])
 config = CampaignConfig.model_validate_json(sys.argv[2])
-Campaign(repo, config, job=getattr(fakes, sys.argv[3])).run()
+build_campaign(config, repo, job=getattr(fakes, sys.argv[3])).run()
 """
 
 KILL_CONFIG = {
@@ -908,7 +908,7 @@ def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_refere
     assert 0 < len(before) < KILL_CONFIG["max_evals"]
     assert len([r for r in before.values() if not r.finished]) <= 1  # in-process: one in flight at most
     resumed = fakes.CountingJob()
-    Campaign(repo, CampaignConfig.model_validate(repo.get_campaign("k").config), job=resumed).run()
+    build_campaign(CampaignConfig.model_validate(repo.get_campaign("k").config), repo, job=resumed).run()
     rows = check_resumed(repo, cid, before, resumed, kill_reference)
     assert repo.get_campaign("k").status == "finished"
     for r in rows:
@@ -949,7 +949,7 @@ def test_screened_out_children_are_recorded_and_never_trained(tmp_path):
     events: list[dict] = []
     repo = Repository(url_of(tmp_path / "screen.db"))
     config = make_config("screen", max_evals=12, **SCREEN)
-    Campaign(repo, config, job=job, on_event=events.append).run()
+    build_campaign(config, repo, job=job, on_event=events.append).run()
     cid = repo.get_campaign("screen").id
     rows = check_complete(repo, cid, 12)
     assert any(r.status == "screened_out" for r in rows) and any(r.status == "ok" and r.parent_id for r in rows)
@@ -984,7 +984,7 @@ def test_every_training_metric_has_its_place_in_the_result():
 def test_the_real_worker_screens_before_it_trains():
     """run_job itself: below a bar it returns screened_out without training; above, it trains
     and reports the scores with the result."""
-    frame = Campaign(Repository("sqlite://"), make_config("w", **SCREEN), job=fakes.fake_job)._job_frame
+    frame = build_campaign(make_config("w", **SCREEN), Repository("sqlite://"), job=fakes.fake_job)._job_frame
     job = {**frame, "architecture_json": seed("transformer", SPEC).to_json(indent=None)}
     out = run_job({**job, "screen_bars": {"pair_recall": 1.5}})
     assert out.status == "screened_out" and out.tokens is None and out.screen[0]["task"] == "pair_recall"
@@ -1006,7 +1006,7 @@ def test_resume_after_sigkill_keeps_the_screen(tmp_path, cache_dir):
     before = {r.id: r for r in individuals(repo, cid) if r.finished}
     scores_before = repo.screens(cid)
     resumed = fakes.ScreenedJob()
-    Campaign(repo, CampaignConfig.model_validate(repo.get_campaign("k").config), job=resumed).run()
+    build_campaign(CampaignConfig.model_validate(repo.get_campaign("k").config), repo, job=resumed).run()
     rows = check_complete(repo, cid, 16)
     check_screen(repo, cid, rows, resumed.trained)
     after = repo.screens(cid)

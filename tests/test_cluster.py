@@ -23,7 +23,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from search.campaign import Campaign  # noqa: E402
+from search.campaign import build_campaign  # noqa: E402
 from storage import Repository  # noqa: E402
 from tests.configs import make_config  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_re
         weights_dir=str(tmp_path / "weights"),
     )
     repo = Repository(f"sqlite:///{tmp_path / 'cluster.db'}")
-    campaign = Campaign(repo, config)
+    campaign = build_campaign(config, repo)
     # the driver tokenized the corpus and shipped it; with its cache gone, a worker that
     # loaded the corpus from disk would rebuild the cache, and the test would see it
     for folder in (cache / "tokenized").iterdir():

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from cli.main import app
 from search.confirm import SEED_OFFSET, candidates, confirm, summarize
 from storage import Repository
@@ -45,7 +45,7 @@ def campaign(tmp_path_factory):
             max_parameters_ratio=None,
         )
         repo = Repository(url)
-        Campaign(repo, config, job=fakes.fake_job).run()
+        build_campaign(config, repo, job=fakes.fake_job).run()
         result = CliRunner().invoke(app, ["confirm", "c", "-k", "2", "--seeds", "2", "--db", url])
         yield repo, config, url, result
 

@@ -115,7 +115,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     from safetensors.torch import load_model
     from typer.testing import CliRunner
 
-    from search.campaign import Campaign, CampaignConfig
+    from search.campaign import CampaignConfig, build_campaign
     from cli.main import app
     from storage import Repository
 
@@ -135,7 +135,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
         spec=SPEC.model_copy(update={"vocab_size": 300}),
     )
     config.train.batch_size = 4
-    Campaign(Repository(db), config).run()
+    build_campaign(config, Repository(db)).run()
     best = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "1", "--json", "--db", db]).stdout)[0]
     out = tmp_path / "exported"
     result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--weights", "--db", db])

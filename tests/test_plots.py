@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from cli.main import app
 from cli.plots import pareto_front
 from storage import Repository
@@ -34,7 +34,7 @@ def test_plot_writes_every_figure(tmp_path, monkeypatch):
         max_train_tokens=5_000,
         spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
     )
-    Campaign(Repository(db), config, job=fake_job).run()
+    build_campaign(config, Repository(db), job=fake_job).run()
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "screen.png").write_bytes(b"another campaign's figure")
     result = CliRunner().invoke(app, ["plot", "p", "-o", str(tmp_path / "plots"), "--db", db])
@@ -62,7 +62,7 @@ def test_progress_marks_hurdle_stopped_losses_apart(tmp_path, monkeypatch):
         max_train_tokens=5_000,
         spec=ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16),
     )
-    Campaign(repo, config, job=fake_job).run()
+    build_campaign(config, repo, job=fake_job).run()
     individuals = repo.finished_individuals(repo.get_campaign("s").id)
     stopped = sum(i.status == "stopped_at_hurdle" for i in individuals)
     assert stopped, "the fake's hurdles stop some individuals"

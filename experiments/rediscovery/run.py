@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from primitives.listing import diff_architectures  # noqa: E402
 from primitives.program import Architecture  # noqa: E402
 from primitives.validate import parse_architecture  # noqa: E402
-from search.campaign import Campaign, CampaignConfig  # noqa: E402
+from search.campaign import CampaignConfig, build_campaign  # noqa: E402
 from cli.compare import CampaignSummary, summarize_campaign  # noqa: E402
 from search.confirm import confirm, summarize  # noqa: E402
 from storage import IndividualRecord, Repository  # noqa: E402
@@ -98,7 +98,7 @@ def run_campaign(program: str, arm: str, seed: int, max_evals: int | None = None
             repo.set_campaign_status(config.name, "running")
         elif stored.status == "finished":
             return f"{config.name}: finished, {repo.count(stored.id)} individuals"
-    Campaign(repo, config, on_event=_printer(config.name)).run()
+    build_campaign(config, repo, on_event=_printer(config.name)).run()
     return f"{config.name}: {repo.count(repo.get_campaign(config.name).id)} individuals"
 
 

@@ -44,7 +44,7 @@ from evaluator.train import TrainConfig, train
 from primitives.graph import architecture_hash
 from primitives.listing import diff_architectures
 from primitives.seeds import seed
-from search.campaign import Campaign, CampaignConfig
+from search.campaign import CampaignConfig, build_campaign
 from storage import IndividualRecord, Repository
 
 
@@ -103,7 +103,7 @@ def run_arm(repo: Repository, arm: str, config_file: Path) -> None:
             flush=True,
         )
 
-    Campaign(repo, config, on_event=on_event).run()
+    build_campaign(config, repo, on_event=on_event).run()
 
 
 # --------------------------------------------------------------------------- retraining
