@@ -139,6 +139,13 @@ def _frame(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     return causal_pair(stream, generator), head
 
 
+def clear_gate_caches() -> None:
+    """Forget the probe's compiled programs, lent blocks and fixed frames."""
+    _probe_program.cache_clear()
+    _frame.cache_clear()
+    _POOL.clear()
+
+
 def _quantised(outputs: np.ndarray) -> bytes:
     """Each output row as integers relative to its largest magnitude, plus that magnitude's
     log-scale: reassociation noise vanishes, a change of scale (temperature) does not."""

@@ -50,6 +50,12 @@ _HASHES = _ContentMemo(4096)
 _CANONICAL_JSON = _ContentMemo(1024)
 
 
+def clear_graph_caches() -> None:
+    """Forget the memoised program hashes and canonical forms."""
+    _HASHES.clear()
+    _CANONICAL_JSON.clear()
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -8,19 +8,16 @@ a cold start.
 
 from __future__ import annotations
 
-from evaluator import gate
 from evaluator.compiler import clear_compile_cache
-from primitives import graph
+from evaluator.gate import clear_gate_caches
+from primitives.graph import clear_graph_caches
 
-from . import ledger
+from .ledger import clear_parsed_cache
 
 
 def clear_caches() -> None:
-    """Empty every process-wide cache of archevo's search loop."""
+    """Empty every process-wide cache of archevo's search loop (each module clears its own)."""
     clear_compile_cache()
-    gate._probe_program.cache_clear()
-    gate._frame.cache_clear()
-    gate._POOL.clear()
-    ledger._parsed.cache_clear()
-    graph._HASHES.clear()
-    graph._CANONICAL_JSON.clear()
+    clear_gate_caches()
+    clear_parsed_cache()
+    clear_graph_caches()

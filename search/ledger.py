@@ -32,6 +32,11 @@ def _parsed(architecture_json: str) -> Architecture:
     return Architecture.model_validate_json(architecture_json)
 
 
+def clear_parsed_cache() -> None:
+    """Forget the parents' parsed programs."""
+    _parsed.cache_clear()
+
+
 @dataclass(frozen=True)
 class Parent:
     """An individual as evolution sees it. A window of P parents is drawn from again and again,
