@@ -20,7 +20,8 @@ from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, seed
 from primitives.validate import parse_architecture
 from search.caches import clear_caches
-from search.campaign import Campaign, CampaignConfig, build_campaign
+from search.campaign import Campaign, build_campaign
+from search.config import CampaignConfig
 from search.confirm import confirm, summarize
 from storage import Repository
 

@@ -48,7 +48,8 @@ import search.evolution as evolution_module
 from primitives.program import ModelSpec
 from search.backends import InProcessBackend
 from search.caches import clear_caches
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from storage import Repository
 from tests import fakes
 

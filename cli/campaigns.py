@@ -24,7 +24,8 @@ from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
 from search.backends import BackendError
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from search.campaign import CampaignConfig
+from search.config import CampaignConfig
 from .campaigns import fail
 
 config = typer.Typer(help="Campaign configuration.", no_args_is_help=True)

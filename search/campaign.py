@@ -11,237 +11,26 @@ equal to the tables); duplicates are looked up by query.
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
-import re
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
+from typing import Any, Callable
 
 import psutil
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evaluator.budget import parse_budget
-from evaluator.presets import DEFAULT_PRESET, get_preset
-from evaluator.tasks import TASKS
 from evaluator.tokenization import load_tokenized
-from evaluator.train import RENAMED as TRAIN_RENAMED
-from evaluator.train import TrainConfig
 from primitives.cost import training_memory_bytes
-from primitives.program import Architecture, ModelSpec
-from primitives.renames import current_names, old_names
-from primitives.seeds import SEEDS, seed
+from primitives.program import Architecture
+from primitives.seeds import seed
 from storage import CampaignBusy, CampaignRecord, EvalResult, IndividualRecord, Repository
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
+from .config import CampaignConfig, run_recipe
 from .evolution import AgingEvolution
-from .hurdles import HurdlePolicy, halving_positions
 from .ledger import Ledger
 from .liveness import HEARTBEAT_S, refusal, this_driver
-from .mutate import MUTATIONS
 from .proposer import Event, Proposer
 from .worker import EvalJob, run_job
-
-
-#: CampaignConfig's renamed fields (old → new).
-RENAMED = {"seed": "search_seed"}
-
-#: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
-class CampaignConfig(BaseModel):
-    """A campaign's whole recipe; stored with the campaign so ``resume`` needs only its name.
-
-    ``preset`` (evaluator.presets, default ``cpu``) gives ``spec``, ``train``, ``budget``,
-    ``vocab_size`` and ``max_train_tokens`` wherever they are not given; a partial ``spec`` or
-    ``train`` (a TOML table) updates the preset's. The search evaluates validation loss only at
-    its hurdles (no ``eval_points``) unless ``train`` asks for them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "demo"
-    preset: str = DEFAULT_PRESET
-    search_seed: int = Field(0, ge=0, lt=2**63)  # the search's draws and the screen's tasks (was `seed`)
-    seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
-    population: int = Field(16, ge=1, le=1_000_000)
-    sample: int = Field(4, ge=1, le=1_000_000)
-    max_evals: int = Field(32, ge=1, le=1_000_000_000)
-    budget: str
-    hurdles: int = Field(2, ge=0, le=8)
-    # Where the hurdles stand, as fractions of the budget (strictly increasing, in (0, 1));
-    # default: Primer's halving positions for ``hurdles``. Given, it sets ``hurdles``.
-    hurdle_fractions: list[float] | None = Field(None, max_length=8)
-    hurdle_rule: Literal["quantile", "mean"] = "quantile"
-    hurdle_quantile: float = Field(0.5, gt=0, lt=1)
-    hurdle_min_samples: int = Field(4, ge=1)
-    workers: int = Field(2, ge=1, le=4096)
-    backend: Literal["ray", "inprocess"] = "ray"
-    ray_address: str | None = None
-    gpus_per_worker: float = Field(0, ge=0)
-    corpus: str = "default"
-    vocab_size: int = Field(ge=256)  # these four come from the preset unless given
-    max_train_tokens: int | None = None
-    spec: ModelSpec
-    train: TrainConfig
-    max_parameters: int | None = None
-    # A child's cost relative to its seed's (training FLOPs per token, parameters): outside
-    # these bounds it is recorded as rejected, untrained. The defaults admit every known-good
-    # edit of the calibration panel (within ±10 % of the seed) and rule out deleting a
-    # sublayer (0.50-0.62× at the cpu preset); see experiments/calibration/README.md. None
-    # (false in TOML) turns a bound off.
-    max_flops_ratio: float | None = Field(1.25, gt=0)
-    min_flops_ratio: float | None = Field(0.8, gt=0)
-    max_parameters_ratio: float | None = Field(1.25, gt=0)
-    mutation_weights: dict[str, float] | None = None
-    # The task screen (evaluator.tasks): before training, a child scores these tasks; below
-    # its seed's accuracy minus screen_margin on any of them it is recorded screened_out.
-    screen: list[str] = Field(default_factory=list)
-    screen_margin: float = Field(0.1, ge=0, le=1)
-    screen_steps: int | None = Field(None, ge=1, le=1_000_000)  # training steps per task (default: the task's)
-    eval_timeout_s: float | None = Field(None, gt=0)
-    keep_weights: bool = False
-    weights_dir: str = "archevo-weights"
-    max_retries: int = Field(2, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = current_names(data, RENAMED, "campaign config")
-        try:
-            preset = get_preset(data.get("preset", DEFAULT_PRESET))
-        except KeyError as error:
-            raise ValueError(error.args[0]) from None
-        spec = {**preset.spec.model_dump(), **_given(data.get("spec"))}
-        if "vocab_size" in data:
-            spec["vocab_size"] = data["vocab_size"]
-        train = {
-            **preset.train.model_dump(),
-            "eval_points": 0,
-            "threads": 1,
-            **current_names(_given(data.get("train")), TRAIN_RENAMED, "train"),
-        }
-        return {
-            **data,
-            "spec": spec,
-            "train": train,
-            "vocab_size": spec["vocab_size"],
-            "budget": data.get("budget", preset.budget),
-            "max_train_tokens": data.get("max_train_tokens", preset.max_train_tokens),
-        }
-
-    @field_validator("max_flops_ratio", "min_flops_ratio", "max_parameters_ratio", mode="before")
-    @classmethod
-    def _false_is_off(cls, bound: Any) -> Any:
-        return None if bound is False else bound  # TOML has no null: `max_flops_ratio = false`
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, name: str) -> str:
-        if not NAME.fullmatch(name):
-            raise ValueError(
-                f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
-                "starting with a letter or digit, at most 100 characters"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _sample_fits(self) -> "CampaignConfig":
-        if self.sample > self.population:
-            raise ValueError(f"sample {self.sample} is larger than the population {self.population}")
-        return self
-
-    @field_validator("budget")
-    @classmethod
-    def _budget_parses(cls, budget: str) -> str:
-        parse_budget(budget)
-        return budget
-
-    @field_validator("hurdle_fractions")
-    @classmethod
-    def _increasing_fractions(cls, fractions: list[float] | None) -> list[float] | None:
-        if fractions is not None and not all(a < b for a, b in zip([0.0, *fractions], [*fractions, 1.0])):
-            raise ValueError(f"hurdle_fractions must increase strictly within (0, 1), got {fractions}")
-        return fractions
-
-    @model_validator(mode="after")
-    def _hurdle_count(self) -> "CampaignConfig":
-        if self.hurdle_fractions is not None:
-            if "hurdles" in self.model_fields_set and self.hurdles != len(self.hurdle_fractions):
-                raise ValueError(
-                    f"hurdles = {self.hurdles} but hurdle_fractions has {len(self.hurdle_fractions)}: give one of them"
-                )
-            self.hurdles = len(self.hurdle_fractions)
-        return self
-
-    @field_validator("seed_programs")
-    @classmethod
-    def _seeds_exist(cls, names: list[str]) -> list[str]:
-        return _known(names, SEEDS, "seed program")
-
-    @field_validator("screen")
-    @classmethod
-    def _known_tasks(cls, names: list[str]) -> list[str]:
-        if len(set(names)) != len(names):
-            raise ValueError(f"a task is named twice in {names}")
-        return _known(names, TASKS, "task")
-
-    @field_validator("mutation_weights")
-    @classmethod
-    def _known_mutations(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
-        if weights and set(weights) - set(MUTATIONS):
-            raise ValueError(
-                f"unknown mutation(s) {sorted(set(weights) - set(MUTATIONS))}; known: {', '.join(MUTATIONS)}"
-            )
-        return weights
-
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> "CampaignConfig":
-        with open(path, "rb") as handle:
-            data = current_names(tomllib.load(handle), RENAMED, str(path))
-        return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
-
-    def hurdle_policy(self) -> HurdlePolicy:
-        positions = halving_positions(self.hurdles) if self.hurdle_fractions is None else self.hurdle_fractions
-        return HurdlePolicy(
-            tuple(positions), rule=self.hurdle_rule, quantile=self.hurdle_quantile, min_samples=self.hurdle_min_samples
-        )
-
-    def recipe(self) -> str:
-        """What makes two evaluations comparable: fitness is reused only under the same recipe."""
-        keys: tuple[str, ...] = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
-        if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
-            keys += ("hurdle_fractions",)
-        if self.screen:  # a screened-out result is reused only under the same screen
-            keys += ("screen", "screen_margin", "screen_steps", "search_seed")
-        dump = self.model_dump(mode="json", include=set(keys))
-        dump["train"] = old_names(dump["train"], TRAIN_RENAMED)  # the names stored campaigns hashed
-        return hashlib.sha256(json.dumps(old_names(dump, RENAMED), sort_keys=True).encode()).hexdigest()[:16]
-
-    def timeout(self) -> float:
-        """Seconds before an evaluation is cancelled: ``eval_timeout_s``, else derived from the
-        budget (a FLOPs or tokens budget assumes a slow machine: 200 tokens/s, 1 GFLOP/s)."""
-        if self.eval_timeout_s is not None:
-            return self.eval_timeout_s
-        budget = parse_budget(self.budget)
-        seconds = {"seconds": 3 * budget.amount, "tokens": budget.amount / 200, "flops": budget.amount / 1e9}
-        return seconds[budget.kind] + 120
-
-
-def _known(names: list[str], registry: dict[str, Any], what: str) -> list[str]:
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise ValueError(f"unknown {what}(s) {unknown}; known: {', '.join(registry)}")
-    return names
 
 
 def as_result(raw: EvalResult | dict[str, Any]) -> EvalResult:
@@ -265,20 +54,6 @@ def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> Non
                 f"{config.workers} workers training {name} need about {need / 2**30:.1f} GiB, "
                 f"{free / 2**30:.1f} GiB is free: check spec (layers, seq_len, d_model), batch_size, workers"
             )
-
-
-def _given(value: Any) -> dict[str, Any]:
-    """The fields a user gave: all of a model instance's, a dict's own."""
-    if value is None:
-        return {}
-    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
-
-
-def run_recipe(config: CampaignConfig) -> CampaignConfig:
-    """What the workers run: the config with its hurdle positions in the training loop. Derived,
-    never written back: the caller's object and the stored config stay as given."""
-    positions = list(config.hurdle_policy().positions)
-    return config.model_copy(update={"train": config.train.model_copy(update={"hurdle_fractions": positions})})
 
 
 def build_campaign(

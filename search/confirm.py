@@ -20,7 +20,8 @@ from evaluator.speedup import speedup, validation_curve
 from storage import ConfirmationRecord, IndividualRecord, NotFound, Repository
 
 from .backends import Backend
-from .campaign import CampaignConfig, as_result, make_backend
+from .campaign import as_result, make_backend
+from .config import CampaignConfig
 from .worker import EvalJob, run_job
 
 #: Confirmation seeds start here, past any training seed a campaign uses, so they are fresh.

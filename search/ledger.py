@@ -13,18 +13,15 @@ from __future__ import annotations
 import functools
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from primitives.program import Architecture
 from storage import EvalResult, IndividualRecord, NotFound, Repository
 
+from .config import CampaignConfig
 from .hurdles import HurdlePolicy, RecordedLosses
 from .proposer import Candidate
 from .screen import bars
 from .worker import land_weights
-
-if TYPE_CHECKING:  # (campaign imports this module: the type only, for the checker)
-    from .campaign import CampaignConfig
 
 
 @functools.lru_cache(maxsize=256)

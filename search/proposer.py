@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from evaluator.gate import GateRejected, GateReport, gate
 from primitives.cost import TRAINING_MULTIPLIER, model_cost
@@ -19,11 +19,10 @@ from primitives.graph import architecture_hash
 from primitives.program import Architecture, ModelSpec
 from storage import EvalResult, IndividualRecord, Repository
 
+from .config import CampaignConfig
 from .evolution import AgingEvolution, Member, Proposal
 from .screen import run_screen
 
-if TYPE_CHECKING:  # (campaign imports this module: the type only, for the checker)
-    from .campaign import CampaignConfig
 
 Event = dict[str, Any]
 

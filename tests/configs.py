@@ -6,7 +6,7 @@ from __future__ import annotations
 import sysconfig
 
 from primitives.program import ModelSpec
-from search.campaign import CampaignConfig
+from search.config import CampaignConfig
 
 SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=1, n_heads=2, seq_len=16)
 CORPUS = f"text:{sysconfig.get_paths()['stdlib']}/json/*.py"

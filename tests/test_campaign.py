@@ -32,7 +32,8 @@ from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
-from search.campaign import Campaign, CampaignConfig, build_campaign, run_recipe
+from search.campaign import Campaign, build_campaign
+from search.config import CampaignConfig, run_recipe
 from cli.main import app
 from search.hurdles import HurdlePolicy
 from search.worker import run_job
@@ -826,7 +827,8 @@ def test_resume_of_an_individual_stored_before_its_duplicate_check(tmp_path):
 DRIVER = """
 import sys
 sys.path.insert(0, {root!r})
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from storage import Repository
 from tests import fakes
 

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from cli.main import app
 from search.confirm import SEED_OFFSET, candidates, confirm, summarize
 from storage import Repository

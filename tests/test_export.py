@@ -115,7 +115,8 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     from safetensors.torch import load_model
     from typer.testing import CliRunner
 
-    from search.campaign import CampaignConfig, build_campaign
+    from search.campaign import build_campaign
+    from search.config import CampaignConfig
     from cli.main import app
     from storage import Repository
 

@@ -8,7 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from primitives.program import ModelSpec
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from cli.main import app
 from cli.plots import pareto_front
 from storage import Repository

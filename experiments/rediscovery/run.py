@@ -43,7 +43,8 @@ sys.path.insert(0, str(HERE.parents[1]))
 from primitives.listing import diff_architectures  # noqa: E402
 from primitives.program import Architecture  # noqa: E402
 from primitives.validate import parse_architecture  # noqa: E402
-from search.campaign import CampaignConfig, build_campaign  # noqa: E402
+from search.campaign import build_campaign  # noqa: E402
+from search.config import CampaignConfig  # noqa: E402
 from cli.compare import CampaignSummary, summarize_campaign  # noqa: E402
 from search.confirm import confirm, summarize  # noqa: E402
 from storage import IndividualRecord, Repository  # noqa: E402

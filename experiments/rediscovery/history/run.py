@@ -44,7 +44,8 @@ from evaluator.train import TrainConfig, train
 from primitives.graph import architecture_hash
 from primitives.listing import diff_architectures
 from primitives.seeds import seed
-from search.campaign import CampaignConfig, build_campaign
+from search.campaign import build_campaign
+from search.config import CampaignConfig
 from storage import IndividualRecord, Repository
 
 
