@@ -15,7 +15,10 @@ at half the budget) with a seed program, an arm and a campaign seed:
   and of each handicap campaign's first hit; the Transformer seed is retrained
   once and its runs shared by every Transformer-seeded campaign (the same run);
 * ``report``: ``table.md``, the best-so-far-against-compute plot, ``archevo plot``'s figures;
-* ``signal``: where a hurdle can judge (the seed table's curves; the README's hurdle position).
+* ``signal``: where a hurdle can judge (the seed table's curves; the README's hurdle position);
+* ``machine``: this machine's search loss for the Transformer seed (a one-individual campaign in
+  a scratch database), beside the ones ``rediscovery.db`` holds: training is bitwise repeatable
+  on one VM but not across them.
 
 Campaigns run in-process (one candidate at a time, so a campaign replays exactly), ``--jobs``
 campaigns at once, into ``rediscovery.db``; everything resumes where it stopped.
@@ -500,6 +503,30 @@ def hurdle_signal() -> None:
         )
 
 
+def machine_check() -> None:
+    """Train the Transformer seed as every search campaign's first individual, here, in a scratch
+    database, and print its search loss beside the recorded ones."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        repo = Repository(f"sqlite:///{scratch}/machine.db")
+        config = config_for(BASE, "evolution", 0, max_evals=1)
+        build_campaign(config, repo).run()
+        here = repo.roots(repo.get_campaign(config.name).id)[0]
+        repo.close()
+    recorded = Repository(DB, readonly=True)
+    losses = sorted(
+        {
+            f"{root.fitness:.6f}"
+            for campaign in recorded.list_campaigns()
+            if campaign.name.startswith(f"{BASE}-")
+            for root in recorded.roots(campaign.id)
+            if root.fitness is not None
+        }
+    )
+    print(f"the Transformer seed here: {here.fitness:.6f} ({here.status}); recorded: {', '.join(losses)}")
+
+
 def report(programs: list[str], seeds: list[int]) -> None:
     from cli.plots import plot_campaign
 
@@ -523,6 +550,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("signal", help="where a hurdle can judge: rho of each tenth's loss with the final")
+    sub.add_parser("machine", help="this machine's search loss for the Transformer seed, beside the recorded ones")
     for name in ("search", "handicaps", "confirm", "report"):
         command = sub.add_parser(name)
         command.add_argument("--seeds", default="0,1,2", help="campaign seeds")
@@ -534,6 +562,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "signal":
         return hurdle_signal()
+    if args.command == "machine":
+        return machine_check()
     seeds, arms, programs = [int(s) for s in args.seeds.split(",")], args.arms.split(","), args.programs.split(",")
     if args.command == "search":
         _pool(args.jobs, run_campaign, [(BASE, arm, s) for s in seeds for arm in arms])
