@@ -146,8 +146,18 @@ class TrainResult(Metrics):
     @classmethod
     def started(cls, budget: str) -> TrainResult:
         """A run before its first step: nothing trained, nothing spent yet."""
-        zero = {"steps": 0, "tokens": 0, "parameters": 0, "seconds": 0.0, "wall_seconds": 0.0, "flops": 0.0}
-        return cls(status="ok", budget=budget, flops_per_token=0.0, forward_flops_per_token=0.0, **zero)
+        return cls(
+            status="ok",
+            budget=budget,
+            steps=0,
+            tokens=0,
+            parameters=0,
+            seconds=0.0,
+            wall_seconds=0.0,
+            flops=0.0,
+            flops_per_token=0.0,
+            forward_flops_per_token=0.0,
+        )
 
 
 # --------------------------------------------------------------------------- helpers
