@@ -297,3 +297,25 @@ def infer_types(
     """Types of every value of subprogram ``index`` called with ``inputs`` (a normalised program).
     ``memo`` (a dict the caller keeps for this program) saves inferring a callee twice."""
     return _TypeInference(program, where, memo).run(index, inputs)
+
+
+class _FirstCalls(_TypeInference):
+    """Type inference over the whole layer, keeping each subprogram's types from its first call."""
+
+    def __init__(self, program: Program):
+        super().__init__(program, "program", None)
+        self.first: dict[int, dict[str, ValueType]] = {}
+
+    def run(self, index: int, args: Sequence[ValueType], path: str = "") -> dict[str, ValueType]:
+        types = super().run(index, args, path)
+        self.first.setdefault(index, types)
+        return types
+
+
+def first_call_types(program: Program) -> dict[int, dict[str, ValueType]]:
+    """The value types of each called subprogram of a normalised ``program``, by index, as the
+    layer first calls it (main's: on the residual stream). Mutation edits a subprogram called at
+    two types in the first."""
+    walk = _FirstCalls(program)
+    walk.run(0, [seq(MODEL_UNITS)])
+    return walk.first

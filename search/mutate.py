@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from primitives.interpret import Interpreter
 from primitives.graph import eliminate_dead_code, program_hash
 from primitives.listing import diff_architectures
 from primitives.program import Architecture, Instruction, Program, Subprogram
 from primitives.registry import CALL, INIT_FIELDS, REGISTRY, AttrSpec, OpError
-from primitives.types import MODEL_UNITS, ValueType, seq
-from primitives.validate import ProgramError, validate_program
+from primitives.types import ValueType
+from primitives.validate import ProgramError, first_call_types, validate_program
 
 MUTATIONS = ("delete", "insert", "delete_insert", "change_field", "swap", "change_value")
 
@@ -115,31 +114,6 @@ def _replace(architecture: Architecture, place: str, program: Program) -> Archit
     programs = list(getattr(architecture, part))
     programs[position] = program
     return architecture.model_copy(update={part: programs})
-
-
-class _FirstCallTypes(Interpreter[ValueType]):
-    """The layer run over value types, keeping each subprogram's from the first time it is called
-    (main's: on the residual stream). The program is valid, so each op's type is its rule's."""
-
-    def __init__(self, program: Program):
-        super().__init__(program)
-        self.first: dict[int, dict[str, ValueType]] = {}
-
-    def run(self, index: int, args: Sequence[ValueType], path: str = "") -> dict[str, ValueType]:
-        types = super().run(index, args, path)
-        self.first.setdefault(index, types)
-        return types
-
-    def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list[ValueType], path: str) -> ValueType:
-        return REGISTRY[ins.op].infer(inputs, ins.attrs)
-
-
-def first_call_types(program: Program) -> dict[int, dict[str, ValueType]]:
-    """The value types of each called subprogram of a valid ``program``, by index, as the layer
-    first calls it (a subprogram called at two types is edited at the first)."""
-    walk = _FirstCallTypes(program)
-    walk.run(0, [seq(MODEL_UNITS)])
-    return walk.first
 
 
 def _fresh(sub: Subprogram) -> str:
