@@ -25,7 +25,7 @@ from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
 from search.backends import BackendError
 from search.campaign import build_campaign
-from search.config import CampaignConfig
+from search.config import LEGACY, CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
 
@@ -75,7 +75,7 @@ def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
 
 def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
     try:
-        return CampaignConfig.model_validate(campaign.config)
+        return CampaignConfig.from_stored(campaign.config)
     except ValidationError as error:
         raise fail(f"campaign {campaign.name}'s stored config is invalid: {validation_message(error)}") from None
 
@@ -198,6 +198,9 @@ def start(
         None, help="P: the population is the P most recently finished (cost rejections excepted)"
     ),
     sample: Optional[int] = typer.Option(None, help="S: tournament size"),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="ladder (default: aging parents, runs stopped at rungs), aging or random"
+    ),
     budget: Optional[str] = typer.Option(None, help="per-candidate budget: 12s, 3e12flops or 2e6tokens"),
     hurdles: Optional[int] = typer.Option(None, help="number of halving hurdles"),
     max_evals: Optional[int] = typer.Option(None, "--max-evals", help="individuals in the campaign"),
@@ -226,6 +229,7 @@ def start(
         "seed_programs": seed_program,
         "population": population,
         "sample": sample,
+        "strategy": strategy,
         "budget": budget,
         "hurdles": hurdles,
         "max_evals": max_evals,
@@ -296,6 +300,13 @@ def resume(
 # --------------------------------------------------------------------------- inspecting
 
 
+def strategy_of(campaign: CampaignRecord) -> str:
+    """The campaign's strategy in a word or two: ``ladder (aging)``, ``aging``, ``random``."""
+    config = {**LEGACY, **campaign.config}
+    strategy = str(config["strategy"])
+    return f"ladder ({config.get('ladder_parents', 'aging')})" if strategy == "ladder" else strategy
+
+
 def campaign_state(repo: Repository, campaign: CampaignRecord) -> str:
     """finished, running (a live driver), or stopped (its driver is gone: resume it)."""
     if campaign.status == "finished":
@@ -320,6 +331,7 @@ def status(
         rows.append(
             {
                 "name": campaign.name,
+                "strategy": strategy_of(campaign),
                 "state": campaign_state(repo, campaign),
                 "done": sum(n for s, n in counts.items() if s not in ("pending", "running")),
                 "max_evals": campaign.config.get("max_evals"),
@@ -355,7 +367,7 @@ def status(
         spent = r["compute_flops"]
         total = spent["training"] + spent["screen"]
         table.add_row(
-            r["name"],
+            f"{r['name']}\n{r['strategy'].split()[0]}",  # the strategy's word under the name: 80 columns
             r["state"],
             f"{r['done']}/{r['max_evals']}",
             number(r["best_loss"]),
@@ -426,7 +438,7 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
             )
         )
         return
-    table = Table(title=f"top {k} of campaign {campaign.name}")
+    table = Table(title=f"top {k} of campaign {campaign.name} ({strategy_of(campaign)})")
     columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
     if screens:
         columns.append("screen acc")
@@ -555,6 +567,9 @@ def show(
         f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
         f"loss {number(individual.fitness)}{cost}, seed {individual.root_seed}"
     )
+    campaign = repo.get_campaign(individual.campaign_id)
+    if campaign is not None:
+        print(f"campaign {campaign.name}, strategy {strategy_of(campaign)}")
     if individual.error:
         print(f"message: {individual.error}")
     print("\n" + list_architecture(architecture))

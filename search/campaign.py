@@ -26,7 +26,7 @@ from storage import CampaignBusy, CampaignRecord, EvalResult, IndividualRecord, 
 
 from .backends import Backend, InProcessBackend, JobFunction, RayBackend
 from .config import CampaignConfig, run_recipe
-from .evolution import AgingEvolution
+from .evolution import Evolution
 from .ledger import Ledger
 from .liveness import HEARTBEAT_S, refusal, this_driver
 from .proposer import Event, Proposer
@@ -133,7 +133,7 @@ class Campaign:
         self._job_frame = job_frame(config)
 
     @property
-    def evolution(self) -> AgingEvolution:
+    def evolution(self) -> Evolution:
         return self.proposer.evolution
 
     # ----------------------------------------------------------------- the loop
@@ -213,7 +213,7 @@ class Campaign:
 
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""
-        thresholds = self.ledger.thresholds()
+        thresholds = self.ledger.thresholds(individual.root_seed)
         self.ledger.sent(individual, attempt, thresholds)
         screen: dict[str, Any] = (
             {"screen": [], "screen_bars": {}}
@@ -243,7 +243,7 @@ class Campaign:
                 "fitness": result.fitness,
                 "mutation": individual.mutation,
                 "rejections": dict(self.proposer.rejections),
-                "invalid": dict(self.evolution.stats.invalid),
+                "invalid": dict(self.proposer.stats.invalid),
             }
         )
 

@@ -32,11 +32,15 @@ from primitives.renames import current_names, old_names
 from primitives.seeds import SEEDS
 
 from .hurdles import HurdlePolicy, halving_positions
-from .mutate import MUTATIONS
+from .mutate import MUTATIONS, ProposalName
+from .strategies import LADDER_MARGINS, LADDER_RUNGS, Strategy, StrategyName, Tournament, Uniform
 
 
 #: CampaignConfig's renamed fields (old → new).
 RENAMED = {"seed": "search_seed"}
+
+#: What a campaign stored before these fields existed ran with (``from_stored`` reads them so).
+LEGACY = {"strategy": "aging", "proposal": "uniform"}
 
 #: A campaign name: safe in a path, a terminal and a URL (no separators, no markup).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -56,8 +60,22 @@ class CampaignConfig(BaseModel):
     preset: str = DEFAULT_PRESET
     search_seed: int = Field(0, ge=0, lt=2**63)  # the search's draws and the screen's tasks (was `seed`)
     seed_programs: list[str] = Field(default_factory=lambda: ["transformer"], min_length=1)
+    # How parents are chosen and runs stopped (search.strategies): aging (Primer's), random, or
+    # ladder (stop-based successive halving inside the one schedule, over aging or random parents).
+    strategy: StrategyName = "ladder"
     population: int = Field(16, ge=1, le=1_000_000)
     sample: int = Field(4, ge=1, le=1_000_000)
+    ladder_parents: Literal["aging", "random"] = "aging"
+    # The ladder's rungs, fractions of the budget (strictly increasing, in (0, 1)); a run goes on
+    # past a rung while its loss there is within the rung's margin of its seed's (rung_rule
+    # "seed") or in the top 1/eta of the runs that reached the rung ("top": ASHA).
+    rungs: list[float] | None = Field(None, min_length=1, max_length=8)
+    rung_rule: Literal["seed", "top"] = "seed"
+    rung_margins: list[float] | None = Field(None, min_length=1, max_length=8)
+    eta: int = Field(3, ge=2, le=100)
+    # How a mutation draws what it inserts (search.mutate): "family" (an op family, then an op
+    # in it, attribute defaults favoured) or "uniform" (any registry op: campaigns before it).
+    proposal: ProposalName = "family"
     max_evals: int = Field(32, ge=1, le=1_000_000_000)
     budget: str
     hurdles: int = Field(2, ge=0, le=8)
@@ -168,6 +186,46 @@ class CampaignConfig(BaseModel):
             self.hurdles = len(self.hurdle_fractions)
         return self
 
+    @field_validator("rungs")
+    @classmethod
+    def _rungs_inside_budget(cls, rungs: list[float] | None) -> list[float] | None:
+        for rung in rungs or []:
+            if not 0 < rung < 1:
+                raise ValueError(f"rung {rung:g} is not inside the budget: rungs are fractions of it, in (0, 1)")
+        if rungs is not None and any(a >= b for a, b in zip(rungs, rungs[1:])):
+            raise ValueError(f"rungs must increase strictly, got {rungs}")
+        return rungs
+
+    @field_validator("rung_margins")
+    @classmethod
+    def _margins_finite(cls, margins: list[float] | None) -> list[float] | None:
+        if margins is not None and not all(0 <= m < 100 for m in margins):
+            raise ValueError(f"rung margins are nats in [0, 100), got {margins}")
+        return margins
+
+    @model_validator(mode="after")
+    def _ladder_fields(self) -> "CampaignConfig":
+        ladder = ("eta", "ladder_parents", "rung_margins", "rung_rule", "rungs")
+        given = [f for f in ladder if getattr(self, f) != type(self).model_fields[f].default]
+        if self.strategy != "ladder" and given:
+            raise ValueError(f"{given[0]}: only the ladder strategy has it (strategy = {self.strategy})")
+        hurdles = [f for f in ("hurdle_fractions", "hurdles") if getattr(self, f) != type(self).model_fields[f].default]
+        if self.strategy == "ladder" and hurdles:
+            raise ValueError(
+                f'{hurdles[0]}: the ladder stops runs at its rungs; give rungs, or strategy = "aging" for Primer\'s hurdles'
+            )
+        if self.rung_rule == "seed" and len(self.margins()) != len(self.ladder_rungs()):
+            raise ValueError(
+                f"rung_margins: {len(self.margins())} margins for {len(self.ladder_rungs())} rungs; give one per rung"
+            )
+        return self
+
+    def ladder_rungs(self) -> list[float]:
+        return list(LADDER_RUNGS) if self.rungs is None else self.rungs
+
+    def margins(self) -> list[float]:
+        return list(LADDER_MARGINS) if self.rung_margins is None else self.rung_margins
+
     @field_validator("seed_programs")
     @classmethod
     def _seeds_exist(cls, names: list[str]) -> list[str]:
@@ -190,25 +248,43 @@ class CampaignConfig(BaseModel):
         return weights
 
     @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> "CampaignConfig":
+        """A stored campaign's config: fields it predates read as what it ran with."""
+        return cls.model_validate({**LEGACY, **stored})
+
+    @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "CampaignConfig":
         with open(path, "rb") as handle:
             data = current_names(tomllib.load(handle), RENAMED, str(path))
         return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     def hurdle_policy(self) -> HurdlePolicy:
+        """Where runs are judged and by what rule: the ladder's rungs, or Primer's hurdles."""
+        if self.strategy == "ladder":
+            rungs = tuple(self.ladder_rungs())
+            if self.rung_rule == "seed":
+                return HurdlePolicy(rungs, rule="seed", margins=tuple(self.margins()))
+            return HurdlePolicy(rungs, quantile=1 / self.eta, min_samples=self.hurdle_min_samples)
         positions = halving_positions(self.hurdles) if self.hurdle_fractions is None else self.hurdle_fractions
         return HurdlePolicy(
             tuple(positions), rule=self.hurdle_rule, quantile=self.hurdle_quantile, min_samples=self.hurdle_min_samples
         )
+
+    def search_strategy(self) -> Strategy:
+        """The named strategy: its parent selection over the window and its pruner."""
+        parents = self.ladder_parents if self.strategy == "ladder" else self.strategy
+        selection = Tournament(self.sample) if parents == "aging" else Uniform()
+        return Strategy(self.strategy, selection, self.population, self.hurdle_policy())
 
     def recipe(self) -> str:
         """What makes two evaluations comparable: fitness is reused only under the same recipe."""
         keys: tuple[str, ...] = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
         if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
             keys += ("hurdle_fractions",)
+        dump_extra = {"rungs": self.ladder_rungs()} if self.strategy == "ladder" else {}
         if self.screen:  # a screened-out result is reused only under the same screen
             keys += ("screen", "screen_margin", "screen_steps", "search_seed")
-        dump = self.model_dump(mode="json", include=set(keys))
+        dump = {**self.model_dump(mode="json", include=set(keys)), **dump_extra}
         dump["train"] = old_names(dump["train"], TRAIN_RENAMED)  # the names stored campaigns hashed
         return hashlib.sha256(json.dumps(old_names(dump, RENAMED), sort_keys=True).encode()).hexdigest()[:16]
 

@@ -146,7 +146,7 @@ def summarize(repo: Repository, campaign_id: int, budget: str | None = None) -> 
     campaign = repo.get_campaign(campaign_id)
     if campaign is None:
         raise NotFound(f"no campaign with id {campaign_id}")
-    vocab = CampaignConfig.model_validate(campaign.config).vocab_size
+    vocab = CampaignConfig.from_stored(campaign.config).vocab_size
     out = {}
     for individual_id, mine in by_individual.items():
         individual = repo.get_individual(individual_id)

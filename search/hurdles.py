@@ -4,7 +4,8 @@ Primer's halving hurdles put K checkpoints so that every band of training costs 
 expected compute when half the candidates pass each one: positions c·(2^i − 1) of the
 budget with c = 1/(2^(K+1) − 1), i.e. 1/31, 3/31, 7/31, 15/31 for K = 4. The threshold at
 hurdle i is the q-quantile (median by default) of the losses earlier individuals recorded
-there; the Evolved Transformer's progressive dynamic hurdles use the mean instead.
+there (ASHA's top 1/η is q = 1/η); the Evolved Transformer's progressive dynamic hurdles use
+the mean instead; the ladder's seed rule asks for the seed's loss there plus a margin.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import bisect
 import math
 from array import array
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 
 def halving_positions(count: int) -> list[float]:
@@ -66,9 +67,10 @@ class HurdlePolicy:
     """Where the hurdles are and how thresholds follow from the losses recorded there."""
 
     positions: tuple[float, ...]
-    rule: Literal["quantile", "mean"] = "quantile"
+    rule: Literal["quantile", "mean", "seed"] = "quantile"
     quantile: float = 0.5
     min_samples: int = 5
+    margins: tuple[float, ...] = ()  # the seed rule's, one per position (nats)
 
     @classmethod
     def halving(cls, count: int, **options) -> "HurdlePolicy":
@@ -82,6 +84,15 @@ class HurdlePolicy:
         if len(losses) < self.min_samples:
             return None
         return losses.finite_mean() if self.rule == "mean" else losses.quantile(self.quantile)
+
+    def thresholds(self, recorded: Sequence[RecordedLosses], seed: Sequence[float | None]) -> list[float | None]:
+        """Every hurdle's bar: from the losses ``recorded`` there, or under the seed rule the
+        candidate's seed's loss there (``seed``, as far as it got) plus the margin; None while
+        there is nothing to judge by."""
+        if self.rule != "seed":
+            return [self.threshold(losses) for losses in recorded]
+        reached = [*seed, *[None] * (len(self.positions) - len(seed))]
+        return [None if loss is None else loss + margin for loss, margin in zip(reached, self.margins)]
 
     @staticmethod
     def passes(loss: float, threshold: float | None) -> bool:

@@ -3,8 +3,8 @@
 The ledger is the driver's only writer. It stores each candidate before it is dispatched, each
 result with its hurdle losses in the caller's transaction, and keeps in memory what the next
 proposals and jobs need: the parent window (the most recently finished individuals, cost
-rejections excepted, as ``Repository.parents``), the losses behind the hurdle thresholds and
-the screen's bars. It reads them from the tables once (``restore``); as the only writer it
+rejections excepted, as ``Repository.parents``), the losses behind the hurdle thresholds (all
+runs', and each seed's own for the ladder's seed rule) and the screen's bars. It reads them from the tables once (``restore``); as the only writer it
 then keeps them equal to the tables.
 """
 
@@ -63,6 +63,7 @@ class Ledger:
         self.population_size, self.screen_margin = config.population, config.screen_margin
         self._window: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
         self._hurdle_losses: list[RecordedLosses] = []
+        self._seed_hurdles: dict[str, list[float | None]] = {}  # root seed → its own run's hurdle losses
         self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
         # (id, attempt) of each dispatched job → the individual and the thresholds it was sent
         self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
@@ -71,9 +72,11 @@ class Ledger:
         """Read the state the campaign's tables hold (on start and on resume)."""
         cid = self.campaign_id
         self._window.extend(self.repo.parents(cid, self.population_size))
-        for root in self.repo.roots(cid):  # the seeds' screen scores, recorded with them
+        for root in self.repo.roots(cid):  # the seeds' screen scores and hurdles, recorded with them
             if scores := self.repo.screen_of(root.id):
                 self._screen_bars[root.root_seed] = bars(scores, self.screen_margin)
+            if (hurdles := self.repo.hurdles(root.id)) and root.root_seed not in self._seed_hurdles:
+                self._seed_hurdles[root.root_seed] = [h.loss for h in hurdles]
         self._hurdle_losses = [
             RecordedLosses(self.repo.hurdle_losses(cid, i)) for i in range(len(self.policy.positions))
         ]
@@ -96,9 +99,9 @@ class Ledger:
             raise NotFound(f"no individual with id {individual_id}")
         return Parent(found)
 
-    def thresholds(self) -> list[float | None]:
-        """Each hurdle's bar now (None until it has enough losses to judge)."""
-        return [self.policy.threshold(losses) for losses in self._hurdle_losses]
+    def thresholds(self, root_seed: str) -> list[float | None]:
+        """Each hurdle's bar now for a descendant of ``root_seed`` (None until there is enough to judge)."""
+        return self.policy.thresholds(self._hurdle_losses, self._seed_hurdles.get(root_seed, []))
 
     def screen_bars(self, root_seed: str) -> dict[str, float]:
         return self._screen_bars.get(root_seed, {})
@@ -145,6 +148,8 @@ class Ledger:
         if recorded:
             for index, hurdle in enumerate(result.hurdles[: len(self._hurdle_losses)]):
                 self._hurdle_losses[index].add(hurdle.loss)
+            if individual.parent_id is None and result.hurdles:
+                self._seed_hurdles.setdefault(individual.root_seed, [h.loss for h in result.hurdles])
         return self._finished(individual, result, recorded), result
 
     def _store(self, individual_id: int, attempt: int, result: EvalResult) -> bool:

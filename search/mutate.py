@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,41 @@ MUTATIONS = ("delete", "insert", "delete_insert", "change_field", "swap", "chang
 
 #: Ops a random insertion draws from (all of the registry; norms and attention included).
 INSERTABLE = tuple(sorted(REGISTRY))
+
+ProposalName = Literal["family", "uniform"]
+
+#: Of an attribute's legal values, how often the family proposal draws the op's own default.
+DEFAULT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Draws:
+    """How a mutation draws an op and an attribute value.
+
+    ``uniform`` (campaigns before the family proposal): any op of the registry alike, so each
+    op added dilutes the rest; attributes as ``random_attr`` draws them. ``family``: an op
+    family (the registry's ``group``: unary, binary, layer, norm, attention, time, ...) alike,
+    then an op in it alike, so a family's share does not shrink as ops are added to others;
+    an attribute takes its default half of the time, else any legal value alike (every
+    initialiser included)."""
+
+    proposal: ProposalName = "family"
+
+    def op(self, rng: np.random.Generator, names: list[str]) -> str:
+        if self.proposal == "uniform":
+            return _pick(rng, sorted(names))
+        family = _pick(rng, sorted({REGISTRY[n].group for n in names}))
+        return _pick(rng, sorted(n for n in names if REGISTRY[n].group == family))
+
+    def attr(self, spec: AttrSpec, rng: np.random.Generator) -> Any:
+        if self.proposal == "uniform" or spec.kind == "float":
+            return random_attr(spec, rng)
+        if rng.random() < DEFAULT_SHARE:
+            return spec.default
+        if spec.kind == "init":
+            kind = _pick(rng, list(spec.inits))
+            return spec.default if kind in (spec.default["kind"], "taps") else _init(kind)
+        return random_attr(spec, rng)
 
 
 class MutationFailed(Exception):
@@ -44,9 +79,14 @@ class MutationStats:
     unchanged: Counter = field(default_factory=Counter)
 
 
+Genome = TypeVar("Genome")
+
+
 @dataclass(frozen=True)
-class Child:
-    architecture: Architecture
+class Child(Generic[Genome]):
+    """A mutated individual (a program here; a NAS-Bench-201 cell in ``search.nb201``)."""
+
+    architecture: Genome
     kind: str
     description: str
     verdict: Any = True  # what ``accept`` said of it (the campaign's gate report)
@@ -59,10 +99,12 @@ def mutate(
     weights: dict[str, float] | None = None,
     max_tries: int = 1000,
     accept: Callable[[Architecture], Any] = lambda a: True,
-) -> Child:
+    proposal: ProposalName = "uniform",
+) -> Child[Architecture]:
     """One valid child that differs structurally from ``parent`` and that ``accept`` admits (the
-    campaign's gate: a falsy verdict rejects, any other is returned with the child). Raises
-    NoValidChild after ``max_tries`` draws."""
+    campaign's gate: a falsy verdict rejects, any other is returned with the child), its edit
+    drawn under ``proposal`` (``Draws``). Raises NoValidChild after ``max_tries`` draws."""
+    draws = Draws(proposal)
     stats = stats if stats is not None else MutationStats()
     weights = weights or {name: 1.0 for name in MUTATIONS}
     kinds = sorted(weights)
@@ -79,7 +121,7 @@ def mutate(
             types[place] = first_call_types(program)
         try:
             changed = validate_program(
-                eliminate_dead_code(_edit(kind, program, rng, types[place])),
+                eliminate_dead_code(_edit(kind, program, rng, types[place], draws)),
                 place,
                 normal=program.subprograms,
             )
@@ -98,13 +140,15 @@ def mutate(
     raise NoValidChild(f"no valid child of {parent.name!r} in {max_tries} tries")
 
 
-def _edit(kind: str, program: Program, rng: np.random.Generator, types: dict[int, dict[str, ValueType]]) -> Program:
+def _edit(
+    kind: str, program: Program, rng: np.random.Generator, types: dict[int, dict[str, ValueType]], draws: Draws
+) -> Program:
     """Apply one edit of ``kind`` to a random subprogram of ``program`` (``types``: its values' types)."""
     index = int(rng.integers(len(program.subprograms)))
     if index not in types:
         raise MutationFailed(f"subprogram {program.subprograms[index].name} is never called")
     subprograms = list(program.subprograms)
-    subprograms[index] = _EDITS[kind](program.subprograms[index], types[index], rng)
+    subprograms[index] = _EDITS[kind](program.subprograms[index], types[index], rng, draws)
     return Program(subprograms=subprograms)
 
 
@@ -147,7 +191,7 @@ def _reroute(sub: Subprogram, uses: list[tuple[int, int]], new: str) -> Subprogr
 # --------------------------------------------------------------------------- the six edits
 
 
-def _delete(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+def _delete(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
     """Remove one instruction; its readers read one of its inputs of the same type instead."""
     victim = _pick(rng, list(sub.body))
     same_type = [n for n in victim.inputs if types.get(n) == types.get(victim.out)]
@@ -156,10 +200,10 @@ def _delete(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
     return rerouted.model_copy(update={"body": [ins for ins in rerouted.body if ins.out != victim.out]})
 
 
-def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
     """A random instruction over existing values, spliced in after one of its inputs: readers
     of that input read the new value instead (so the new value is never dead code)."""
-    op = REGISTRY[_pick(rng, list(INSERTABLE))]
+    op = REGISTRY[draws.op(rng, list(INSERTABLE))]
     inputs: list[str] = []
     for kinds in op.inputs:
         options = [n for n, t in types.items() if t.kind in kinds]
@@ -167,7 +211,7 @@ def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
             first = types[inputs[0]]
             options = [n for n in options if types[n] == first or "col" in (types[n].kind, first.kind)]
         inputs.append(_pick(rng, sorted(options)))
-    attrs = {name: random_attr(spec, rng) for name, spec in op.attrs.items()}
+    attrs = {name: draws.attr(spec, rng) for name, spec in op.attrs.items()}
     if "width" in attrs and types[inputs[0]].kind == "seq" and rng.random() < 0.5:
         attrs["width"] = types[inputs[0]].width  # width-preserving, so it can splice in
     try:
@@ -194,13 +238,13 @@ def _insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generat
     return _reroute(sub.model_copy(update={"body": body}), consumers, new[-1].out)
 
 
-def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
-    deleted = _delete(sub, types, rng)
+def _delete_insert(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
+    deleted = _delete(sub, types, rng, draws)
     remaining = {n: t for n, t in types.items() if n in deleted.params or any(i.out == n for i in deleted.body)}
-    return _insert(deleted, remaining, rng)
+    return _insert(deleted, remaining, rng, draws)
 
 
-def _change_field(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+def _change_field(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
     """Change one instruction's op (to one of the same signature), one input, or one attribute."""
     index = int(rng.integers(len(sub.body))) if sub.body else _pick(rng, [])
     ins = sub.body[index]
@@ -209,8 +253,8 @@ def _change_field(sub: Subprogram, types: dict[str, ValueType], rng: np.random.G
     field_kind = _pick(rng, ["op", "input", "attr"])
     if field_kind == "op":
         same = [n for n, op in REGISTRY.items() if n != ins.op and op.inputs == REGISTRY[ins.op].inputs]
-        new_op = REGISTRY[_pick(rng, sorted(same))]
-        attrs = {k: ins.attrs[k] if k in ins.attrs else random_attr(s, rng) for k, s in new_op.attrs.items()}
+        new_op = REGISTRY[draws.op(rng, same)]
+        attrs = {k: ins.attrs[k] if k in ins.attrs else draws.attr(s, rng) for k, s in new_op.attrs.items()}
         changed = ins.model_copy(update={"op": new_op.name, "attrs": attrs})
     elif field_kind == "input":
         j = int(rng.integers(len(ins.inputs))) if ins.inputs else _pick(rng, [])
@@ -220,13 +264,13 @@ def _change_field(sub: Subprogram, types: dict[str, ValueType], rng: np.random.G
         changed = ins.model_copy(update={"inputs": inputs})
     else:
         name = _pick(rng, sorted(REGISTRY[ins.op].attrs))
-        changed = ins.model_copy(update={"attrs": {**ins.attrs, name: random_attr(REGISTRY[ins.op].attrs[name], rng)}})
+        changed = ins.model_copy(update={"attrs": {**ins.attrs, name: draws.attr(REGISTRY[ins.op].attrs[name], rng)}})
     body = list(sub.body)
     body[index] = changed
     return sub.model_copy(update={"body": body})
 
 
-def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
     """Exchange the operations of two instructions of the same arity (``relu(dconv(q))`` ↔
     ``dconv(relu(q))`` when they are chained), keeping the wiring."""
     ops = [i for i, ins in enumerate(sub.body) if ins.op != CALL]
@@ -245,7 +289,7 @@ def _swap(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator
     return sub.model_copy(update={"body": body})
 
 
-def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator) -> Subprogram:
+def _change_value(sub: Subprogram, types: dict[str, ValueType], rng: np.random.Generator, draws: Draws) -> Subprogram:
     """Primer's bank mutation: a constant c → c·10^X + Y (X, Y ~ N(0, 1)), a positive scale
     (ε) c → c·10^X; a width or kernel redrawn from its vocabulary."""
     candidates = [
@@ -305,5 +349,10 @@ def random_attr(spec: AttrSpec, rng: np.random.Generator):
     kind = _pick(rng, [k for k in spec.inits if k != "taps"] or list(spec.inits))
     if kind == "taps":
         return spec.default
+    return _init(kind)
+
+
+def _init(kind: str) -> dict:
+    """An initialiser of ``kind`` with its usual numbers."""
     numbers = {"std": 0.02, "gain": 1.0, "value": 1.0}
     return {"kind": kind, **{name: numbers[name] for name in INIT_FIELDS[kind]}}

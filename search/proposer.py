@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from evaluator.gate import GateRejected, GateReport, gate
 from primitives.cost import TRAINING_MULTIPLIER, model_cost
 from primitives.graph import architecture_hash
@@ -20,7 +22,8 @@ from primitives.program import Architecture, ModelSpec
 from storage import EvalResult, IndividualRecord, Repository
 
 from .config import CampaignConfig
-from .evolution import AgingEvolution, Member, Proposal
+from .evolution import Evolution, Member, Proposal
+from .mutate import Child, MutationStats, mutate
 from .screen import run_screen
 
 
@@ -72,14 +75,8 @@ class Proposer:
     ):
         self.config, self.recipe, self.repo, self.campaign_id = config, recipe, repository, campaign_id
         self.on_event = on_event
-        self.evolution = AgingEvolution(
-            seeds,
-            config.population,
-            config.sample,
-            config.search_seed,
-            config.mutation_weights,
-            accept=self._passes_gate,
-        )
+        self.stats = MutationStats()
+        self.evolution = Evolution(seeds, config.search_strategy(), config.search_seed, self._mutate)
         self._seed_costs = {name: training_cost(config.spec, a) for name, a in seeds.items()}
         self.rejections: dict[str, int] = {}  # children the gate refused (redrawn), by reason
 
@@ -105,6 +102,13 @@ class Proposer:
         if proposal.parent_id is not None and (reason := self._out_of_bounds(proposal)):
             return Candidate(proposal, vetted, EvalResult.failed("rejected", reason))
         return Candidate(proposal, vetted)
+
+    def _mutate(self, parent: Architecture, rng: np.random.Generator) -> Child:
+        """One valid child that the gate admits, under the campaign's proposal distribution."""
+        config = self.config
+        return mutate(
+            parent, rng, self.stats, config.mutation_weights, accept=self._passes_gate, proposal=config.proposal
+        )
 
     # ----------------------------------------------------------------- the checks
 

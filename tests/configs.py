@@ -15,8 +15,10 @@ NO_COST_BOUNDS = {"max_flops_ratio": None, "min_flops_ratio": None, "max_paramet
 
 
 def make_config(name: str = "t", **overrides) -> CampaignConfig:
+    """Aging evolution (the driver's mechanics were written against it) unless ``strategy`` is given."""
     values = {
         "name": name,
+        "strategy": "aging",
         "search_seed": 1,
         "backend": "inprocess",
         "corpus": CORPUS,
@@ -30,4 +32,6 @@ def make_config(name: str = "t", **overrides) -> CampaignConfig:
         "max_train_tokens": None,
         **NO_COST_BOUNDS,
     }
+    if overrides.get("strategy") == "ladder":  # the ladder's rungs take the hurdles' place
+        del values["hurdles"]
     return CampaignConfig(**{**values, **overrides})

@@ -551,10 +551,29 @@ def test_a_run_leaves_the_callers_config_and_the_process_as_they_were(tmp_path):
     assert torch.get_num_threads() == threads and gc.get_freeze_count() == 0
 
 
+@pytest.mark.parametrize("strategy", ["aging", "random", "ladder"])
+def test_each_strategy_runs_and_status_top_show_name_it(tmp_path, strategy):
+    """A campaign of each strategy completes; the ladder judges every child at each rung by its
+    seed's loss there plus the rung's margin, and stops some."""
+    margins = [1.0, 0.3]
+    ladder = {"rungs": [0.25, 0.5], "rung_margins": margins} if strategy == "ladder" else {}
+    repo, cid = run_campaign(tmp_path / "s.db", make_config("s", strategy=strategy, max_evals=14, **ladder))
+    rows = check_complete(repo, cid, 14)
+    url = url_of(tmp_path / "s.db")
+    assert json.loads(invoke("status", "--json", "--db", url).stdout)[0]["strategy"].startswith(strategy)
+    assert f"({strategy}" in invoke("top", "--db", url).stdout
+    assert f"strategy {strategy}" in invoke("show", str(rows[-1].id), "--db", url).stdout
+    if strategy == "ladder":
+        seed_losses = [h.loss for h in repo.hurdles(rows[0].id)]
+        judged = [h for r in rows[1:] if r.parent_id is not None for h in repo.hurdles(r.id)]
+        assert judged and all(h.threshold == pytest.approx(seed_losses[h.hurdle] + margins[h.hurdle]) for h in judged)
+        assert any(r.status == "stopped_at_hurdle" for r in rows) and any(r.status == "ok" for r in rows[1:])
+
+
 def test_hurdle_fractions_place_the_hurdles_and_enter_the_recipe(tmp_path):
     placed = make_config("p", hurdles=1, hurdle_fractions=[0.5], max_evals=6)
     assert placed.hurdle_policy().positions == (0.5,)
-    assert CampaignConfig(name="q", budget="1e5tokens", hurdle_fractions=[0.3, 0.6]).hurdles == 2
+    assert CampaignConfig(name="q", strategy="aging", budget="1e5tokens", hurdle_fractions=[0.3, 0.6]).hurdles == 2
     assert make_config("p", hurdles=1).hurdle_policy().positions == pytest.approx((1 / 3,))
     assert placed.recipe() != make_config("p", hurdles=1).recipe()
     job = fakes.CountingJob()
@@ -730,7 +749,7 @@ def crash_and_resume(db: Path, at: int, method: str | None = None):
     cid = repo.get_campaign("r").id
     before = {r.birth: r for r in individuals(repo, cid)}
     resumed = fakes.CountingJob()
-    run_campaign_on(repo, CampaignConfig.model_validate(repo.get_campaign("r").config), resumed, twin_seeds())
+    run_campaign_on(repo, CampaignConfig.from_stored(repo.get_campaign("r").config), resumed, twin_seeds())
     return repo, cid, before, first, resumed
 
 
@@ -846,10 +865,32 @@ KILL_CONFIG = {
 }
 
 
+#: Each strategy's own config for the kill test (the ladder's rungs replace the hurdle).
+KILL_STRATEGIES = {
+    "aging": KILL_CONFIG,
+    "random": {**KILL_CONFIG, "strategy": "random"},
+    "ladder": {
+        **{k: v for k, v in KILL_CONFIG.items() if k != "hurdles"},
+        "strategy": "ladder",
+        "rungs": [0.25, 0.5],
+        "rung_margins": [1.0, 0.3],
+    },
+}
+
+
 @pytest.fixture(scope="module")
-def kill_reference(tmp_path_factory, cache_dir):
-    repo, cid = run_campaign(tmp_path_factory.mktemp("kref") / "ref.db", make_config("k", **KILL_CONFIG))
-    return individuals(repo, cid)
+def kill_references(tmp_path_factory, cache_dir):
+    """Each strategy's uninterrupted campaign, run once when a test first asks for it."""
+    cache: dict[str, list] = {}
+
+    def reference(strategy: str) -> list:
+        if strategy not in cache:
+            path = tmp_path_factory.mktemp(f"kref-{strategy}") / "ref.db"
+            repo, cid = run_campaign(path, make_config("k", **KILL_STRATEGIES[strategy]))
+            cache[strategy] = individuals(repo, cid)
+        return cache[strategy]
+
+    return reference
 
 
 def start_driver(tmp_path: Path, url: str, config: CampaignConfig, job: str, cache_dir: Path) -> subprocess.Popen:
@@ -896,10 +937,14 @@ def wait_for_results(url: str, process: subprocess.Popen, count: int = 1, limit_
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("kill_seed", [0, 1, 2])
-def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_reference, kill_seed):
+@pytest.mark.parametrize(
+    "strategy, kill_seed", [("aging", 0), ("aging", 1), ("aging", 2), ("random", 3), ("ladder", 4), ("ladder", 5)]
+)
+def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_references, strategy, kill_seed):
+    """Every strategy resumes a killed campaign with the same births as the uninterrupted one."""
+    kill_reference = kill_references(strategy)
     url = url_of(tmp_path / "k.db")
-    process = start_driver(tmp_path, url, make_config("k", **KILL_CONFIG), "slow_job", cache_dir)
+    process = start_driver(tmp_path, url, make_config("k", **KILL_STRATEGIES[strategy]), "slow_job", cache_dir)
     wait_for_results(url, process)
     time.sleep(random.Random(kill_seed).uniform(0.2, 3.0))
     kill(process)
@@ -910,7 +955,7 @@ def test_resume_after_sigkill_at_a_random_point(tmp_path, cache_dir, kill_refere
     assert 0 < len(before) < KILL_CONFIG["max_evals"]
     assert len([r for r in before.values() if not r.finished]) <= 1  # in-process: one in flight at most
     resumed = fakes.CountingJob()
-    build_campaign(CampaignConfig.model_validate(repo.get_campaign("k").config), repo, job=resumed).run()
+    build_campaign(CampaignConfig.from_stored(repo.get_campaign("k").config), repo, job=resumed).run()
     rows = check_resumed(repo, cid, before, resumed, kill_reference)
     assert repo.get_campaign("k").status == "finished"
     for r in rows:
@@ -1008,7 +1053,7 @@ def test_resume_after_sigkill_keeps_the_screen(tmp_path, cache_dir):
     before = {r.id: r for r in individuals(repo, cid) if r.finished}
     scores_before = repo.screens(cid)
     resumed = fakes.ScreenedJob()
-    build_campaign(CampaignConfig.model_validate(repo.get_campaign("k").config), repo, job=resumed).run()
+    build_campaign(CampaignConfig.from_stored(repo.get_campaign("k").config), repo, job=resumed).run()
     rows = check_complete(repo, cid, 16)
     check_screen(repo, cid, rows, resumed.trained)
     after = repo.screens(cid)
@@ -1051,13 +1096,20 @@ def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
         (["search", "start", "--population", "4", "--sample", "9"], "larger than the population"),
         (["programs", "validate", "{binary}"], "not UTF-8"),
         (["programs", "validate", "{deep}"], "nested too deeply"),
+        (["search", "start", "--strategy", "annealing"], "strategy: Input should be 'aging', 'random' or 'ladder'"),
+        (["search", "start", "--config", "{rungs_down}"], "rungs: rungs must increase strictly"),
+        (["search", "start", "--config", "{rung_out}"], "rung 1.5 is not inside the budget"),
+        (["search", "start", "--strategy", "aging", "--config", "{rungs_ok}"], "rungs: only the ladder strategy"),
     ],
 )
 def test_bad_cli_input_is_one_line(tmp_path, args, message):
     binary, deep = tmp_path / "binary.json", tmp_path / "deep.json"
     binary.write_bytes(b"\xff\xfe\x00\x01")
     deep.write_text("[" * 100_000)
-    args = [a.format(binary=binary, deep=deep) for a in args]
+    tomls = {"rungs_down": "rungs = [0.5, 0.25]", "rung_out": "rungs = [0.5, 1.5]", "rungs_ok": "rungs = [0.25]"}
+    for key, text in tomls.items():
+        (tmp_path / f"{key}.toml").write_text(text + "\n")
+    args = [a.format(binary=binary, deep=deep, **{k: tmp_path / f"{k}.toml" for k in tomls}) for a in args]
     result = CliRunner().invoke(
         app, [*args, "--db", url_of(tmp_path / "x.db")] if args[0] in ("top", "search") else args
     )
@@ -1134,11 +1186,19 @@ def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cach
         assert refused.exit_code == 2 and message in refused.output
 
 
-def test_the_readme_demo_is_the_rediscovery_recipe():
+def test_the_readme_demo_is_the_rediscovery_protocol_with_the_default_search():
     """`examples/demo.toml` (the README's first command) loads, and it is the rediscovery study's
-    campaign with fewer individuals: the protocol, the screen and the hurdle are the same."""
+    protocol (frame, budget, corpus, screen) searched with the engine's defaults (the ladder and
+    the family proposal) at 16 individuals."""
     root = Path(__file__).resolve().parents[1]
     demo = CampaignConfig.from_toml(root / "examples" / "demo.toml")
     study = CampaignConfig.from_toml(root / "experiments" / "rediscovery" / "config.toml", name="demo")
-    assert demo.screen == ["selective_copying"] and demo.hurdle_fractions == [0.5] and demo.max_evals == 16
-    assert run_recipe(demo).recipe() == run_recipe(study).recipe()
+    assert demo.screen == ["selective_copying"] and demo.max_evals == 16
+    protocol = {"spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "screen", "screen_margin"}
+    assert demo.model_dump(include=protocol) == study.model_dump(include=protocol)
+    default = CampaignConfig(name="demo")
+    assert (demo.strategy, demo.proposal, demo.hurdle_policy()) == (
+        default.strategy,
+        default.proposal,
+        default.hurdle_policy(),
+    )

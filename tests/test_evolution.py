@@ -12,9 +12,19 @@ from primitives.seeds import seed
 from primitives.program import Instruction, Program, Subprogram
 from primitives.types import MODEL_UNITS, seq
 from primitives.validate import infer_types, validate_architecture, validate_program
-from search.evolution import AgingEvolution, tournament
+from search.evolution import Evolution
+from search.strategies import Strategy, Tournament, Uniform, tournament
 from search.hurdles import HurdlePolicy, expected_cost, halving_positions
-from search.mutate import MUTATIONS, MutationStats, first_call_types, mutate
+from search.mutate import MUTATIONS, Draws, MutationStats, first_call_types, mutate
+
+
+def aging(seeds, population_size, sample_size, campaign_seed, accept=lambda a: True, max_tries=1000, stats=None):
+    """Aging evolution over ``seeds`` with the engine's mutation (``accept``: the gate)."""
+    stats = stats if stats is not None else MutationStats()
+    strategy = Strategy("aging", Tournament(sample_size), population_size, HurdlePolicy(()))
+    return Evolution(
+        seeds, strategy, campaign_seed, lambda parent, rng: mutate(parent, rng, stats, None, max_tries, accept)
+    )
 
 
 @dataclass
@@ -44,7 +54,7 @@ def test_change_value_keeps_epsilons_positive_and_small():
     from search.mutate import _change_value
 
     norm = seed("transformer").final.main
-    epsilons = [_change_value(norm, {}, np.random.default_rng(s)).body[0].attrs["eps"] for s in range(200)]
+    epsilons = [_change_value(norm, {}, np.random.default_rng(s), Draws()).body[0].attrs["eps"] for s in range(200)]
     assert all(0 < eps < 1e-5 * 10**4 for eps in epsilons)
     assert len(set(epsilons)) == 200
 
@@ -121,9 +131,16 @@ def test_tournament_of_one_is_random_search():
     assert len({tournament(population, 1, np.random.default_rng(s)) for s in range(100)}) > 5
 
 
+def test_random_selection_ignores_fitness_but_keeps_to_the_window():
+    window = [(i, float(i)) for i in range(20)]
+    strategy = Strategy("random", Uniform(), 5, HurdlePolicy(()))
+    picks = {strategy.parent(window, np.random.default_rng(s)) for s in range(200)}
+    assert picks == {15, 16, 17, 18, 19}  # every member of the last five, the worst included
+
+
 def test_aging_selects_only_from_the_most_recent():
     """The population is the P most recently finished: the best-ever but oldest member is gone."""
-    evolution = AgingEvolution({"transformer": seed("transformer")}, population_size=3, sample_size=50, campaign_seed=0)
+    evolution = aging({"transformer": seed("transformer")}, population_size=3, sample_size=50, campaign_seed=0)
     history = [(0, 0.1)] + [(i, 5.0 + i) for i in range(1, 6)]
     proposal = evolution.propose(10, history, load=FakeMember)
     assert proposal.parent_id == 3  # best of the last three (3, 4, 5), not the oldest best (0)
@@ -131,7 +148,7 @@ def test_aging_selects_only_from_the_most_recent():
 
 def test_seeds_come_first_then_children_of_seed_individuals():
     seeds = {"transformer": seed("transformer"), "primer_ez": seed("primer_ez")}
-    evolution = AgingEvolution(seeds, population_size=4, sample_size=2, campaign_seed=0)
+    evolution = aging(seeds, population_size=4, sample_size=2, campaign_seed=0)
     assert [evolution.propose(b, [], load=FakeMember).root_seed for b in range(2)] == ["transformer", "primer_ez"]
     assert evolution.propose(0, [], load=FakeMember).mutation is None
     child = evolution.propose(2, [(7, None)], load=FakeMember)
@@ -142,14 +159,15 @@ def test_a_parent_without_valid_children_gives_way_and_the_campaign_goes_on():
     """When no child of the tournament winners passes, the seed is proposed again (the driver
     stores it as a duplicate of its first evaluation) instead of stopping the campaign."""
     seeds = {"transformer": seed("transformer")}
-    evolution = AgingEvolution(
-        seeds, population_size=4, sample_size=2, campaign_seed=0, accept=lambda architecture: False, max_tries=5
+    stats = MutationStats()
+    evolution = aging(
+        seeds, population_size=4, sample_size=2, campaign_seed=0, accept=lambda a: False, max_tries=5, stats=stats
     )
     proposal = evolution.propose(3, [(7, 5.0), (8, 4.0)], load=FakeMember)
     assert proposal.parent_id is None and proposal.root_seed == "transformer"
     assert architecture_hash(proposal.architecture) == architecture_hash(seeds["transformer"])
     assert proposal.mutation.startswith("reseeded: no valid child of individuals ")
-    assert sum(evolution.stats.tried.values()) == 3 * 5  # three tournaments, five draws each
+    assert sum(stats.tried.values()) == 3 * 5  # three tournaments, five draws each
 
 
 def test_halving_hurdles_match_primer():

@@ -125,7 +125,7 @@ def test_mutation_can_insert_the_op(name, monkeypatch):
     rng = np.random.default_rng(0)
     for _ in range(50):
         try:
-            sub = mutation._insert(program.subprograms[index], types, rng)
+            sub = mutation._insert(program.subprograms[index], types, rng, mutation.Draws("family"))
             subprograms = list(program.subprograms)
             subprograms[index] = sub
             child = validate_architecture(parent.model_copy(update={"layers": [Program(subprograms=subprograms)]}))

@@ -95,7 +95,7 @@ def run_campaign(program: str, arm: str, seed: int, max_evals: int | None = None
     config = config_for(program, arm, seed, max_evals)
     stored = repo.get_campaign(config.name)
     if stored is not None:
-        previous = CampaignConfig.model_validate(stored.config)
+        previous = CampaignConfig.from_stored(stored.config)
         config = previous.model_copy(update={"max_evals": max(previous.max_evals, config.max_evals)})
         if config.max_evals > previous.max_evals:
             repo.set_campaign_config(config.name, config.model_dump(mode="json"))
@@ -170,7 +170,7 @@ def confirm_campaign(name: str, which: str) -> str:
     individual, or a handicap campaign's first ``hit``."""
     repo = Repository(DB)
     campaign = repo.get_campaign(name)
-    config = CampaignConfig.model_validate(campaign.config)
+    config = CampaignConfig.from_stored(campaign.config)
     if which == "hit":
         hit = first_hit(repo, campaign.id, target_loss(repo))
         if hit is None:
@@ -204,7 +204,7 @@ def share_seed_runs(repo: Repository, reference: str) -> None:
     runs = [r for r in repo.confirmations(source.id) if r.individual_id == source_root.id]
 
     def recipe(config: dict) -> dict:  # read through the model: stored configs may use old names
-        return CampaignConfig.model_validate(config).model_dump(mode="json", exclude=SEARCH_ONLY)
+        return CampaignConfig.from_stored(config).model_dump(mode="json", exclude=SEARCH_ONLY)
 
     for campaign in repo.list_campaigns():
         if campaign.id == source.id or not campaign.name.startswith(f"{BASE}-"):

@@ -80,7 +80,7 @@ def run_arm(repo: Repository, arm: str, config_file: Path) -> None:
     config = arm_config(arm, config_file)
     stored = repo.get_campaign(config.name)
     if stored is not None:
-        stored_config = CampaignConfig.model_validate(stored.config)
+        stored_config = CampaignConfig.from_stored(stored.config)
         if stored_config.model_dump(exclude={"train"}) != config.model_dump(exclude={"train"}):
             print(f"note: {config.name} was started with a different config; resuming with the stored one")
         if stored.status == "finished":
