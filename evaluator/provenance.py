@@ -3,9 +3,12 @@ experiments keep one record per run (appended as runs finish, so a rerun resumes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 
 def code_version(where: Path) -> str:
@@ -27,3 +30,15 @@ def read_jsonl(path: Path) -> list[dict]:
 def append_jsonl(path: Path, record: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """Another study's script as a module ``name`` (its file name, run.py, would clash with the
+    caller's); registered in ``sys.modules`` so that worker processes can unpickle its functions."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

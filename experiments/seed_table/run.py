@@ -21,14 +21,12 @@ skips what ``results.jsonl`` holds.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
-import sys
 from pathlib import Path
 
-from evaluator.provenance import code_version, read_jsonl
+from evaluator.provenance import code_version, load_script, read_jsonl
 from primitives.cost import training_flops
 from primitives.seeds import SEEDS, seed
 
@@ -36,16 +34,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.jsonl"
 
 
-def _load(name: str, path: Path):
-    """A script of another folder as a module (its file name would clash with this one's)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so that worker processes can unpickle its functions
-    spec.loader.exec_module(module)
-    return module
-
-
-calibration = _load("calibration_run", HERE.parent / "calibration" / "run.py")
+calibration = load_script("calibration_run", HERE.parent / "calibration" / "run.py")
 _FLOPS = calibration.PROTOCOLS["T128-1M-flops"]
 SPEEDS = HERE / "speeds.json"
 WALL_TOKENS = 1e6  # the Transformer's tokens; every other arm gets the same time at its own speed
@@ -76,7 +65,7 @@ def measure_speeds(arms: list[str], steps: int, rounds: int) -> dict:
 
     from evaluator.compiler import compile_model
 
-    bench = _load("train_throughput", HERE.parents[1] / "benchmarks" / "train_throughput.py")
+    bench = load_script("train_throughput", HERE.parents[1] / "benchmarks" / "train_throughput.py")
     torch.set_num_threads(1)
     spec, batch_size = _FLOPS.spec, _FLOPS.train.batch_size
     batch = torch.randint(spec.vocab_size, (batch_size, spec.seq_len + 1), generator=torch.Generator().manual_seed(0))
