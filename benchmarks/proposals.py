@@ -4,8 +4,8 @@ Draws one-step children of a seed program through the campaign's own proposer (m
 the gate, the cost bounds; no task screen: it trains, and it judges what an edit does, not how
 often it is drawn) under each proposal distribution with the same search seeds, until each has
 ``--children`` trainable children, and prints per 10,000 trainable children the rate of named
-edits, with the rejection reasons. The edits are recognised on the child's program here; the
-proposal code names none of them.
+edits, with the rejection reasons. The edits are recognised on the child's program
+(``primitives.known_edits``); the proposal code names none of them.
 
     .venv/bin/python benchmarks/proposals.py --children 10000        # ~10 min a distribution
     .venv/bin/python benchmarks/proposals.py --children 2000 --json
@@ -23,72 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from primitives.program import Architecture, Subprogram  # noqa: E402
-from primitives.registry import REGISTRY  # noqa: E402
+from primitives.known_edits import EDITS, NAMED, known_edits  # noqa: E402
+from primitives.program import Architecture  # noqa: E402
 from primitives.seeds import seed  # noqa: E402
 from search.config import CampaignConfig  # noqa: E402
 from search.proposer import Proposer  # noqa: E402
 from storage import Repository  # noqa: E402
-
-
-def _sub(architecture: Architecture, name: str) -> Subprogram | None:
-    return next((s for s in architecture.layers[0].subprograms if s.name == name), None)
-
-
-def _ops(sub: Subprogram | None) -> list:
-    return [] if sub is None else list(sub.body)
-
-
-def _squares(sub: Subprogram | None) -> int:
-    """Squares of the FFN's hidden activation: x² (or x·x) of ``up`` or ``act``, or ``act`` itself a square."""
-    return sum(
-        (i.op == "square" or (i.op == "mul" and i.inputs[0] == i.inputs[1]))
-        and (i.inputs[0] in ("up", "act") or i.out == "act")
-        for i in _ops(sub)
-    )
-
-
-def _qkv_dconvs(sub: Subprogram | None, kernel: int | None = None) -> int:
-    return sum(
-        i.op == "dconv" and i.inputs[0] in ("q", "k", "v") and (kernel is None or i.attrs.get("kernel") == kernel)
-        for i in _ops(sub)
-    )
-
-
-def _local(sub: Subprogram | None) -> int:
-    return sum(
-        i.op in REGISTRY and REGISTRY[i.op].mixing == "causal" and REGISTRY[i.op].group != "attention"
-        for i in _ops(sub)
-    )
-
-
-#: Named edits, each a test of (parent, child) on the Transformer's subprogram names.
-EDITS = {
-    "squared activation in the FFN": lambda p, c: _squares(_sub(c, "ffn")) > _squares(_sub(p, "ffn")),
-    "dconv after Q, K or V": lambda p, c: _qkv_dconvs(_sub(c, "attention")) > _qkv_dconvs(_sub(p, "attention")),
-    "  of which kernel 3": lambda p, c: _qkv_dconvs(_sub(c, "attention"), 3) > _qkv_dconvs(_sub(p, "attention"), 3),
-    "token shift (or mix) anywhere": lambda p, c: (
-        sum(i.op in ("token_shift", "token_mix") for s in c.layers[0].subprograms for i in s.body)
-        > sum(i.op in ("token_shift", "token_mix") for s in p.layers[0].subprograms for i in s.body)
-    ),
-    "token shift after the heads": lambda p, c: any(
-        i.op == "token_shift" and i.inputs[0] == "heads" for i in _ops(_sub(c, "attention"))
-    ),
-    "multiplicative gate in the FFN": lambda p, c: (
-        sum(i.op == "mul" and i.inputs[0] != i.inputs[1] for i in _ops(_sub(c, "ffn")))
-        > sum(i.op == "mul" and i.inputs[0] != i.inputs[1] for i in _ops(_sub(p, "ffn")))
-    ),
-    "any local mixing (causal, not attention)": lambda p, c: (
-        sum(_local(s) for s in c.layers[0].subprograms) > sum(_local(s) for s in p.layers[0].subprograms)
-    ),
-}
-#: The rows summed into "any named edit": the four the issue names (not the sub-rows or the broad class).
-NAMED = (
-    "squared activation in the FFN",
-    "dconv after Q, K or V",
-    "token shift (or mix) anywhere",
-    "multiplicative gate in the FFN",
-)
 
 
 class _Seed:
@@ -126,7 +66,7 @@ def measure(proposal: str, children: int, seed_name: str, search_seed: int) -> d
             if verdict is not None:
                 continue
             trainable += 1
-            found = {name for name, test in EDITS.items() if test(parent, candidate.proposal.architecture)}
+            found = set(known_edits(parent, candidate.proposal.architecture))
             edits.update(found)
             edits["any named edit"] += bool(found & set(NAMED))
         stats = proposer.stats

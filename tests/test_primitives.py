@@ -290,3 +290,18 @@ def test_a_description_cannot_break_the_generated_source():
 
     architecture = seed("transformer").model_copy(update={"description": 'ends in a backslash \\\n"""; import os'})
     compile(generate_source(ModelSpec(), architecture), "<test>", "exec")
+
+
+def test_known_edits_are_recognised_on_the_programs():
+    from primitives.known_edits import known_edits
+
+    transformer = seed("transformer")
+    assert known_edits(transformer, transformer) == []
+    assert known_edits(transformer, seed("primer_ez")) == [
+        "squared activation in the FFN",
+        "dconv after Q, K or V",
+        "  of which kernel 3",
+        "any local mixing (causal, not attention)",
+    ]
+    assert known_edits(transformer, seed("squared_relu")) == ["squared activation in the FFN"]
+    assert known_edits(seed("primer_ez"), transformer) == []  # fewer instances is not an edit
