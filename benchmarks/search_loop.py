@@ -186,6 +186,7 @@ def main() -> None:
         population=100,
         sample=10,
         max_evals=total,
+        strategy="aging",
         hurdles=args.hurdles,
         hurdle_min_samples=5,
         backend="inprocess",

@@ -39,7 +39,7 @@ def main() -> None:
             f"{result.flops_per_token / 1e3:.0f}k training FLOPs/token, {result.parameters:,} parameters"
         )
 
-    # 2. a campaign: aging evolution from the Transformer, every result in the database
+    # 2. a campaign: aging evolution (Primer's strategy) from the Transformer, every result in the database
     repo = archevo.Repository(args.db)
     config = archevo.CampaignConfig(
         name="quickstart",
@@ -48,6 +48,7 @@ def main() -> None:
         population=4,
         sample=2,
         budget=BUDGET,
+        strategy="aging",
         hurdles=0,
         corpus=CORPUS,
         vocab_size=SPEC.vocab_size,

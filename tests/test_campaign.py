@@ -206,7 +206,7 @@ def test_cli_start_leaves_no_rows_in_the_log(tmp_path, cache_dir):
     db = tmp_path / "cli.db"
     toml = tmp_path / "campaign.toml"
     toml.write_text(f'''name = "cli"\nbackend = "inprocess"\ncorpus = "{CORPUS}"\nvocab_size = 300
-budget = "640tokens"\nhurdles = 0\nmax_evals = 3\npopulation = 2\nsample = 1\nmax_train_tokens = 20000
+budget = "640tokens"\nmax_evals = 3\npopulation = 2\nsample = 1\nmax_train_tokens = 20000
 [spec]\nd_model = 32\nn_layers = 1\nn_heads = 2\nseq_len = 16\n''')
     invoke("search", "start", "--config", str(toml), "--db", url_of(db))
     wal = Path(f"{db}-wal")

@@ -36,6 +36,7 @@ def campaign(tmp_path_factory):
             vocab_size=300,
             spec=SPEC,
             budget="640tokens",
+            strategy="aging",
             hurdles=0,
             population=4,
             sample=2,

@@ -127,6 +127,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
         backend="inprocess",
         max_evals=4,
         budget="4000tokens",
+        strategy="aging",
         hurdles=0,
         corpus=f"text:{sysconfig.get_paths()['stdlib']}/json/*.py",
         vocab_size=300,
