@@ -515,11 +515,14 @@ def show(
     architecture, from_seed = individual.architecture(), seed_diff(repo, individual)
     parent = lineage[1] if len(lineage) > 1 else None
     from_parent = diff_architectures(parent.architecture(), architecture) if parent else None
+    campaign = repo.get_campaign(individual.campaign_id)
+    strategy = strategy_of(campaign) if campaign is not None else None
     if as_json:
         print(
             json.dumps(
                 {
                     **{k: v for k, v in dataclasses.asdict(individual).items() if k != "architecture_json"},
+                    "strategy": strategy,
                     "architecture": architecture.model_dump(mode="json"),
                     "diff_from_seed": from_seed,
                     "diff_from_parent": from_parent,
@@ -567,9 +570,8 @@ def show(
         f"individual {individual.id} (birth {individual.birth}), status {individual.status}, "
         f"loss {number(individual.fitness)}{cost}, seed {individual.root_seed}"
     )
-    campaign = repo.get_campaign(individual.campaign_id)
     if campaign is not None:
-        print(f"campaign {campaign.name}, strategy {strategy_of(campaign)}")
+        print(f"campaign {campaign.name}, strategy {strategy}")
     if individual.error:
         print(f"message: {individual.error}")
     print("\n" + list_architecture(architecture))

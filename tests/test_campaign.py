@@ -563,6 +563,7 @@ def test_each_strategy_runs_and_status_top_show_name_it(tmp_path, strategy):
     assert json.loads(invoke("status", "--json", "--db", url).stdout)[0]["strategy"].startswith(strategy)
     assert f"({strategy}" in invoke("top", "--db", url).stdout
     assert f"strategy {strategy}" in invoke("show", str(rows[-1].id), "--db", url).stdout
+    assert json.loads(invoke("show", str(rows[-1].id), "--json", "--db", url).stdout)["strategy"].startswith(strategy)
     if strategy == "ladder":
         seed_losses = [h.loss for h in repo.hurdles(rows[0].id)]
         judged = [h for r in rows[1:] if r.parent_id is not None for h in repo.hurdles(r.id)]
