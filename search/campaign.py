@@ -186,6 +186,7 @@ class Campaign:
                     while (
                         self.backend.in_flight() + len(dispatch) < self.backend.capacity
                         and birth < self.config.max_evals
+                        and not (birth >= len(self.seeds) and self._awaits_seeds(dispatch))
                     ):
                         candidate = self.proposer.ask(
                             birth, self.ledger.population(len(self.seeds)), self.ledger.member
@@ -210,6 +211,10 @@ class Campaign:
                     beat = time.monotonic()
         finally:
             self.backend.shutdown()
+
+    def _awaits_seeds(self, dispatch: list[IndividualRecord]) -> bool:
+        """Whether children wait for the seeds (the ladder's seed rule) while a seed is training."""
+        return (self.backend.in_flight() > 0 or bool(dispatch)) and self.ledger.awaits_seeds(len(self.seeds))
 
     def _submit(self, individual: IndividualRecord, attempt: int) -> None:
         """Send a stored, running individual to the backend with the current thresholds."""

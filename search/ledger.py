@@ -64,6 +64,7 @@ class Ledger:
         self._window: deque[IndividualRecord] = deque(maxlen=config.population)  # finished, oldest first
         self._hurdle_losses: list[RecordedLosses] = []
         self._seed_hurdles: dict[str, list[float | None]] = {}  # root seed → its own run's hurdle losses
+        self._seeds_finished: set[str] = set()  # root seeds whose own individual has its result
         self._screen_bars: dict[str, dict[str, float]] = {}  # root seed → what its children must score
         # (id, attempt) of each dispatched job → the individual and the thresholds it was sent
         self._in_flight: dict[tuple[int, int], tuple[IndividualRecord, list[float | None]]] = {}
@@ -73,6 +74,8 @@ class Ledger:
         cid = self.campaign_id
         self._window.extend(self.repo.parents(cid, self.population_size))
         for root in self.repo.roots(cid):  # the seeds' screen scores and hurdles, recorded with them
+            if root.finished:
+                self._seeds_finished.add(root.root_seed)
             if scores := self.repo.screen_of(root.id):
                 self._screen_bars[root.root_seed] = bars(scores, self.screen_margin)
             if (hurdles := self.repo.hurdles(root.id)) and root.root_seed not in self._seed_hurdles:
@@ -102,6 +105,11 @@ class Ledger:
     def thresholds(self, root_seed: str) -> list[float | None]:
         """Each hurdle's bar now for a descendant of ``root_seed`` (None until there is enough to judge)."""
         return self.policy.thresholds(self._hurdle_losses, self._seed_hurdles.get(root_seed, []))
+
+    def awaits_seeds(self, seeds: int) -> bool:
+        """Under the seed rule, children wait until every seed individual has finished: a child
+        sent before its seed reached the rungs would have no bar there and train to the end."""
+        return self.policy.rule == "seed" and len(self._seeds_finished) < seeds
 
     def screen_bars(self, root_seed: str) -> dict[str, float]:
         return self._screen_bars.get(root_seed, {})
@@ -164,6 +172,8 @@ class Ledger:
         cost rejection (never trained) does not."""
         if recorded:
             individual = replace(individual, status=result.status, fitness=result.fitness)
+            if individual.parent_id is None:
+                self._seeds_finished.add(individual.root_seed)
             if result.status != "rejected":
                 self._window.append(individual)
         return individual

@@ -32,6 +32,7 @@ from primitives.cost import parameter_count, training_flops
 from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
+from search.backends import InProcessBackend
 from search.campaign import Campaign, build_campaign
 from search.config import CampaignConfig, run_recipe
 from cli.main import app
@@ -569,6 +570,21 @@ def test_each_strategy_runs_and_status_top_show_name_it(tmp_path, strategy):
         judged = [h for r in rows[1:] if r.parent_id is not None for h in repo.hurdles(r.id)]
         assert judged and all(h.threshold == pytest.approx(seed_losses[h.hurdle] + margins[h.hurdle]) for h in judged)
         assert any(r.status == "stopped_at_hurdle" for r in rows) and any(r.status == "ok" for r in rows[1:])
+
+
+def test_under_the_seed_rule_children_wait_for_the_seed_and_are_all_judged(tmp_path):
+    """With room for two jobs, the ladder sends no child beside its seed: every child faces the
+    seed's losses at the rungs (a child sent beside it would train to the end unjudged)."""
+
+    class TwoAtOnce(InProcessBackend):
+        capacity = 2
+
+    config = make_config("w", strategy="ladder", rungs=[0.25, 0.5], rung_margins=[1.0, 0.3], max_evals=10)
+    repo = Repository(url_of(tmp_path / "w.db"))
+    build_campaign(config, repo, backend=TwoAtOnce(fakes.fake_job)).run()
+    rows = check_complete(repo, repo.get_campaign("w").id, 10)
+    children = [r for r in rows if r.parent_id is not None and r.status in ("ok", "stopped_at_hurdle")]
+    assert children and all(h.threshold is not None for r in children for h in repo.hurdles(r.id))
 
 
 def test_hurdle_fractions_place_the_hurdles_and_enter_the_recipe(tmp_path):
