@@ -205,11 +205,10 @@ class CampaignConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ladder_fields(self) -> "CampaignConfig":
-        ladder = ("eta", "ladder_parents", "rung_margins", "rung_rule", "rungs")
-        given = [f for f in ladder if getattr(self, f) != type(self).model_fields[f].default]
-        if self.strategy != "ladder" and given:
-            raise ValueError(f"{given[0]}: only the ladder strategy has it (strategy = {self.strategy})")
-        hurdles = [f for f in ("hurdle_fractions", "hurdles") if getattr(self, f) != type(self).model_fields[f].default]
+        ladder = self._changed("eta", "ladder_parents", "rung_margins", "rung_rule", "rungs")
+        if self.strategy != "ladder" and ladder:
+            raise ValueError(f"{ladder[0]}: only the ladder strategy has it (strategy = {self.strategy})")
+        hurdles = self._changed("hurdle_fractions", "hurdles")
         if self.strategy == "ladder" and hurdles:
             raise ValueError(
                 f'{hurdles[0]}: the ladder stops runs at its rungs; give rungs, or strategy = "aging" for Primer\'s hurdles'
@@ -219,6 +218,10 @@ class CampaignConfig(BaseModel):
                 f"rung_margins: {len(self.margins())} margins for {len(self.ladder_rungs())} rungs; give one per rung"
             )
         return self
+
+    def _changed(self, *fields: str) -> list[str]:
+        """Which of ``fields`` differ from their defaults (a stored config holds every field)."""
+        return [f for f in fields if getattr(self, f) != type(self).model_fields[f].default]
 
     def ladder_rungs(self) -> list[float]:
         return list(LADDER_RUNGS) if self.rungs is None else self.rungs
@@ -281,10 +284,11 @@ class CampaignConfig(BaseModel):
         keys: tuple[str, ...] = ("spec", "budget", "train", "corpus", "vocab_size", "max_train_tokens", "hurdles")
         if self.hurdle_fractions is not None:  # (absent from older campaigns' recipes: they keep their hash)
             keys += ("hurdle_fractions",)
-        dump_extra = {"rungs": self.ladder_rungs()} if self.strategy == "ladder" else {}
         if self.screen:  # a screened-out result is reused only under the same screen
             keys += ("screen", "screen_margin", "screen_steps", "search_seed")
-        dump = {**self.model_dump(mode="json", include=set(keys)), **dump_extra}
+        dump = self.model_dump(mode="json", include=set(keys))
+        if self.strategy == "ladder":  # the rungs are where its runs are judged (aging recipes keep their hash)
+            dump["rungs"] = self.ladder_rungs()
         dump["train"] = old_names(dump["train"], TRAIN_RENAMED)  # the names stored campaigns hashed
         return hashlib.sha256(json.dumps(old_names(dump, RENAMED), sort_keys=True).encode()).hexdigest()[:16]
 

@@ -4,8 +4,8 @@ The ledger is the driver's only writer. It stores each candidate before it is di
 result with its hurdle losses in the caller's transaction, and keeps in memory what the next
 proposals and jobs need: the parent window (the most recently finished individuals, cost
 rejections excepted, as ``Repository.parents``), the losses behind the hurdle thresholds (all
-runs', and each seed's own for the ladder's seed rule) and the screen's bars. It reads them from the tables once (``restore``); as the only writer it
-then keeps them equal to the tables.
+runs', and each seed's own for the ladder's seed rule) and the screen's bars. It reads them
+from the tables once (``restore``); as the only writer it then keeps them equal to the tables.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from evaluator.provenance import code_version, read_jsonl
+from search.strategies import LADDER_MARGINS, LADDER_RUNGS  # what this study chose
 
 HERE = Path(__file__).resolve().parent
 SEED_TABLE = HERE.parent / "seed_table" / "results.jsonl"
@@ -27,10 +28,7 @@ FULL_PROTOCOL = "T128-1M-flops"
 LOOKS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
 VAL_POINTS = (0.1, 0.2, 0.3, 0.5)
 BOOTSTRAP = 2000
-#: What the study chose for the `ladder` strategy (see the README).
 NEAR = 0.03  # a child within this of its seed's final loss is within the seed-to-seed spread
-LADDER_RUNGS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
-LADDER_MARGINS = (0.2, 0.1, 0.05, 0.02)
 
 
 @dataclass(frozen=True)
@@ -103,17 +101,13 @@ def fmt(r: tuple[float, float, float]) -> str:
 @dataclass(frozen=True)
 class Rule:
     """Stop a run at the first rung where its loss fails the bar. ``top``: ASHA (go on only in
-    the top 1/η of the runs that reached the rung, the seed included); ``margin``: stop when
-    the loss exceeds the seed's at the same rung by more than the margin."""
+    the top 1/η of the runs that reached the rung, the seed included); ``margins``: stop when
+    the loss exceeds the seed's at the same rung by more than that rung's margin."""
 
     label: str
     rungs: tuple[float, ...]
     top: float | None = None
     margins: tuple[float, ...] = ()  # per rung
-
-    @property
-    def seed_relative(self) -> bool:
-        return bool(self.margins)
 
     def replay(self, runs: list[Run], seed: Run, look=Run.train_at) -> dict[str, float]:
         """Which runs get past every rung (batch replay: all runs compared at once) and the
