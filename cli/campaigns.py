@@ -212,7 +212,12 @@ def start(
     backend: Optional[str] = typer.Option(None, help="ray (default) or inprocess"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
-    keep_weights: bool = typer.Option(False, "--keep-weights", help="keep trained weights for export"),
+    keep_weights: Optional[str] = typer.Option(
+        None,
+        "--keep-weights",
+        metavar="K",
+        help="keep the weights of the top K individuals for export (default 10; 0 none, 'all' every one)",
+    ),
     screen: Optional[str] = typer.Option(
         None,
         "--screen",
@@ -238,7 +243,7 @@ def start(
         "search_seed": search_seed,
         "backend": backend,
         "ray_address": ray_address,
-        "keep_weights": keep_weights or None,
+        "keep_weights": int(keep_weights) if keep_weights is not None and keep_weights.isdigit() else keep_weights,
         "screen": None if screen is None else [t.strip() for t in screen.split(",") if t.strip()],
         "screen_margin": screen_margin,
     }
@@ -608,22 +613,27 @@ def show(
 def export(
     individual_id: int = typer.Argument(..., metavar="ID"),
     out: Path = typer.Option(..., "-o", "--out", help="output directory"),
-    weights: bool = typer.Option(False, "--weights", help="include trained weights (safetensors) when kept"),
+    weights: Optional[bool] = typer.Option(
+        None, "--weights/--no-weights", help="include the trained weights (default: when kept; --weights requires them)"
+    ),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty output folder whole"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Write a standalone model.py, config.json and README.md for an individual."""
+    """Write a standalone model.py, config.json, README.md, tokenizer and transformers files for an individual."""
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     campaign = repo.get_campaign(individual.campaign_id)
     if campaign is None:
         raise fail(f"individual {individual_id}'s campaign {individual.campaign_id} is not in the database")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise fail(f"-o {out}: the folder is not empty; pass --force to replace it whole")
     config = campaign_config(campaign)
-    weights_file = None
-    if weights:
-        result = repo.result(individual_id) or {}
-        weights_file = result.get("weights")
-        if not weights_file or not Path(weights_file).exists():
-            raise fail(f"individual {individual_id} has no kept weights (start the campaign with --keep-weights)")
+    weights_file = (repo.result(individual_id) or {}).get("weights") if weights is not False else None
+    if weights_file is not None and not Path(weights_file).exists():
+        weights_file = None
+    if weights and weights_file is None:
+        raise fail(f"individual {individual_id} has no kept weights: {_why_no_weights(config)}")
+    if weights_file is not None:
         stored = Path(weights_file).resolve()  # never copy an arbitrary path the database names
         expected = Path(Path(config.weights_dir).name) / config.name / f"{individual.id}.safetensors"
         if stored.parts[-3:] != expected.parts:
@@ -663,10 +673,22 @@ def export(
             tokenizer=data.cache_dir / "tokenizer.json",
             title=f"{config.name} · individual {individual.id}",
             summary=_export_summary(individual, config.budget, metadata),
+            force=force,
         )
     except OSError as error:
         raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
+    if weights_file is None:
+        print(f"no trained weights ({_why_no_weights(config)}): the model initialises at random")
+
+
+def _why_no_weights(config: CampaignConfig) -> str:
+    if config.kept_weights() == 0:
+        return "the campaign kept none (keep_weights = 0)"
+    return (
+        f"the campaign keeps the weights of its top {config.keep_weights} only; "
+        "retrain it with `archevo train --program FILE --save DIR`"
+    )
 
 
 def _export_summary(individual: IndividualRecord, budget: str, metadata: dict) -> str:

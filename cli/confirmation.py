@@ -43,6 +43,9 @@ def confirm_command(
     seeds: int = typer.Option(3, "--seeds", help="fresh training seeds per program"),
     budget: Optional[str] = typer.Option(None, "--budget", help="per run (default: the campaign's budget)"),
     as_json: bool = typer.Option(False, "--json", help="the summary as a JSON list on stdout"),
+    keep_weights: bool = typer.Option(
+        False, "--keep-weights", help="keep each run's weights (the campaign's weights_dir, under confirm/)"
+    ),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Retrain the top k and the seed programs at fresh training seeds; report loss mean ± std,
@@ -77,7 +80,7 @@ def confirm_command(
                 )
                 bar.update(task, total=total, completed=done, info=info)
 
-            confirm(repo, config, k, seeds, budget, on_run=on_run)
+            confirm(repo, config, k, seeds, budget, on_run=on_run, keep_weights=keep_weights)
         rows = summarize(repo, campaign.id, budget)
     if as_json:
         print(json.dumps([c.as_dict() for c in rows.values()], indent=2))

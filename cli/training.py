@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -20,12 +22,13 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 from evaluator.corpora import CorpusError
+from evaluator.export import export_model
 from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
 from evaluator.tokenization import load_tokenized
 from evaluator.train import TrainConfig, TrainResult
 from evaluator.train import train as train_architecture
 from primitives.cost import training_memory_bytes
-from primitives.program import ModelSpec
+from primitives.program import Architecture, ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
 
@@ -115,8 +118,17 @@ def train(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on cuda, fp32 on cpu), fp32 or bf16"),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training step (inductor)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object on stdout"),
+    save: Path | None = typer.Option(
+        None,
+        "--save",
+        metavar="DIR",
+        help="write the trained model as an export (model.py, weights, tokenizer, HF files)",
+    ),
+    force: bool = typer.Option(False, "--force", help="with --save: replace a non-empty folder whole"),
 ) -> None:
     """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
+    if save is not None and save.is_dir() and any(save.iterdir()) and not force:
+        raise _fail(f"--save {save}: the folder is not empty; pass --force to replace it whole")
     try:
         preset = get_preset(preset_name)
     except KeyError as error:
@@ -198,8 +210,14 @@ def train(
                 info=f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s",
             )
 
-        result = train_architecture(spec, architecture, data, parsed_budget, config, progress=train_progress)
-        bar.update(training, completed=1000)
+        with tempfile.TemporaryDirectory() as scratch:
+            weights = Path(scratch) / "weights.safetensors" if save is not None else None
+            result = train_architecture(
+                spec, architecture, data, parsed_budget, config, progress=train_progress, save_weights=weights
+            )
+            bar.update(training, completed=1000)
+            if save is not None and weights is not None and result.weights:
+                _save(save, spec, architecture, weights, data.cache_dir / "tokenizer.json", result, force)
 
     entropy = unigram_entropy(data.validation, data.vocab_size)
     if as_json:
@@ -209,6 +227,30 @@ def train(
         Console().print(_summary(result, entropy))
     if result.status != "ok":
         raise typer.Exit(1)
+
+
+def _save(
+    out: Path,
+    spec: ModelSpec,
+    architecture: Architecture,
+    weights: Path,
+    tokenizer: Path,
+    result: TrainResult,
+    force: bool,
+) -> None:
+    """``train --save``: the trained model as ``archevo export`` writes one."""
+    metadata = {
+        "status": result.status,
+        "validation_loss": result.val_loss,
+        "bits_per_byte": result.bits_per_byte,
+        "tokens": result.tokens,
+        "budget": result.budget,
+    }
+    try:
+        export_model(out, spec, architecture, weights, metadata, tokenizer=tokenizer, force=force)
+    except OSError as error:
+        raise _fail(f"--save {out}: cannot write there: {error.strerror or error}") from None
+    err.print(f"saved the trained model to {out}")
 
 
 def presets(as_json: bool = typer.Option(False, "--json", help="the presets as one JSON object")) -> None:

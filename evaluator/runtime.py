@@ -319,7 +319,11 @@ class LanguageModel(nn.Module):
             x = layer(x)
         return self.final(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits [batch, time, vocab], the mean next-token cross-entropy or None without
+        targets): one shape either way, as nanoGPT's."""
         if idx.shape[1] > self.seq_len:
             raise ValueError(
                 f"{idx.shape[1]} tokens exceed the model's context of {self.seq_len}: crop the input "
@@ -327,20 +331,28 @@ class LanguageModel(nn.Module):
             )
         logits = self.lm_head(self.body(self.embed(idx)))
         if targets is None:
-            return logits
+            return logits, None
         return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     @torch.no_grad()
     def generate(
-        self, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None
+        self,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        eos_token_id: int | None = None,
     ) -> torch.Tensor:
-        """``prompt_ids`` [batch, time] followed by ``max_new_tokens`` sampled tokens (nanoGPT's
-        loop: the context is cropped to the last seq_len tokens; temperature 0 is greedy)."""
+        """``prompt_ids`` [batch, time] followed by up to ``max_new_tokens`` sampled tokens
+        (nanoGPT's loop: the context is cropped to the last seq_len tokens; temperature 0 is
+        greedy). With ``eos_token_id``, a row that has produced it goes on with it alone, and
+        the loop ends once every row has."""
         if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
             raise ValueError(f"prompt_ids must be [batch, time] with at least one token, got {tuple(prompt_ids.shape)}")
         idx = prompt_ids
+        done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.seq_len :])[:, -1]
+            logits = self(idx[:, -self.seq_len :])[0][:, -1]
             if temperature == 0:
                 token = logits.argmax(-1, keepdim=True)
             else:
@@ -349,5 +361,10 @@ class LanguageModel(nn.Module):
                     kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 token = torch.multinomial(logits.softmax(-1), 1)
+            if eos_token_id is not None:
+                token = token.masked_fill(done, eos_token_id)
+                done |= token == eos_token_id
             idx = torch.cat([idx, token], dim=1)
+            if bool(done.all()):
+                break
         return idx

@@ -197,6 +197,8 @@ class Campaign:
                         else:
                             self._emit(individual, candidate.verdict)
                         birth += 1
+                if results:
+                    self._prune_weights()
                 for individual in dispatch:  # after the commit: a worker never sees an unstored individual
                     self._submit(individual, individual.attempt)
                 if self.backend.in_flight() == 0:
@@ -236,7 +238,22 @@ class Campaign:
         self.on_event({"kind": "dispatched", "id": individual.id, "birth": individual.birth})
 
     def _weights_path(self, individual: IndividualRecord) -> str:
-        return str((Path(self.config.weights_dir) / self.config.name / f"{individual.id}.safetensors").resolve())
+        return str((self._weights_folder() / f"{individual.id}.safetensors").resolve())
+
+    def _weights_folder(self) -> Path:
+        return Path(self.config.weights_dir) / self.config.name
+
+    def _prune_weights(self) -> None:
+        """Delete the kept weights of finished individuals outside the current top
+        ``keep_weights`` (in-flight ones may be writing theirs), so disk stays bounded."""
+        keep = self.config.kept_weights()
+        folder = self._weights_folder()
+        if keep is None or not folder.is_dir():
+            return
+        kept = {i.id for i in [*self.repo.top(self.campaign.id, keep), *self.repo.unfinished(self.campaign.id)]}
+        for path in folder.glob("*.safetensors"):
+            if path.stem.isdigit() and int(path.stem) not in kept:
+                path.unlink(missing_ok=True)
 
     def _emit(self, individual: IndividualRecord, result: EvalResult) -> None:
         self.on_event(

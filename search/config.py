@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,8 +111,10 @@ class CampaignConfig(BaseModel):
     screen_margin: float = Field(0.1, ge=0, le=1)
     screen_steps: int | None = Field(None, ge=1, le=1_000_000)  # training steps per task (default: the task's)
     eval_timeout_s: float | None = Field(None, gt=0)
-    keep_weights: bool = False
-    weights_dir: str = "archevo-weights"
+    # The weights of the campaign's current top keep_weights individuals stay in weights_dir
+    # (those that fall out are deleted, so disk stays bounded); 0 keeps none, "all" every one.
+    keep_weights: Annotated[int, Field(ge=0)] | Literal["all"] = 10
+    weights_dir: str = Field(default_factory=lambda: os.environ.get("ARCHEVO_WEIGHTS_DIR", "archevo-weights"))
     max_retries: int = Field(2, ge=0)
 
     @model_validator(mode="before")
@@ -146,6 +149,17 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _false_is_off(cls, bound: Any) -> Any:
         return None if bound is False else bound  # TOML has no null: `max_flops_ratio = false`
+
+    @field_validator("keep_weights", mode="before")
+    @classmethod
+    def _keep_flag(cls, keep: Any) -> Any:
+        if isinstance(keep, bool):  # campaigns stored before the count: true kept every one
+            return "all" if keep else 0
+        return keep
+
+    def kept_weights(self) -> int | None:
+        """How many individuals keep their weights (None: all of them)."""
+        return None if self.keep_weights == "all" else self.keep_weights
 
     @field_validator("name")
     @classmethod

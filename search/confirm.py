@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from evaluator.budget import parse_budget
@@ -22,7 +23,7 @@ from storage import ConfirmationRecord, IndividualRecord, NotFound, Repository
 from .backends import Backend
 from .campaign import as_result, make_backend
 from .config import CampaignConfig
-from .worker import EvalJob, run_job
+from .worker import EvalJob, land_weights, run_job
 
 #: Confirmation seeds start here, past any training seed a campaign uses, so they are fresh.
 SEED_OFFSET = 1000
@@ -52,10 +53,13 @@ def confirm(
     on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
     job: Callable = run_job,
     individuals: list[IndividualRecord] | None = None,
+    keep_weights: bool = False,
 ) -> None:
     """Run every (candidate, training seed) at ``budget`` not yet recorded. ``on_run(record,
     done, total)`` is called once before the first run (record None) and after each. The
-    candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given."""
+    candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given. With
+    ``keep_weights`` each run's weights stay in the campaign's weights folder, under
+    ``confirm/ID-seedS.safetensors``."""
     campaign = repo.get_campaign(config.name)
     if campaign is None:
         raise NotFound(f"no campaign named {config.name!r}")
@@ -79,7 +83,9 @@ def confirm(
         corpus=config.corpus,
         vocab_size=config.vocab_size,
         max_train_tokens=config.max_train_tokens,
+        return_weights=keep_weights and config.ray_address is not None,
     ).model_dump(mode="json")
+    kept = Path(config.weights_dir).resolve() / config.name / "confirm"
     backend = backend or make_backend(config.model_copy(update={"budget": budget}), job)
     total, done = len(todo), 0
     on_run(None, done, total)
@@ -93,12 +99,13 @@ def confirm(
                         **frame,
                         "architecture_json": individual.architecture_json,
                         "train": {**frame["train"], "seed": s},
+                        "weights_path": str(kept / f"{individual.id}-seed{s}.safetensors") if keep_weights else None,
                     },
                 )
             for key, result in backend.wait(timeout=1.0):
                 individual_id, s = cast(tuple[int, int], key)
                 done += 1
-                on_run(repo.record_confirmation(individual_id, s, budget, as_result(result)), done, total)
+                on_run(repo.record_confirmation(individual_id, s, budget, land_weights(as_result(result))), done, total)
     finally:
         backend.shutdown()
 

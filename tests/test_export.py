@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_model
 
 from evaluator.compiler import compile_model
-from evaluator.export import TOKENIZER, WEIGHTS, export_model
+from evaluator.export import HF_FILES, TOKENIZER, WEIGHTS, export_model
 from primitives.program import ModelSpec
 from primitives.seeds import SEEDS, seed
 from primitives.validate import parse_architecture
@@ -26,7 +26,7 @@ assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluat
 net = model.load_model(sys.argv[1] + '/model.safetensors').eval()
 tokens = torch.load(sys.argv[2])
 with torch.no_grad():
-    torch.save(net(tokens), sys.argv[3])
+    torch.save(net(tokens)[0], sys.argv[3])
 """
 
 
@@ -70,7 +70,7 @@ for name in sys.argv[3:]:
     module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
     net = module.load_model(f"{sys.argv[1]}/{name}/model.safetensors").eval()
     with torch.no_grad():
-        torch.save(net(torch.load(sys.argv[2])), f"{sys.argv[1]}/{name}/out.pt")
+        torch.save(net(torch.load(sys.argv[2]))[0], f"{sys.argv[1]}/{name}/out.pt")
 assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluator', 'search', 'storage')]
 """
     )
@@ -83,13 +83,13 @@ assert not [m for m in sys.modules if m.split('.')[0] in ('primitives', 'evaluat
     )
     for name, engine in engines.items():
         with torch.no_grad():
-            torch.testing.assert_close(torch.load(tmp_path / name / "out.pt"), engine(tokens), rtol=0, atol=0)
+            torch.testing.assert_close(torch.load(tmp_path / name / "out.pt"), engine(tokens)[0], rtol=0, atol=0)
 
 
 def test_export_writes_config_readme_and_reimportable_architecture(tmp_path):
     tokens, engines = export_seeds(["primer_ez"], tmp_path)
     directory = tmp_path / "primer_ez"
-    assert {p.name for p in directory.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS}
+    assert {p.name for p in directory.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS, *HF_FILES}
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "archevo" and config["hidden_size"] == SPEC.d_model
     assert (
@@ -103,7 +103,7 @@ def test_export_writes_config_readme_and_reimportable_architecture(tmp_path):
     assert parse_architecture((directory / "config.json").read_text()) == seed("primer_ez", SPEC)
     assert "q_conv = dconv3(q)" in (directory / "README.md").read_text()
     with torch.no_grad():
-        torch.testing.assert_close(exported_outputs(directory, tokens, tmp_path), engines["primer_ez"](tokens))
+        torch.testing.assert_close(exported_outputs(directory, tokens, tmp_path), engines["primer_ez"](tokens)[0])
 
 
 @pytest.mark.integration
@@ -147,7 +147,7 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     load_model(engine, str(out / WEIGHTS))
     tokens = torch.randint(300, (2, SPEC.seq_len))
     with torch.no_grad():
-        torch.testing.assert_close(exported_outputs(out, tokens, tmp_path), engine(tokens), rtol=0, atol=0)
+        torch.testing.assert_close(exported_outputs(out, tokens, tmp_path), engine(tokens)[0], rtol=0, atol=0)
     # a weights path the database names outside the campaign's own folder is never copied
     secret = tmp_path / "secret.safetensors"
     secret.write_bytes((out / WEIGHTS).read_bytes())
@@ -166,7 +166,16 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     # that says what the individual is, weights tagged for PyTorch, and text in, text out
     from safetensors import safe_open
 
-    assert {p.name for p in out.iterdir()} == {"model.py", "config.json", "README.md", WEIGHTS, TOKENIZER}
+    assert {p.name for p in out.iterdir()} == {
+        "model.py",
+        "config.json",
+        "README.md",
+        WEIGHTS,
+        TOKENIZER,
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        *HF_FILES,
+    }
     with safe_open(str(out / WEIGHTS), "pt") as weights:
         assert weights.metadata()["format"] == "pt"
     validated = CliRunner().invoke(app, ["programs", "validate", str(out / "config.json")])

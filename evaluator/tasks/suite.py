@@ -222,9 +222,10 @@ class _Probe(nn.Module):
         self.model, self.tokens, self.vocab_size = model, tokens, vocab_size
         self.head = nn.Linear(d_model, tokens * vocab_size)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(logits [batch, tokens, vocab], None): the language model's output shape."""
         last = self.model.body(self.model.embed(idx))[:, -1]
-        return self.head(last).view(idx.shape[0], self.tokens, self.vocab_size)
+        return self.head(last).view(idx.shape[0], self.tokens, self.vocab_size), None
 
 
 def score_task(
@@ -267,7 +268,7 @@ def score_task(
                 else 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
             )
         rows = torch.from_numpy(batches.integers(0, len(inputs), recipe.batch_size))
-        logits = model(inputs[rows])
+        logits = model(inputs[rows])[0]
         loss = F.cross_entropy(logits.flatten(0, 1), targets[rows].flatten(), ignore_index=IGNORE)
         if not torch.isfinite(loss):
             status = "diverged"
@@ -299,7 +300,7 @@ def _accuracy(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, batch: 
     model.eval()
     hits = asked = 0
     for i in range(0, len(inputs), batch):
-        predicted = model(torch.from_numpy(inputs[i : i + batch])).argmax(-1)
+        predicted = model(torch.from_numpy(inputs[i : i + batch]))[0].argmax(-1)
         target = torch.from_numpy(targets[i : i + batch])
         mask = target != IGNORE
         hits += int((predicted == target)[mask].sum())
