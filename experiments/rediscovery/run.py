@@ -36,20 +36,26 @@ import argparse
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from experiments.study_tools import (
+    best_at,
+    confirm_individuals,
+    plot_best_so_far,
+    run_pool,
+    share_seed_runs,
+    top_children,
+)  # noqa: E402
 from primitives.listing import diff_architectures  # noqa: E402
 from primitives.program import Architecture  # noqa: E402
 from primitives.validate import parse_architecture  # noqa: E402
 from search.campaign import build_campaign  # noqa: E402
 from search.config import CampaignConfig  # noqa: E402
-from cli.compare import CampaignSummary, summarize_campaign  # noqa: E402
-from search.confirm import confirm, summarize  # noqa: E402
+from cli.compare import summarize_campaign  # noqa: E402
+from search.confirm import summarize  # noqa: E402
 from storage import IndividualRecord, Repository  # noqa: E402
 
 DB = f"sqlite:///{HERE / 'rediscovery.db'}"
@@ -150,17 +156,10 @@ def hunt(program: str, arm: str, seed: int, step: int, cap: int) -> str:
         size = repo.count(campaign.id) + step
 
 
-def top_children(repo: Repository, campaign_id: int) -> list[IndividualRecord]:
-    """The campaign's best ``CONFIRM_TOP`` children (the seed, where it is among the best, is
-    confirmed as the reference, not as a winner)."""
-    ranked = repo.top(campaign_id, CONFIRM_TOP + len(repo.roots(campaign_id)))
-    return [r for r in ranked if r.parent_id is not None][:CONFIRM_TOP]
-
-
 def candidates(repo: Repository, campaign_id: int) -> list[IndividualRecord]:
     """What ``confirm`` retrains: the top children that beat the seed in the search, or the
     best child where none did (a child that lost to its seed once is not a candidate discovery)."""
-    children, seed_loss = top_children(repo, campaign_id), repo.roots(campaign_id)[0].fitness
+    children, seed_loss = top_children(repo, campaign_id, CONFIRM_TOP), repo.roots(campaign_id)[0].fitness
     better = [c for c in children if seed_loss is not None and c.fitness < seed_loss]
     return better or children[:1]
 
@@ -170,7 +169,6 @@ def confirm_campaign(name: str, which: str) -> str:
     individual, or a handicap campaign's first ``hit``."""
     repo = Repository(DB)
     campaign = repo.get_campaign(name)
-    config = CampaignConfig.from_stored(campaign.config)
     if which == "hit":
         hit = first_hit(repo, campaign.id, target_loss(repo))
         if hit is None:
@@ -178,49 +176,8 @@ def confirm_campaign(name: str, which: str) -> str:
         individuals = [hit]
     else:
         individuals = candidates(repo, campaign.id) if which == "top" else repo.roots(campaign.id)
-    confirm(
-        repo,
-        config,
-        CONFIRM_TOP,
-        CONFIRM_SEEDS,
-        config.budget,
-        individuals=individuals,
-        on_run=lambda record, done, total: print(f"{name}: confirmation {done}/{total}", flush=True),
-    )
+    confirm_individuals(repo, name, individuals, CONFIRM_SEEDS)
     return f"{name}: {which} confirmed"
-
-
-#: What may differ between two campaigns whose seed individuals are the same training run.
-SEARCH_ONLY = {"name", "search_seed", "sample", "max_evals", "population"}
-
-
-def share_seed_runs(repo: Repository, reference: str) -> None:
-    """Give every Transformer-seeded campaign the reference campaign's confirmation runs of the
-    seed: the same program under the same recipe at the same training seeds is the same run
-    (training is deterministic on one machine, and every confirmation run is made on one), so
-    retraining it once per campaign would spend 15 runs on copies."""
-    source = repo.get_campaign(reference)
-    source_root = repo.roots(source.id)[0]
-    runs = [r for r in repo.confirmations(source.id) if r.individual_id == source_root.id]
-
-    def recipe(config: dict) -> dict:  # read through the model: stored configs may use old names
-        return CampaignConfig.from_stored(config).model_dump(mode="json", exclude=SEARCH_ONLY)
-
-    for campaign in repo.list_campaigns():
-        if campaign.id == source.id or not campaign.name.startswith(f"{BASE}-"):
-            continue
-        root = repo.roots(campaign.id)[0]
-        if root.arch_hash != source_root.arch_hash or recipe(campaign.config) != recipe(source.config):
-            print(f"{campaign.name}: its seed is not the reference's run; confirm it on its own", flush=True)
-            continue
-        for run in runs:
-            repo.record_confirmation(root.id, run.training_seed, run.budget, run.result)
-
-
-def _pool(jobs: int, fn, calls: list[tuple]) -> None:
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for message in pool.map(fn, *zip(*calls)) if calls else []:
-            print(message, flush=True)
 
 
 # --------------------------------------------------------------------------- the report
@@ -228,12 +185,6 @@ def _pool(jobs: int, fn, calls: list[tuple]) -> None:
 
 def _fmt(mean: float | None, std: float | None, digits: int = 4) -> str:
     return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def best_at(summary: CampaignSummary, compute: float) -> float | None:
-    """Best-so-far loss once ``compute`` FLOPs were spent (None before the first result)."""
-    below = [loss for spent, loss in summary.curve if spent <= compute]
-    return below[-1] if below else None
 
 
 def edits_of(repo: Repository, individual: IndividualRecord, base) -> list[str]:
@@ -296,7 +247,7 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         if value is not None:
             at_common[arm].append(value - seed_loss)
         confirmed = summarize(repo, campaign.id)
-        tops = [confirmed[r.id] for r in top_children(repo, campaign.id)[:1] if r.id in confirmed]
+        tops = [confirmed[r.id] for r in top_children(repo, campaign.id, CONFIRM_TOP)[:1] if r.id in confirmed]
         top = tops[0] if tops else None
         lines.append(
             f"| {arm} | {s} | {summary.individuals} | {summary.trained} | {summary.compute:.3g} | "
@@ -327,8 +278,11 @@ def search_section(repo: Repository, seeds: list[int]) -> list[str]:
         "",
     ]
     lines += winners_section(repo, summaries)
-    seed_losses = {key: repo.roots(repo.get_campaign(s.name).id)[0].fitness for key, s in summaries.items()}
-    plot_best_so_far(summaries, seed_losses, HERE / "best_so_far.png")
+    arms = {
+        arm: [(s, repo.roots(repo.get_campaign(s.name).id)[0].fitness) for key, s in summaries.items() if key[0] == arm]
+        for arm in ARMS
+    }
+    plot_best_so_far(arms, HERE / "best_so_far.png", "Transformer-seeded campaigns: evolution against random search")
     return lines + ["![best-so-far against compute](best_so_far.png)", ""]
 
 
@@ -346,7 +300,7 @@ def winners_section(repo: Repository, summaries: dict) -> list[str]:
         campaign = repo.get_campaign(summary.name)
         base = parse_architecture(repo.roots(campaign.id)[0].architecture_json)
         confirmed = summarize(repo, campaign.id)
-        for rank, individual in enumerate(top_children(repo, campaign.id), 1):
+        for rank, individual in enumerate(top_children(repo, campaign.id, CONFIRM_TOP), 1):
             diff = edits_of(repo, individual, base)
             found = known_edits(base, parse_architecture(individual.architecture_json))
             lineages += 1
@@ -366,48 +320,6 @@ def winners_section(repo: Repository, summaries: dict) -> list[str]:
         + ".",
         "",
     ]
-
-
-def plot_best_so_far(summaries: dict, seed_losses: dict, path: Path) -> None:
-    """Each arm's best-so-far against compute, relative to each campaign's own seed (the seeds
-    of campaigns trained on different machines differ by 0.006): every campaign thin, and the
-    mean over the arm's campaign seeds with its range as far as all of them reach."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    figure, axes = plt.subplots(figsize=(7, 4))
-    grid = np.geomspace(
-        min(s.curve[0][0] for s in summaries.values() if s.curve), max(s.compute for s in summaries.values()), 300
-    )
-
-    def relative(key, summary) -> np.ndarray:
-        values = [best_at(summary, x) if x <= summary.compute else None for x in grid]
-        return np.array([np.nan if v is None else v - seed_losses[key] for v in values], dtype=float)
-
-    for arm, colour in zip(ARMS, ("tab:blue", "tab:orange")):
-        mine = {key: s for key, s in summaries.items() if key[0] == arm and s.curve}
-        if not mine:
-            continue
-        ys = np.array([relative(key, s) for key, s in mine.items()])
-        for row in ys:
-            axes.plot(grid, row, color=colour, alpha=0.35, linewidth=0.8)
-        common = (grid <= min(s.compute for s in mine.values())) & ~np.isnan(ys).any(axis=0)
-        x, ys = grid[common], ys[:, common]
-        axes.plot(x, ys.mean(axis=0), color=colour, linewidth=2, label=f"{arm}: mean of {len(mine)} campaign seeds")
-        axes.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.15)
-    axes.set(
-        xscale="log",
-        xlabel="training FLOPs spent (screen included)",
-        ylabel="best search loss so far − its seed's",
-        title="Transformer-seeded campaigns: evolution against random search",
-    )
-    axes.legend(loc="lower left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def handicap_section(repo: Repository, programs: list[str], seeds: list[int]) -> list[str]:
@@ -566,9 +478,9 @@ def main() -> None:
         return machine_check()
     seeds, arms, programs = [int(s) for s in args.seeds.split(",")], args.arms.split(","), args.programs.split(",")
     if args.command == "search":
-        _pool(args.jobs, run_campaign, [(BASE, arm, s) for s in seeds for arm in arms])
+        run_pool(args.jobs, run_campaign, [(BASE, arm, s) for s in seeds for arm in arms])
     elif args.command == "handicaps":
-        _pool(args.jobs, hunt, [(p, arm, s, args.step, args.cap) for p in programs for s in seeds for arm in arms])
+        run_pool(args.jobs, hunt, [(p, arm, s, args.step, args.cap) for p in programs for s in seeds for arm in arms])
     elif args.command == "confirm":
         repo = Repository(DB, readonly=True)
         finished = [c.name for c in repo.list_campaigns() if c.status == "finished"]
@@ -576,9 +488,9 @@ def main() -> None:
         searches = [n for n in finished if n.startswith(f"{BASE}-")]
         calls = [(reference, "seed")] if reference in searches else []
         calls += [(n, "top") for n in searches] + [(n, "hit") for n in finished if n not in searches]
-        _pool(args.jobs, confirm_campaign, calls)
+        run_pool(args.jobs, confirm_campaign, calls)
         if reference in searches:
-            share_seed_runs(Repository(DB), reference)
+            share_seed_runs(Repository(DB), reference, searches)
     else:
         report(programs, seeds)
 
