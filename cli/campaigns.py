@@ -18,13 +18,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from evaluator.export import export_model
-from evaluator.tokenization import load_tokenized
-from primitives.listing import diff_architectures, list_architecture
 from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
 
 from search.backends import BackendError
-from search.campaign import build_campaign
 from search.config import LEGACY, CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
@@ -32,7 +28,7 @@ from search.liveness import alive
 from .formatting import number
 from .training import validation_message
 
-search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True)
+search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True, rich_markup_mode=None)
 console = Console(stderr=True)
 
 MAX_K = 1_000_000  # -k: more rows than any campaign has, still a 64-bit integer
@@ -166,6 +162,8 @@ def _interrupted(signum: int, frame: Any) -> None:
 def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) -> None:
     """Run with the live view; a bad corpus or cluster is one line and leaves no campaign, an
     interrupt (Ctrl-C, SIGTERM) says how to resume."""
+    from search.campaign import build_campaign  # torch and Ray: only when a campaign runs
+
     view = ProgressView(repo, config.name, config.max_evals)
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
@@ -407,6 +405,8 @@ def _seed_screens(repo: Repository, campaign: CampaignRecord) -> dict[str, Any] 
 
 def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
     root = repo.lineage(individual.id)[-1]
+    from primitives.listing import diff_architectures  # networkx: only where programs are compared
+
     return "; ".join(diff_architectures(root.architecture(), individual.architecture())) or "(the seed itself)"
 
 
@@ -511,6 +511,8 @@ def show(
 ) -> None:
     """An individual: its program, its diff against its seed and its parent, lineage, hurdle
     curve, task-screen scores and confirmation runs."""
+    from primitives.listing import diff_architectures, list_architecture
+
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     lineage = repo.lineage(individual_id)
@@ -660,10 +662,14 @@ def export(
             f"{confirmed.paired} training seeds at {confirmed.budget}"
         )
     try:
+        from evaluator.tokenization import load_tokenized
+
         data = load_tokenized(config.corpus, config.spec.vocab_size, max_train_tokens=config.max_train_tokens)
     except (OSError, RuntimeError, ValueError) as error:
         raise fail(f"cannot load the tokenizer of corpus {config.corpus!r}: {error}")
     try:
+        from evaluator.export import export_model  # torch: only when exporting
+
         directory = export_model(
             out,
             config.spec,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from search.config import CampaignConfig
 from .campaigns import fail
 
-config = typer.Typer(help="Campaign configuration.", no_args_is_help=True)
+config = typer.Typer(help="Campaign configuration.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _toml_value(value: Any) -> str:

@@ -13,7 +13,7 @@ from primitives.program import Architecture, ModelSpec
 from primitives.seeds import SEEDS, resolve, seed
 from primitives.validate import ProgramError
 
-programs = typer.Typer(help="The seed library and architecture files.", no_args_is_help=True)
+programs = typer.Typer(help="The seed library and architecture files.", no_args_is_help=True, rich_markup_mode=None)
 out = Console()
 
 

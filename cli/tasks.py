@@ -7,13 +7,12 @@ import json
 import statistics
 from typing import Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evaluator.tasks import DEFAULT_SUITE, TASKS, TaskError, TaskRecipe, get_task, score_task
+from evaluator.tasks import DEFAULT_SUITE, TASKS, TaskError, TaskRecipe, get_task
 from primitives.program import ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
@@ -64,6 +63,10 @@ def tasks_command(
     as_json: bool = typer.Option(False, "--json", help="print the scores as one JSON object on stdout"),
 ) -> None:
     """Train a program on each synthetic task and print its accuracy on held-out instances."""
+    import torch
+
+    from evaluator.tasks.suite import score_task  # torch: only when scoring
+
     names = [n.strip() for n in tasks.split(",") if n.strip()]
     recipe = TaskRecipe(steps=steps)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -22,15 +23,16 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 from evaluator.corpora import CorpusError
-from evaluator.export import export_model
 from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
 from evaluator.tokenization import load_tokenized
-from evaluator.train import TrainConfig, TrainResult
-from evaluator.train import train as train_architecture
+from evaluator.training_config import TrainConfig
 from primitives.cost import training_memory_bytes
 from primitives.program import Architecture, ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
+
+if TYPE_CHECKING:
+    from evaluator.train import TrainResult
 
 err = Console(stderr=True)
 
@@ -127,6 +129,8 @@ def train(
     force: bool = typer.Option(False, "--force", help="with --save: replace a non-empty folder whole"),
 ) -> None:
     """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
+    from evaluator.train import train as train_architecture  # torch: only when training
+
     if save is not None and save.is_dir() and any(save.iterdir()) and not force:
         raise _fail(f"--save {save}: the folder is not empty; pass --force to replace it whole")
     try:
@@ -239,6 +243,8 @@ def _save(
     force: bool,
 ) -> None:
     """``train --save``: the trained model as ``archevo export`` writes one."""
+    from evaluator.export import export_model
+
     metadata = {
         "status": result.status,
         "validation_loss": result.val_loss,

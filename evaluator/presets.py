@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from primitives.program import ModelSpec
 
 from .budget import parse_budget
-from .train import TrainConfig
+from .training_config import TrainConfig
 
 DEFAULT_PRESET = "cpu"
 

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from evaluator.budget import parse_budget
 from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tasks import TASKS
-from evaluator.train import RENAMED as TRAIN_RENAMED
-from evaluator.train import TrainConfig
+from evaluator.training_config import RENAMED as TRAIN_RENAMED
+from evaluator.training_config import TrainConfig
 from primitives.program import ModelSpec
 from primitives.renames import current_names, old_names
 from primitives.seeds import SEEDS

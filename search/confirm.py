@@ -21,9 +21,7 @@ from evaluator.speedup import speedup, validation_curve
 from storage import ConfirmationRecord, IndividualRecord, NotFound, Repository
 
 from .backends import Backend
-from .campaign import as_result, make_backend
 from .config import CampaignConfig
-from .worker import EvalJob, land_weights, run_job
 
 #: Confirmation seeds start here, past any training seed a campaign uses, so they are fresh.
 SEED_OFFSET = 1000
@@ -51,7 +49,7 @@ def confirm(
     budget: str,
     backend: Backend | None = None,
     on_run: Callable[[ConfirmationRecord | None, int, int], None] = lambda *a: None,
-    job: Callable = run_job,
+    job: Callable | None = None,
     individuals: list[IndividualRecord] | None = None,
     keep_weights: bool = False,
 ) -> None:
@@ -59,7 +57,10 @@ def confirm(
     done, total)`` is called once before the first run (record None) and after each. The
     candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given. With
     ``keep_weights`` each run's weights stay in the campaign's weights folder, under
-    ``confirm/ID-seedS.safetensors``."""
+    ``confirm/ID-seedS.safetensors``. ``job``: the worker's function (default ``run_job``)."""
+    from .campaign import as_result, make_backend  # torch: only when retraining (summaries stay light)
+    from .worker import EvalJob, land_weights, run_job
+
     campaign = repo.get_campaign(config.name)
     if campaign is None:
         raise NotFound(f"no campaign named {config.name!r}")
@@ -86,7 +87,7 @@ def confirm(
         return_weights=keep_weights and config.ray_address is not None,
     ).model_dump(mode="json")
     kept = Path(config.weights_dir).resolve() / config.name / "confirm"
-    backend = backend or make_backend(config.model_copy(update={"budget": budget}), job)
+    backend = backend or make_backend(config.model_copy(update={"budget": budget}), job or run_job)
     total, done = len(todo), 0
     on_run(None, done, total)
     try:

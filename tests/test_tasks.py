@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from evaluator.tasks import TASKS, TaskError, TaskRecipe, get_task, score_task
 from evaluator.tasks import instances
 from evaluator.tasks.instances import IGNORE
-from evaluator.tasks.suite import task_data
+from evaluator.tasks.registry import task_data
 from primitives.builder import Builder
 from primitives.program import Program
 from primitives.seeds import ablated, seed
