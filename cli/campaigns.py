@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +27,7 @@ from search.config import LEGACY, CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
 
-from .formatting import number
+from .formatting import log, number
 from .training import validation_message
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True, rich_markup_mode=None)
@@ -79,32 +81,32 @@ def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
 # --------------------------------------------------------------------------- running
 
 
-class ProgressView:
-    """The live view, redrawn four times a second: a progress bar, elapsed time and ETA,
-    what each worker is training and for how long, best loss, hurdles, duplicates, failures.
-    The database is read on events only; the clock ticks between them."""
+class CampaignView:
+    """What a running campaign shows, fed by its events: what each worker is training (by
+    individual id, as every other command numbers them), the latest event, counts, the best
+    loss, and an ETA from this run's measured pace since its first candidate was sent out (the
+    corpus and the seeds' set-up before it are not a candidate's cost)."""
 
     def __init__(self, repo: Repository, campaign_name: str, max_evals: int):
         self.repo, self.name, self.max_evals = repo, campaign_name, max_evals
         self.start = time.monotonic()
+        self.first_dispatch: float | None = None
         self.note = "starting"
-        self.training: dict[int, tuple[int, float]] = {}  # id → (birth, dispatched at)
-        self.done_at_start: int | None = None
+        self.training: dict[int, float] = {}  # individual id → dispatched at
+        self.done_at_first_dispatch: int | None = None
         self._refresh_counts()
-        self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["kind"] == "preparing":
             self.note = event["message"]
         elif event["kind"] == "dispatched":
-            self.training[event["id"]] = (event["birth"], time.monotonic())
+            self.training[event["id"]] = time.monotonic()
+            if self.first_dispatch is None:
+                self.first_dispatch, self.done_at_first_dispatch = time.monotonic(), self.done
+            self.note = f"training individual {event['id']}"
         elif event["kind"] == "recorded":
-            self.training.pop(event["id"], None)
-            self.note = (
-                f"#{event['birth']} {event['status']}"
-                + (f" {event['fitness']:.4f}" if event.get("fitness") else "")
-                + (f"  ({event['mutation']})" if event.get("mutation") else "")
-            )
+            since = self.training.pop(event["id"], None)
+            self.note = describe(event, None if since is None else time.monotonic() - since)
         self._refresh_counts()
 
     def _refresh_counts(self) -> None:
@@ -113,29 +115,56 @@ class ProgressView:
         self.best = self.repo.top(campaign.id, 1) if campaign else []
         self.hurdles = self.repo.hurdle_pass_counts(campaign.id) if campaign else []
         self.done = sum(n for status, n in self.counts.items() if status not in ("pending", "running"))
-        if campaign and self.done_at_start is None:
-            self.done_at_start = self.done  # a resumed campaign's ETA counts only this run's pace
+
+    def eta(self) -> float | None:
+        """Seconds left at this run's pace (None before a candidate of this run has finished)."""
+        if self.first_dispatch is None or self.done >= self.max_evals:
+            return None
+        new = self.done - (self.done_at_first_dispatch or 0)
+        return (time.monotonic() - self.first_dispatch) / new * (self.max_evals - self.done) if new else None
+
+    def summary(self) -> str:
+        eta = self.eta()
+        best = f"best {self.best[0].fitness:.4f} (individual {self.best[0].id})" if self.best else "no loss yet"
+        return (
+            f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, {best}, "
+            f"{_duration(time.monotonic() - self.start)} elapsed" + (f", ETA {_duration(eta)}" if eta else "")
+        )
+
+
+def describe(event: dict[str, Any], seconds: float | None) -> str:
+    """One finished individual, as one line: id, status, loss, seconds, mutation."""
+    return (
+        f"individual {event['id']} {event['status']}"
+        + (f" loss {event['fitness']:.4f}" if event.get("fitness") is not None else "")
+        + (f" in {seconds:.0f} s" if seconds is not None else "")
+        + (f" ({event['mutation']})" if event.get("mutation") else "")
+    )
+
+
+class ProgressView(CampaignView):
+    """The live view on a terminal, redrawn four times a second; the database is read on
+    events only, the clock ticks between them."""
+
+    def __init__(self, repo: Repository, campaign_name: str, max_evals: int):
+        super().__init__(repo, campaign_name, max_evals)
+        self.live: Any = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __rich__(self) -> Table:
-        elapsed = time.monotonic() - self.start
-        new = self.done - (self.done_at_start or 0)
-        eta = (
-            f", ETA {_duration(elapsed / new * (self.max_evals - self.done))}"
-            if new and self.done < self.max_evals
-            else ""
-        )
         table = Table(title=f"campaign {self.name}", show_header=False, width=min(console.width, 80))
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
         table.add_row("progress", ProgressBar(total=self.max_evals, completed=self.done, width=40))
+        eta = self.eta()
         table.add_row(
             "evaluations",
-            f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, {_duration(elapsed)}{eta}",
+            f"{self.done}/{self.max_evals} done, {len(self.training)} in flight, "
+            f"{_duration(time.monotonic() - self.start)}" + (f", ETA {_duration(eta)}" if eta else ""),
         )
         now = time.monotonic()
         table.add_row(
             "training",
-            ", ".join(f"#{birth} {now - since:.0f} s" for birth, since in sorted(self.training.values())) or "–",
+            ", ".join(f"individual {i} {now - since:.0f} s" for i, since in sorted(self.training.items())) or "–",
         )
         table.add_row("best loss", f"{self.best[0].fitness:.4f} (individual {self.best[0].id})" if self.best else "–")
         table.add_row("hurdles passed", ", ".join(f"h{h}: {p}/{r}" for h, r, p in self.hurdles) or "–")
@@ -148,6 +177,27 @@ class ProgressView:
         table.add_row("failures", ", ".join(f"{s} {n}" for s, n in failures.items()) or "0")
         table.add_row("latest", self.note[:200])
         return table
+
+
+class LogView(CampaignView):
+    """Plain lines for a log file (nohup, CI, a cluster job): one per finished individual as it
+    finishes, and a summary (done/total, best, ETA) at most every ``every`` seconds."""
+
+    def __init__(self, repo: Repository, campaign_name: str, max_evals: int, every: float = 60.0):
+        super().__init__(repo, campaign_name, max_evals)
+        self.every, self.last_summary = every, time.monotonic()
+        self.live: Any = contextlib.nullcontext()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        super().__call__(event)
+        if event["kind"] in ("preparing", "recorded"):
+            self._print(self.note)
+        if event["kind"] == "finished" or time.monotonic() - self.last_summary >= self.every:
+            self._print(self.summary())
+            self.last_summary = time.monotonic()
+
+    def _print(self, line: str) -> None:
+        log(f"{self.name}: {line}", sys.stdout)
 
 
 def _duration(seconds: float) -> str:
@@ -164,7 +214,7 @@ def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) 
     interrupt (Ctrl-C, SIGTERM) says how to resume."""
     from search.campaign import build_campaign  # torch and Ray: only when a campaign runs
 
-    view = ProgressView(repo, config.name, config.max_evals)
+    view = (ProgressView if console.is_terminal else LogView)(repo, config.name, config.max_evals)
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         with view.live:

@@ -15,6 +15,7 @@ from evaluator.budget import parse_budget
 from search.confirm import Confirmed, confirm, summarize
 
 from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
+from .formatting import log
 
 
 def _fmt(mean: float | None, std: float | None, digits: int) -> str:
@@ -79,6 +80,9 @@ def confirm_command(
                     else f"last: {record.individual_id} seed {record.training_seed} {record.status}"
                 )
                 bar.update(task, total=total, completed=done, info=info)
+                if record is not None and not console.is_terminal:
+                    loss = f" loss {record.val_loss:.4f}" if record.val_loss is not None else ""
+                    log(f"confirm {name}: {done}/{total} {info.removeprefix('last: ')}{loss}")
 
             confirm(repo, config, k, seeds, budget, on_run=on_run, keep_weights=keep_weights)
         rows = summarize(repo, campaign.id, budget)

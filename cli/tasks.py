@@ -17,6 +17,7 @@ from primitives.program import ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
 
+from .formatting import log
 from .training import _fail
 
 err = Console(stderr=True)
@@ -103,6 +104,10 @@ def tasks_command(
                 )
             except TaskError as error:
                 raise _fail(str(error)) from None
+            if not err.is_terminal:
+                log(
+                    f"tasks {architecture.name}: {name} accuracy {scores[-1].accuracy:.3f} in {scores[-1].seconds:.0f} s"
+                )
     mean = statistics.mean(s.accuracy for s in scores)
     if as_json:
         print(

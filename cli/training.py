@@ -31,6 +31,8 @@ from primitives.program import Architecture, ModelSpec
 from primitives.seeds import resolve
 from primitives.validate import ProgramError
 
+from .formatting import log
+
 if TYPE_CHECKING:
     from evaluator.train import TrainResult
 
@@ -207,12 +209,14 @@ def train(
         spec = spec.model_copy(update={"vocab_size": data.vocab_size})
         training = bar.add_task(architecture.name, total=1000, info="compiling")
 
+        logged = [0]  # tenths of the budget written as log lines (when the output is a file)
+
         def train_progress(step: int, fraction: float, loss: float, tokens_per_second: float) -> None:
-            bar.update(
-                training,
-                completed=1000 * fraction,
-                info=f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s",
-            )
+            info = f"step {step:,} loss {loss:.3f} {tokens_per_second / 1e3:.1f}k tok/s"
+            bar.update(training, completed=1000 * fraction, info=info)
+            if not err.is_terminal and fraction * 10 >= logged[0] + 1:
+                logged[0] = int(fraction * 10)
+                log(f"train {architecture.name}: {fraction:.0%} of the budget, {info}")
 
         with tempfile.TemporaryDirectory() as scratch:
             weights = Path(scratch) / "weights.safetensors" if save is not None else None

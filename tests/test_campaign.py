@@ -11,6 +11,7 @@ moment) resumes with no individual lost, duplicated or re-run more than once.
 from __future__ import annotations
 
 import json
+import re
 import os
 import random
 import shutil
@@ -44,6 +45,7 @@ from tests.configs import CORPUS, SPEC, make_config
 from tests.databases import sqlite_only, url_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ARCHEVO = str(Path(sys.executable).parent / "archevo")  # the console script
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -1173,9 +1175,36 @@ def test_the_live_view_and_top_fit_80_columns(small_campaign):
     text = screen.export_text()
     assert "ETA" not in text or "done" in text
     assert all(len(line) <= 80 for line in text.splitlines())
-    assert "12/12 done" in text and "#11" in text  # what each worker trains
+    assert "12/12 done" in text and "individual 99" in text  # what each worker trains, numbered as elsewhere
+    assert "training individual 99" in text  # the latest row says what is happening now
     top = CliRunner().invoke(app, ["top", "small", "--db", url_of(db)], env={"COLUMNS": "80"})
     assert top.exit_code == 0 and all(len(line) <= 80 for line in top.stdout.splitlines())
+
+
+def test_a_campaign_writing_to_a_file_logs_each_individual_as_it_finishes(tmp_path, cache_dir):
+    """With stdout a file (nohup, CI), `search start` writes one line per finished individual
+    while it runs, not only the final table."""
+    toml = tmp_path / "campaign.toml"
+    toml.write_text(f'''name = "logged"\nbackend = "inprocess"\ncorpus = "{CORPUS}"\nvocab_size = 300
+budget = "1280tokens"\nmax_evals = 8\npopulation = 2\nsample = 1\nmax_train_tokens = 20000\nstrategy = "aging"
+[spec]\nd_model = 32\nn_layers = 1\nn_heads = 2\nseq_len = 16\n''')
+    log = tmp_path / "campaign.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen(
+            [ARCHEVO, "search", "start", "--config", str(toml), "--db", url_of(tmp_path / "l.db")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        seen_while_running = 0
+        while driver.poll() is None:
+            seen_while_running = max(seen_while_running, log.read_text().count("logged: individual "))
+            time.sleep(0.05)
+    assert driver.returncode == 0, log.read_text()[-2000:]
+    lines = [line for line in log.read_text().splitlines() if "logged: individual " in line]
+    assert len(lines) == 8 and seen_while_running > 0
+    assert all(line.startswith("[") and re.search(r"individual \d+ \w+", line) for line in lines)
+    assert "8/8 done" in log.read_text()  # the summary at the end
 
 
 def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cache_dir):
