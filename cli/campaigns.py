@@ -27,7 +27,7 @@ from search.config import LEGACY, CampaignConfig
 from search.confirm import summarize
 from search.liveness import alive
 
-from .formatting import log, number
+from .formatting import Column, fitted_table, log, number, terminal_width
 from .training import validation_message
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True, rich_markup_mode=None)
@@ -373,6 +373,7 @@ def campaign_state(repo: Repository, campaign: CampaignRecord) -> str:
 def status(
     name: Optional[str] = typer.Argument(None),
     as_json: bool = typer.Option(False, "--json", help="a JSON list, one object per campaign"),
+    wide: bool = typer.Option(False, "--wide", help="every column, however wide the terminal"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Every campaign with its progress: running (a live driver), stopped (resume it) or finished."""
@@ -404,31 +405,33 @@ def status(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="campaigns")
-    for column in (
-        "name",
-        "state",
-        "done",
-        "best",
-        "dup/rej/scr/fail",
-        "hurdles passed",
-        "FLOPs (screen)",
-        "created (UTC)",
-    ):
-        table.add_column(column, overflow="fold")
+    columns = [
+        Column("name"),
+        Column("state", text=True),
+        Column("done", justify="right"),
+        Column("best", justify="right"),
+        Column("dup/rej/scr/fail", drop=3),
+        Column("hurdles", drop=2, text=True),
+        Column("FLOPs (screen)", drop=1, text=True),
+        Column("created (UTC)", drop=4, text=True),
+    ]
+    cells = []
     for r in rows:
         spent = r["compute_flops"]
         total = spent["training"] + spent["screen"]
-        table.add_row(
-            f"{r['name']}\n{r['strategy'].split()[0]}",  # the strategy's word under the name: 80 columns
-            r["state"],
-            f"{r['done']}/{r['max_evals']}",
-            number(r["best_loss"]),
-            f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
-            " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
-            f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
-            r["created"].replace("T", " ")[:16],
+        cells.append(
+            [
+                f"{r['name']}\n{r['strategy'].split()[0]}",  # the strategy's word under the name
+                r["state"],
+                f"{r['done']}/{r['max_evals']}",
+                number(r["best_loss"]),
+                f"{r['duplicates']}/{r['rejected']}/{r['screened_out']}/{r['failures']}",
+                " ".join(f"{h['passed']}/{h['reached']}" for h in r["hurdles"]) or "–",
+                f"{total:.2g}" + (f" ({spent['screen'] / total:.0%})" if spent["screen"] else ""),
+                r["created"].replace("T", " ")[:16],
+            ]
         )
+    table = fitted_table("campaigns", columns, cells, terminal_width(), wide)
     out = Console()
     out.print(table)
     for r in rows:
@@ -460,7 +463,7 @@ def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
     return "; ".join(diff_architectures(root.architecture(), individual.architecture())) or "(the seed itself)"
 
 
-def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool) -> None:
+def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool, wide: bool = False) -> None:
     """The k best by search loss, with cost next to every loss, and the confirmed columns
     (``archevo confirm``) when the campaign has confirmation runs."""
     rows = repo.top(campaign.id, k)
@@ -493,16 +496,22 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
             )
         )
         return
-    table = Table(title=f"top {k} of campaign {campaign.name} ({strategy_of(campaign)})")
-    columns = ["rank", "id", "loss", "bits/byte", "params", "FLOPs/tok", "hurdles"]
+    columns = [
+        Column("rank", justify="right"),
+        Column("id", justify="right"),
+        Column("loss", justify="right"),
+        Column("bits/byte", drop=2, justify="right"),
+        Column("params", drop=4, justify="right"),
+        Column("FLOPs/tok", drop=5, justify="right"),
+        Column("hurdles", drop=1, justify="right"),
+    ]
     if screens:
-        columns.append("screen acc")
+        columns.append(Column("screen", drop=3, text=True))
     if confirmed:
-        columns += [f"confirmed ({next(iter(confirmed.values())).budget})", "speedup"]
-    for column in columns:
-        table.add_column(column, overflow="fold")
+        columns += [Column("confirmed loss", justify="right"), Column("speedup", justify="right")]
+    cells = []
     for rank, r in enumerate(rows, 1):
-        cells = [
+        row = [
             str(rank),
             str(r.id),
             number(r.fitness),
@@ -512,10 +521,10 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
             str(r.hurdles_passed or 0),
         ]
         if screens:
-            cells.append(" ".join(f"{s.accuracy:.2f}" for s in screens.get(r.id, [])) or "–")
+            row.append(" ".join(f"{s.accuracy:.2f}" for s in screens.get(r.id, [])) or "–")
         if confirmed:
             c = confirmed.get(r.id)
-            cells += (
+            row += (
                 ["–", "–"]
                 if c is None or c.loss_mean is None
                 else [
@@ -523,12 +532,15 @@ def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool)
                     "–" if c.speedup_mean is None else f"{c.speedup_mean:.2f} ± {c.speedup_std:.2f}",
                 ]
             )
-        table.add_row(*cells)
+        cells.append(row)
+    budget = f", confirmed at {next(iter(confirmed.values())).budget}" if confirmed else ""
+    title = f"top {k} of campaign {campaign.name} ({strategy_of(campaign)}{budget})"
+    table = fitted_table(title, columns, cells, terminal_width(), wide)
     out = Console()
     out.print(table)
     if screens:
         tasks = next(iter(screens.values()))
-        out.print(f"screen acc: accuracy on {', '.join(s.task for s in tasks)} (archevo tasks)", highlight=False)
+        out.print(f"screen: accuracy on {', '.join(s.task for s in tasks)} (archevo tasks)", highlight=False)
     out.print("diff from the seed, by rank:", style="bold")
     for rank, (r, diff) in enumerate(zip(rows, diffs), 1):  # own lines: a diff is too long for a cell
         out.print(f"{rank:>3}. id {r.id} ({r.root_seed}): {diff}", highlight=False, markup=False)
@@ -538,13 +550,14 @@ def top(
     name: Optional[str] = typer.Argument(None, help="campaign (default: the latest)"),
     k: int = typer.Option(10, "-k", help="how many"),
     as_json: bool = typer.Option(False, "--json", help="a JSON list of objects, each with an id"),
+    wide: bool = typer.Option(False, "--wide", help="every column, however wide the terminal"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """The k best individuals of a campaign."""
     if not 1 <= k <= MAX_K:
         raise fail(f"-k {k}: show between 1 and {MAX_K:,} individuals")
     repo = open_repository(db, readonly=True)
-    print_top(repo, find_campaign(repo, name), k, as_json)
+    print_top(repo, find_campaign(repo, name), k, as_json, wide)
 
 
 def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
@@ -770,6 +783,7 @@ def compare(
     names: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="two or more campaigns"),
     out: Path = typer.Option(Path("compare.png"), "-o", "--out", help="the plot (PNG)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    wide: bool = typer.Option(False, "--wide", help="every column, however wide the terminal"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Campaigns side by side: best-so-far against compute in one plot, and one table (best,
@@ -791,17 +805,16 @@ def compare(
             )
         )
     else:
-        table = Table(title="campaigns compared")
-        for column in (
-            "campaign",
-            "individuals",
-            "trained",
-            "best loss",
-            "median loss",
-            "confirmed speedup",
-            "compute (FLOPs)",
-        ):
-            table.add_column(column, justify="left" if column == "campaign" else "right")
+        columns = [
+            Column("campaign"),
+            Column("individuals", drop=2, justify="right"),
+            Column("trained", drop=3, justify="right"),
+            Column("best loss", justify="right"),
+            Column("median loss", drop=1, justify="right"),
+            Column("confirmed speedup", text=True),
+            Column("FLOPs", justify="right"),
+        ]
+        cells = []
         for s in summaries:
             c = s.confirmed
             speedup = (
@@ -809,15 +822,18 @@ def compare(
                 if c is not None and c.speedup_mean is not None
                 else "–"
             )
-            table.add_row(
-                s.name,
-                str(s.individuals),
-                str(s.trained),
-                number(s.best),
-                number(s.median),
-                speedup,
-                f"{s.compute:.3g}",
+            cells.append(
+                [
+                    s.name,
+                    str(s.individuals),
+                    str(s.trained),
+                    number(s.best),
+                    number(s.median),
+                    speedup,
+                    f"{s.compute:.3g}",
+                ]
             )
+        table = fitted_table("campaigns compared", columns, cells, terminal_width(), wide)
         Console().print(table)
     try:
         plot_comparison(summaries, out)

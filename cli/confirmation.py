@@ -15,7 +15,7 @@ from evaluator.budget import parse_budget
 from search.confirm import Confirmed, confirm, summarize
 
 from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
-from .formatting import log
+from .formatting import Column, fitted_table, log, terminal_width
 
 
 def _fmt(mean: float | None, std: float | None, digits: int) -> str:
@@ -23,19 +23,26 @@ def _fmt(mean: float | None, std: float | None, digits: int) -> str:
 
 
 def confirmed_table(rows: dict[int, Confirmed], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("id", "seed", "loss (mean ± std)", "speedup vs seed", "wins", "runs"):
-        table.add_column(column, overflow="fold")
-    for c in sorted(rows.values(), key=lambda c: (c.loss_mean is None, c.loss_mean or 0.0)):
-        table.add_row(
+    columns = [
+        Column("id", justify="right"),
+        Column("seed", drop=2),
+        Column("loss (mean ± std)", justify="right"),
+        Column("speedup vs seed", justify="right"),
+        Column("wins", justify="right"),
+        Column("runs", drop=1, text=True),
+    ]
+    cells = [
+        [
             str(c.individual_id),
             c.root_seed,
             _fmt(c.loss_mean, c.loss_std, 4),
             _fmt(c.speedup_mean, c.speedup_std, 2),
             f"{c.wins}/{c.paired}",
             f"{c.runs}" + (f" ({c.failures} failed)" if c.failures else ""),
-        )
-    return table
+        ]
+        for c in sorted(rows.values(), key=lambda c: (c.loss_mean is None, c.loss_mean or 0.0))
+    ]
+    return fitted_table(title, columns, cells, terminal_width())
 
 
 def confirm_command(

@@ -1217,6 +1217,11 @@ def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cach
     url = url_of(db)
     result = invoke("compare", "small_a", "small_b", "-o", str(tmp_path / "cmp.png"), "--db", url)
     assert "small_a" in result.stdout and "small_b" in result.stdout and (tmp_path / "cmp.png").stat().st_size > 0
+    for columns in (80, 120):  # fits the terminal, every number whole
+        args = ["compare", "small_a", "small_b", "-o", str(tmp_path / "cmp.png"), "--db", url]
+        table = CliRunner().invoke(app, args, env={"COLUMNS": str(columns)}).stdout
+        assert all(len(line) <= columns for line in table.splitlines())
+        assert all(f"{repo.top(repo.get_campaign(n).id, 1)[0].fitness:.4f}" in table for n in ("small_a", "small_b"))
     rows = json.loads(
         invoke("compare", "small_a", "small_b", "--json", "-o", str(tmp_path / "c.png"), "--db", url).stdout
     )

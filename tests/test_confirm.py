@@ -104,6 +104,36 @@ def test_top_and_show_report_the_confirmation(campaign):
     assert "confirmation runs:" in shown and f"training seed {run.training_seed}" in shown
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+def test_tables_fit_the_terminal_and_keep_every_number_whole(campaign, columns):
+    """`top` after a confirm (the widest table), `status` and `confirm`'s own table at
+    80 and 120 columns: no line is wider, and every number appears whole on one line."""
+    _, _, url, _ = campaign
+    env = {"COLUMNS": str(columns)}
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--db", url], env=env)
+        assert result.exit_code == 0, result.output
+        assert all(len(line) <= columns for line in result.stdout.splitlines()), result.stdout
+        return result.stdout
+
+    rows = json.loads(CliRunner().invoke(app, ["top", "c", "--json", "--db", url]).stdout)
+    text = run("top", "c")
+    for row in rows:
+        assert f"{row['loss']:.4f}" in text
+        c = row["confirmed"]
+        if c and c["loss_mean"] is not None:
+            assert f"{c['loss_mean']:.4f} ± {c['loss_std']:.4f}" in text
+            assert f"{c['speedup_mean']:.2f} ± {c['speedup_std']:.2f}" in text
+    wide = CliRunner().invoke(app, ["top", "c", "--wide", "--db", url], env=env).stdout
+    assert "FLOPs/tok" in wide and f"{rows[0]['parameters']:,}" in wide  # --wide drops nothing
+    status = run("status")
+    assert "finished" in status and "8/8" in status
+    assert f"{min(r['loss'] for r in rows):.4f}" in status
+    confirmed = run("confirm", "c", "-k", "2", "--seeds", "2")  # resumes: everything recorded, prints the table
+    assert "speedup vs seed" in confirmed
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
