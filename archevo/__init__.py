@@ -24,6 +24,7 @@ from search.campaign import Campaign, build_campaign
 from search.config import CampaignConfig
 from search.confirm import confirm, summarize
 from storage import Repository
+from storage.views import frame, records
 
 __all__ = [
     "Architecture",
@@ -41,9 +42,11 @@ __all__ = [
     "compile_model",
     "confirm",
     "export",
+    "frame",
     "get_preset",
     "load_tokenized",
     "parse_architecture",
+    "records",
     "seed",
     "summarize",
     "train",

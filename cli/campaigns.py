@@ -10,25 +10,19 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
-from storage import CampaignBusy, CampaignRecord, IndividualRecord, Repository
+from .formatting import Column, fitted_table, log, number, terminal_width, validation_message
 
-from search.backends import BackendError
-from search.config import LEGACY, CampaignConfig
-from search.confirm import summarize
-from search.liveness import alive
-
-from .formatting import Column, fitted_table, log, number, terminal_width
-from .training import validation_message
+if TYPE_CHECKING:  # at run time each command imports what it uses: `--help` loads none of them
+    from search.config import CampaignConfig
+    from storage import CampaignRecord, IndividualRecord, Repository
 
 search = typer.Typer(help="Run evolution campaigns.", no_args_is_help=True, rich_markup_mode=None)
 console = Console(stderr=True)
@@ -46,6 +40,10 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
     """The results database; inspection commands open it ``readonly``: they never create one,
     and a missing file is an error naming it. Use it in a ``with`` block: closing checkpoints
     SQLite's log into the file, so the file alone holds every row."""
+    from sqlalchemy.engine import make_url
+
+    from storage import Repository
+
     try:
         repo = Repository(db, readonly=readonly)
         problem = repo.quick_check()
@@ -72,6 +70,10 @@ def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
 
 
 def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
+    from pydantic import ValidationError
+
+    from search.config import CampaignConfig
+
     try:
         return CampaignConfig.from_stored(campaign.config)
     except ValidationError as error:
@@ -200,6 +202,19 @@ class LogView(CampaignView):
         log(f"{self.name}: {line}", sys.stdout)
 
 
+def _tensorboard(repo: Repository, name: str, folder: Path) -> Callable[[dict[str, Any]], None]:
+    try:
+        from .tensorboard import TensorBoardLog
+
+        board = TensorBoardLog(repo, name, folder)
+    except ImportError:
+        raise fail("--tensorboard needs the tensorboard package: .venv/bin/pip install -e '.[tensorboard]'") from None
+    except OSError as error:
+        raise fail(f"--tensorboard {folder}: cannot write there: {error.strerror or error}") from None
+    board.catch_up()
+    return board
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
@@ -209,17 +224,29 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_campaign(repo: Repository, config: CampaignConfig, force: bool = False) -> None:
+def run_campaign(
+    repo: Repository, config: CampaignConfig, force: bool = False, tensorboard: Path | None = None
+) -> None:
     """Run with the live view; a bad corpus or cluster is one line and leaves no campaign, an
     interrupt (Ctrl-C, SIGTERM) says how to resume."""
+    from search.backends import BackendError
     from search.campaign import build_campaign  # torch and Ray: only when a campaign runs
+    from storage import CampaignBusy
 
     view = (ProgressView if console.is_terminal else LogView)(repo, config.name, config.max_evals)
+    listeners: list[Callable[[dict[str, Any]], None]] = [view]
+    if tensorboard is not None:
+        listeners.append(_tensorboard(repo, config.name, tensorboard))
+
+    def on_event(event: dict[str, Any]) -> None:
+        for listener in listeners:
+            listener(event)
+
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         with view.live:
             try:
-                campaign = build_campaign(config, repo, on_event=view, force=force)
+                campaign = build_campaign(config, repo, on_event=on_event, force=force)
             except (ValueError, OSError, BackendError) as error:
                 raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
             try:
@@ -274,8 +301,15 @@ def start(
     screen_margin: Optional[float] = typer.Option(
         None, "--screen-margin", help="how far below its seed's accuracy a child may score (default 0.1)"
     ),
+    tensorboard: Optional[Path] = typer.Option(
+        None, "--tensorboard", metavar="DIR", help="write training curves and best-so-far for TensorBoard"
+    ),
 ) -> None:
     """Start a campaign and show its progress; prints the top 10 at the end."""
+    from pydantic import ValidationError
+
+    from search.config import CampaignConfig
+
     overrides = {
         "name": name,
         "preset": preset,
@@ -309,7 +343,7 @@ def start(
     with open_repository(db) as repo:
         if repo.get_campaign(config.name) is not None:
             raise fail(f"campaign {config.name!r} exists: `archevo search resume {config.name}` continues it")
-        run_campaign(repo, config)
+        run_campaign(repo, config, tensorboard=tensorboard)
 
 
 @search.command("resume")
@@ -320,10 +354,17 @@ def resume(
     max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
     eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
     force: bool = typer.Option(False, "--force", help="take over from a driver that stopped answering"),
+    tensorboard: Optional[Path] = typer.Option(
+        None, "--tensorboard", metavar="DIR", help="write training curves and best-so-far for TensorBoard"
+    ),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Continue a campaign after a crash: in-flight individuals are re-run, nothing is lost.
     The overrides change where and how long it runs, never its recipe."""
+    from pydantic import ValidationError
+
+    from search.config import CampaignConfig
+
     with open_repository(db) as repo:
         campaign = find_campaign(repo, name)
         stored = campaign_config(campaign)
@@ -347,7 +388,7 @@ def resume(
             repo.set_campaign_config(name, config.model_dump(mode="json"))
             if config.max_evals > stored.max_evals:
                 repo.set_campaign_status(name, "running")
-        run_campaign(repo, config, force)
+        run_campaign(repo, config, force, tensorboard)
 
 
 # --------------------------------------------------------------------------- inspecting
@@ -355,6 +396,8 @@ def resume(
 
 def strategy_of(campaign: CampaignRecord) -> str:
     """The campaign's strategy in a word or two: ``ladder (aging)``, ``aging``, ``random``."""
+    from search.config import LEGACY
+
     config = {**LEGACY, **campaign.config}
     strategy = str(config["strategy"])
     return f"ladder ({config.get('ladder_parents', 'aging')})" if strategy == "ladder" else strategy
@@ -362,6 +405,8 @@ def strategy_of(campaign: CampaignRecord) -> str:
 
 def campaign_state(repo: Repository, campaign: CampaignRecord) -> str:
     """finished, running (a live driver), or stopped (its driver is gone: resume it)."""
+    from search.liveness import alive
+
     if campaign.status == "finished":
         return "finished"
     holder = repo.driver(campaign.id)
@@ -404,6 +449,9 @@ def status(
         )
     if as_json:
         print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no campaigns in this database: start one with `archevo search start`")
         return
     columns = [
         Column("name"),
@@ -466,6 +514,8 @@ def seed_diff(repo: Repository, individual: IndividualRecord) -> str:
 def print_top(repo: Repository, campaign: CampaignRecord, k: int, as_json: bool, wide: bool = False) -> None:
     """The k best by search loss, with cost next to every loss, and the confirmed columns
     (``archevo confirm``) when the campaign has confirmation runs."""
+    from search.confirm import summarize
+
     rows = repo.top(campaign.id, k)
     confirmed = summarize(repo, campaign.id)
     screens = repo.screens(campaign.id)
@@ -685,6 +735,8 @@ def export(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Write a standalone model.py, config.json, README.md, tokenizer and transformers files for an individual."""
+    from search.confirm import summarize
+
     repo = open_repository(db, readonly=True)
     individual = get_individual(repo, individual_id)
     campaign = repo.get_campaign(individual.campaign_id)
@@ -849,6 +901,8 @@ def dashboard(
 ) -> None:
     """A read-only web dashboard on 127.0.0.1: campaigns with live progress, top-k with diffs,
     individuals' listings, lineage and hurdles, the campaign plots."""
+    from sqlalchemy.engine import make_url
+
     from .dashboard import serve  # flask only when serving
 
     repo = open_repository(db, readonly=True)

@@ -6,9 +6,7 @@ import json
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
 
-from search.config import CampaignConfig
 from .campaigns import fail
 
 config = typer.Typer(help="Campaign configuration.", no_args_is_help=True, rich_markup_mode=None)
@@ -45,6 +43,10 @@ def to_toml(data: dict[str, Any]) -> str:
 @config.command("show")
 def show(preset: Optional[str] = typer.Option(None, "--preset", help="the defaults under this preset")) -> None:
     """Print every CampaignConfig field with its default: a starting point for `--config FILE`."""
+    from pydantic import ValidationError
+
+    from search.config import CampaignConfig
+
     try:
         defaults = CampaignConfig.model_validate({} if preset is None else {"preset": preset})
     except ValidationError as error:

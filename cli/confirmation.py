@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -12,10 +12,12 @@ from rich.table import Table
 
 from evaluator.budget import parse_budget
 
-from search.confirm import Confirmed, confirm, summarize
 
 from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
 from .formatting import Column, fitted_table, log, terminal_width
+
+if TYPE_CHECKING:
+    from search.confirm import Confirmed
 
 
 def _fmt(mean: float | None, std: float | None, digits: int) -> str:
@@ -58,6 +60,8 @@ def confirm_command(
 ) -> None:
     """Retrain the top k and the seed programs at fresh training seeds; report loss mean ± std,
     Primer's speedup against the seed (paired by training seed) and wins. Resumable."""
+    from search.confirm import confirm, summarize
+
     if not 1 <= k <= MAX_K:
         raise fail(f"-k {k}: retrain between 1 and {MAX_K:,} individuals")
     if not 1 <= seeds <= 1000:

@@ -6,9 +6,12 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def number(value: float | None, digits: int = 4) -> str:
@@ -85,3 +88,11 @@ def terminal_width() -> int:
     from rich.console import Console
 
     return Console().width
+
+
+def validation_message(error: ValidationError) -> str:
+    """A pydantic error as one line: where, then what (without pydantic's "Value error, ")."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

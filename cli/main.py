@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import typer
-from sqlalchemy.exc import DatabaseError
-
-from storage import CorruptRecord
-
 from .campaigns import compare, dashboard, export, plot, search, show, status, top
 from .config import config
 from .confirmation import confirm_command
@@ -26,6 +20,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import version
+
         typer.echo(f"archevo {version('archevo')}")
         raise typer.Exit()
 
@@ -55,9 +51,15 @@ def run() -> None:
     and exit status 2, never a traceback."""
     try:
         app()
-    except DatabaseError as error:
-        typer.echo(f"error: the database cannot be read: {' '.join(str(error.orig).split())[:300]}", err=True)
-        raise SystemExit(2) from None
-    except CorruptRecord as error:
-        typer.echo(f"error: {error}", err=True)
+    except Exception as error:
+        from sqlalchemy.exc import DatabaseError  # loaded already by any command that read a database
+
+        from storage import CorruptRecord
+
+        if isinstance(error, DatabaseError):
+            typer.echo(f"error: the database cannot be read: {' '.join(str(error.orig).split())[:300]}", err=True)
+        elif isinstance(error, CorruptRecord):
+            typer.echo(f"error: {error}", err=True)
+        else:
+            raise
         raise SystemExit(2) from None

@@ -12,10 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evaluator.tasks import DEFAULT_SUITE, TASKS, TaskError, TaskRecipe, get_task
-from primitives.program import ModelSpec
-from primitives.seeds import resolve
-from primitives.validate import ProgramError
 
 from .formatting import log
 from .training import _fail
@@ -29,6 +25,8 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 
 def parse_settings(assignments: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     """``[TASK.]KEY=VALUE`` → per-task overrides (no task: every selected task that has KEY)."""
+    from evaluator.tasks import TASKS, TaskError
+
     out: dict[str, dict[str, Any]] = {name: {} for name in names}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -51,7 +49,7 @@ def parse_settings(assignments: list[str], names: list[str]) -> dict[str, dict[s
 
 def tasks_command(
     reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
-    tasks: str = typer.Option(",".join(DEFAULT_SUITE), "--tasks", help="comma-separated task names"),
+    tasks: str | None = typer.Option(None, "--tasks", help="comma-separated task names (default: the whole suite)"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="data and initialisation seed"),
     settings: list[str] = typer.Option(
         [],
@@ -66,9 +64,13 @@ def tasks_command(
     """Train a program on each synthetic task and print its accuracy on held-out instances."""
     import torch
 
+    from evaluator.tasks import DEFAULT_SUITE, TaskError, TaskRecipe, get_task
     from evaluator.tasks.suite import score_task  # torch: only when scoring
+    from primitives.program import ModelSpec
+    from primitives.seeds import resolve
+    from primitives.validate import ProgramError
 
-    names = [n.strip() for n in tasks.split(",") if n.strip()]
+    names = [n.strip() for n in (",".join(DEFAULT_SUITE) if tasks is None else tasks).split(",") if n.strip()]
     recipe = TaskRecipe(steps=steps)
     try:
         if not names:

@@ -7,10 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import psutil
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,20 +18,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from evaluator.budget import parse_budget
-from evaluator.corpora import CorpusError
-from evaluator.presets import DEFAULT_PRESET, PRESETS, get_preset
-from evaluator.tokenization import load_tokenized
-from evaluator.training_config import TrainConfig
-from primitives.cost import training_memory_bytes
-from primitives.program import Architecture, ModelSpec
-from primitives.seeds import resolve
-from primitives.validate import ProgramError
+from .formatting import log, validation_message
 
-from .formatting import log
+if TYPE_CHECKING:  # each command imports what it uses when it runs: `--help` loads none of it
+    import numpy as np
 
-if TYPE_CHECKING:
     from evaluator.train import TrainResult
+    from primitives.program import Architecture, ModelSpec
 
 err = Console(stderr=True)
 
@@ -51,17 +41,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def validation_message(error: ValidationError) -> str:
-    """A pydantic error as one line: where, then what (without pydantic's "Value error, ")."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
-
-
 def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
     """Entropy (nats/token) of the tokens' own unigram distribution: the loss of the best
     context-free model, the bar any trained language model must clear."""
+    import numpy as np
+
     counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
@@ -101,10 +85,11 @@ def _summary(result: TrainResult, entropy: float | None) -> Table:
 
 def train(
     reference: str = typer.Argument(..., metavar="NAME|FILE.json", help="a seed name or an architecture JSON file"),
-    preset_name: str = typer.Option(
-        DEFAULT_PRESET,
+    preset_name: str | None = typer.Option(
+        None,
         "--preset",
-        help="protocol: frame, recipe and budget (`archevo presets` lists them); the options below override it",
+        help="protocol: frame, recipe and budget (`archevo presets` lists them; default cpu); "
+        "the options below override it",
     ),
     budget: str | None = typer.Option(None, "--budget", help="60s, 5m, 3e12flops or 2e6tokens (default: the preset's)"),
     corpus: str = typer.Option("default", "--corpus", help="default, lm1b:PATH or text:GLOB"),
@@ -131,7 +116,21 @@ def train(
     force: bool = typer.Option(False, "--force", help="with --save: replace a non-empty folder whole"),
 ) -> None:
     """Train one architecture under a fixed budget and report its validation loss (exit 0 if ok)."""
+    import psutil
+    from pydantic import ValidationError
+
+    from evaluator.budget import parse_budget
+    from evaluator.corpora import CorpusError
+    from evaluator.presets import DEFAULT_PRESET, get_preset
+    from evaluator.tokenization import load_tokenized
     from evaluator.train import train as train_architecture  # torch: only when training
+    from evaluator.training_config import TrainConfig
+    from primitives.cost import training_memory_bytes
+    from primitives.program import ModelSpec
+    from primitives.seeds import resolve
+    from primitives.validate import ProgramError
+
+    preset_name = preset_name or DEFAULT_PRESET
 
     if save is not None and save.is_dir() and any(save.iterdir()) and not force:
         raise _fail(f"--save {save}: the folder is not empty; pass --force to replace it whole")
@@ -265,6 +264,8 @@ def _save(
 
 def presets(as_json: bool = typer.Option(False, "--json", help="the presets as one JSON object")) -> None:
     """The named protocols (`--preset NAME`, `preset = "NAME"` in a campaign TOML) and their fields."""
+    from evaluator.presets import DEFAULT_PRESET, PRESETS
+
     if as_json:
         print(json.dumps({name: p.model_dump(mode="json") for name, p in PRESETS.items()}, indent=2))
         return

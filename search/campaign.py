@@ -113,7 +113,14 @@ def job_frame(config: CampaignConfig) -> dict[str, Any]:
 
 class Campaign:
     """Runs (or resumes) one campaign until exactly ``max_evals`` individuals are recorded: the
-    proposer asks, the backend trains, the ledger tells. ``build_campaign`` assembles one."""
+    proposer asks, the backend trains, the ledger tells. ``build_campaign`` assembles one.
+
+    ``on_event(event)`` hears what happens, one dict per event (``archevo``'s live view, log
+    lines and TensorBoard writer are such listeners): ``{"kind": "preparing", "message"}`` while
+    the corpus is tokenized and the seeds screened; ``{"kind": "dispatched", "id", "birth"}``
+    when a candidate is sent to a worker; ``{"kind": "recorded", "id", "birth", "status",
+    "fitness", "mutation", "rejections", "invalid"}`` when its result is stored; ``{"kind":
+    "finished"}`` at the end."""
 
     def __init__(
         self,

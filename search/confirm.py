@@ -52,12 +52,13 @@ def confirm(
     job: Callable | None = None,
     individuals: list[IndividualRecord] | None = None,
     keep_weights: bool = False,
-) -> None:
+) -> dict[int, Confirmed]:
     """Run every (candidate, training seed) at ``budget`` not yet recorded. ``on_run(record,
     done, total)`` is called once before the first run (record None) and after each. The
     candidates are the top ``k`` and the seeds, or the campaign's ``individuals`` given. With
     ``keep_weights`` each run's weights stay in the campaign's weights folder, under
-    ``confirm/ID-seedS.safetensors``. ``job``: the worker's function (default ``run_job``)."""
+    ``confirm/ID-seedS.safetensors``. ``job``: the worker's function (default ``run_job``).
+    Returns the campaign's confirmation summary at ``budget`` (``summarize``)."""
     from .campaign import as_result, make_backend  # torch: only when retraining (summaries stay light)
     from .worker import EvalJob, land_weights, run_job
 
@@ -109,6 +110,7 @@ def confirm(
                 on_run(repo.record_confirmation(individual_id, s, budget, land_weights(as_result(result))), done, total)
     finally:
         backend.shutdown()
+    return summarize(repo, campaign.id, budget)
 
 
 @dataclass(frozen=True)

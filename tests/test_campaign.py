@@ -1207,6 +1207,37 @@ budget = "1280tokens"\nmax_evals = 8\npopulation = 2\nsample = 1\nmax_train_toke
     assert "8/8 done" in log.read_text()  # the summary at the end
 
 
+def test_tensorboard_gets_each_trained_individual_and_the_best_so_far(tmp_path, cache_dir):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    toml = tmp_path / "campaign.toml"
+    toml.write_text(f'''name = "tb"\nbackend = "inprocess"\ncorpus = "{CORPUS}"\nvocab_size = 300
+budget = "1280tokens"\nmax_evals = 5\npopulation = 2\nsample = 1\nmax_train_tokens = 20000\nstrategy = "aging"
+[spec]\nd_model = 32\nn_layers = 1\nn_heads = 2\nseq_len = 16\n''')
+    db, board = url_of(tmp_path / "tb.db"), tmp_path / "board"
+    invoke("search", "start", "--config", str(toml), "--db", db, "--tensorboard", str(board))
+    invoke("search", "resume", "tb", "--max-evals", "7", "--db", db, "--tensorboard", str(board))
+
+    def scalars(run: Path, tag: str) -> list:
+        events = EventAccumulator(str(run))
+        events.Reload()
+        return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+    repo = Repository(db)
+    trained = [i for i in repo.finished_individuals(repo.get_campaign("tb").id) if i.tokens]
+    runs = sorted(p.name for p in (board / "tb").iterdir() if p.name != "best")
+    assert runs == [f"individual-{i.id:05d}" for i in sorted(trained, key=lambda i: i.id)]
+    for individual in trained:
+        curve = scalars(board / "tb" / f"individual-{individual.id:05d}", "loss/train")
+        steps = [point.step for point in curve]
+        assert curve and steps == sorted(set(steps))  # written once, not again on resume
+    best = scalars(board / "tb" / "best", "best search loss")
+    assert [point.step for point in best] == list(range(1, 8))  # every individual of both runs, once
+    assert [p.value for p in best] == sorted((p.value for p in best), reverse=True)
+    assert best[-1].value == pytest.approx(repo.top(repo.get_campaign("tb").id, 1)[0].fitness)
+
+
 def test_cli_compare_puts_campaigns_side_by_side_at_equal_compute(tmp_path, cache_dir):
     """`archevo compare A B`: one table (best, median, compute) and one best-so-far plot; the
     compute axis is every trained individual's FLOPs summed in finishing order."""

@@ -13,7 +13,7 @@ from search.campaign import build_campaign
 from search.config import CampaignConfig
 from cli.main import app
 from search.confirm import SEED_OFFSET, candidates, confirm, summarize
-from storage import Repository
+from storage import NotFound, Repository
 from tests import fakes
 from tests.databases import url_of
 
@@ -148,3 +148,25 @@ def test_confirm_bad_input_is_one_line(campaign, args, message):
     result = CliRunner().invoke(app, [*args, "--db", url])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_python_api_returns_the_summary_and_a_campaign_as_records(campaign):
+    import archevo
+
+    repo, config, _, _ = campaign
+    summary = archevo.confirm(repo, config, 2, 2, config.budget)  # every run recorded: nothing retrained
+    assert summary and summary == archevo.summarize(repo, repo.get_campaign("c").id, config.budget)
+    cid = repo.get_campaign("c").id
+    rows = archevo.records(repo, "c")
+    assert len(rows) == 8 and [r["id"] for r in rows] == [i.id for i in repo.finished_individuals(cid)]
+    assert min(r["loss"] for r in rows if r["loss"] is not None) == repo.top(cid, 1)[0].fitness
+    with pytest.raises(NotFound, match="no campaign named 'nope'"):
+        archevo.records(repo, "nope")
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="needs pandas"):
+            archevo.frame(repo, "c")
+    else:
+        table = archevo.frame(repo, "c")
+        assert list(table.index) == [r["id"] for r in rows] and "loss" in table.columns

@@ -4,6 +4,7 @@ that is writing, and (where Chromium is installed) rendered by a real headless b
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import threading
@@ -109,3 +110,92 @@ def test_a_real_browser_renders_each_page(database, tmp_path):
     finally:
         server.shutdown()
         time.sleep(0.1)
+
+
+def test_the_all_individuals_api_lists_every_individual(database):
+    repo = Repository(url_of(database), readonly=True)
+    client = create_app(repo, "test").test_client()
+    cid = repo.get_campaign("shown").id
+    rows = client.get("/api/campaign/shown/individuals").get_json()
+    assert [r["id"] for r in rows] == [i.id for i in repo.finished_individuals(cid)] and len(rows) == 8
+    assert {"rejected", "ok"} & {r["status"] for r in rows} and all(r["seed"] == "transformer" for r in rows)
+    assert {r["kind"] for r in rows if r["birth"] > 0} <= {
+        "delete",
+        "insert",
+        "delete_insert",
+        "change_field",
+        "swap",
+        "change_value",
+        "seed",
+    }
+    page = client.get("/campaign/shown/individuals").get_data(as_text=True)
+    assert "All individuals" in page and 'data-key="loss"' in page and "/static/plotly.min.js" in page
+    script = client.get("/static/plotly.min.js")
+    assert script.status_code == 200 and len(script.data) > 1_000_000 and script.mimetype == "text/javascript"
+    assert client.get("/api/campaign/nope/individuals").status_code == 404
+
+
+def _browser():
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        print("skipped: no Chromium (Debian: apt-get install chromium)")
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    return browser
+
+
+def _dom(browser: str, url: str) -> str:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--virtual-time-budget=4000"]
+    return subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+
+
+def _serve(repo: Repository):
+    server = make_server("127.0.0.1", 0, create_app(repo, "test"), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def test_a_real_browser_sorts_and_filters_the_individuals_table(database):
+    browser = _browser()
+    repo = Repository(url_of(database), readonly=True)
+    rows = {i.id: i for i in repo.finished_individuals(repo.get_campaign("shown").id)}
+    server, base = _serve(repo)
+    try:
+        dom = _dom(browser, f"{base}/campaign/shown/individuals?sort=loss")
+        shown = [int(i) for i in re.findall(r'<tr data-id="(\d+)"', dom)]
+        losses = [rows[i].fitness for i in shown]
+        known = [loss for loss in losses if loss is not None]
+        assert sorted(shown) == sorted(rows) and known == sorted(known) and losses[: len(known)] == known
+        assert "plot-container" in dom  # Plotly drew the interactive plots
+        dom = _dom(browser, f"{base}/campaign/shown/individuals?status=ok&sort=loss&desc=1")
+        shown = [int(i) for i in re.findall(r'<tr data-id="(\d+)"', dom)]
+        assert shown and all(rows[i].status == "ok" for i in shown)
+        assert len(shown) == sum(r.status == "ok" for r in rows.values())
+        assert [rows[i].fitness for i in shown] == sorted((rows[i].fitness for i in shown), reverse=True)
+    finally:
+        server.shutdown()
+
+
+def _slow(job):
+    time.sleep(3)
+    return fakes.fake_job(job)
+
+
+def test_a_real_browser_sees_what_is_training_during_a_live_campaign(tmp_path):
+    browser = _browser()
+    db = tmp_path / "live.db"
+    writer = Repository(url_of(db))
+    config = make_config("busy", max_evals=6)
+    thread = threading.Thread(target=run_campaign_on, args=(writer, config, _slow))
+    thread.start()
+    try:
+        while writer.get_campaign("busy") is None or not writer.unfinished(writer.get_campaign("busy").id):
+            time.sleep(0.1)
+        server, base = _serve(Repository(url_of(db), readonly=True))
+        try:
+            dom = _dom(browser, f"{base}/campaign/busy/individuals")
+        finally:
+            server.shutdown()
+        running = re.search(r'<a href="/individual/(\d+)">individual \1</a> \([^)]*\) training for \d+ s', dom)
+        assert running, dom[-3000:]
+    finally:
+        thread.join()
