@@ -9,7 +9,15 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 
@@ -89,7 +97,15 @@ def tasks_command(
         raise _fail(str(error.args[0] if isinstance(error, KeyError) else error)) from None
     torch.set_num_threads(threads)
     scores = []
-    columns = (TextColumn("{task.description:26s}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description:26s}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=as_json) as bar:
         for name in names:
             task = bar.add_task(name, total=recipe.steps or get_task(name).steps)

@@ -183,7 +183,9 @@ def train(
         TextColumn("{task.description}"),
         BarColumn(bar_width=16),
         TextColumn("{task.fields[info]}"),
+        TextColumn("elapsed"),
         TimeElapsedColumn(),
+        TextColumn("left"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=False) as bar:
