@@ -55,7 +55,7 @@ from .records import (
     decode,
 )
 from .results import EvalResult
-from .schema import CAMPAIGN_STATUSES, FINAL_STATUSES, INDIVIDUAL_STATUSES, Base, utcnow
+from .schema import CAMPAIGN_STATUSES, FINAL_STATUSES, INDIVIDUAL_STATUSES, METADATA, utcnow
 
 if TYPE_CHECKING:
     from primitives.program import Architecture
@@ -97,7 +97,7 @@ class Repository:
             engine_ref = weakref.ref(self._engine)
             os.register_at_fork(after_in_child=lambda: engine_setup.dispose_after_fork(engine_ref))
         if not readonly:
-            Base.metadata.create_all(self._write_engine)
+            METADATA.create_all(self._write_engine)
 
     def __repr__(self) -> str:
         return f"Repository({make_url(self.url).render_as_string(hide_password=True)!r})"

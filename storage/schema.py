@@ -1,5 +1,6 @@
 """The tables: campaigns, individuals, hurdle evaluations, screen scores, confirmation runs
-(SQLAlchemy 2).
+(SQLAlchemy 2 Core: the repository writes and reads rows through statements, never through ORM
+objects, so the ORM is not even imported and a command that only reads starts fast).
 
 Tables, not blobs: every field the search or the CLI filters, sorts or aggregates on is a
 column. The program itself is JSON text (``architecture_json``, parsed by
@@ -12,21 +13,23 @@ Only ``storage.repository.Repository`` writes these tables; everything else read
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from primitives.measurement import TRAINING_STATUSES
@@ -66,156 +69,153 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
-class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+METADATA = MetaData()
 
 
-class CampaignRow(Base):
-    """A campaign as stored (``search.campaign.Campaign`` is the driver that runs one)."""
-
-    __tablename__ = "campaigns"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    seed: Mapped[int] = mapped_column(Integer)
-    config_json: Mapped[str] = mapped_column(Text)  # the campaign's full config, written once
-    status: Mapped[str] = mapped_column(String(16), default="running")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+def _required(name: str, kind: Any, *args: Any, **kwargs: Any) -> Column:
+    return Column(name, kind, *args, nullable=False, **kwargs)
 
 
-class Individual(Base):
-    """One candidate: its program, where it came from, and what its evaluation reached."""
-
-    __tablename__ = "individuals"
-    __table_args__ = (
-        # Idempotent proposals: the driver numbers births 0, 1, 2, ... in proposal order.
-        # (Its index also serves every "WHERE campaign_id = ?" lookup.)
-        UniqueConstraint("campaign_id", "birth", name="uq_individuals_campaign_birth"),
-        # Aging: the population is the P rows with the highest finish_order.
-        UniqueConstraint("campaign_id", "finish_order", name="uq_individuals_campaign_finish_order"),
-        Index("ix_individuals_campaign_status", "campaign_id", "status"),
-        # top-k: best fitness first, ties by birth, without a sort.
-        Index("ix_individuals_campaign_fitness", "campaign_id", "fitness", "birth"),
-        # Dedup lookups, also across campaigns (hash/fingerprint first); three equality terms
-        # so SQLite prefers them to (campaign_id, status) even without ANALYZE statistics.
-        # FEC lookups: the first finished individual with a key, found without a sort.
-        Index("ix_individuals_arch_hash", "arch_hash", "recipe", "campaign_id", "finish_order"),
-        Index("ix_individuals_fingerprint", "fingerprint", "recipe", "campaign_id", "finish_order"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    birth: Mapped[int] = mapped_column(Integer)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("individuals.id"), index=True)
-    root_seed: Mapped[str] = mapped_column(String(200))
-    mutation: Mapped[str | None] = mapped_column(Text)
-    architecture_json: Mapped[str] = mapped_column(Text)
-    arch_hash: Mapped[str] = mapped_column(String(128))
-    fingerprint: Mapped[str | None] = mapped_column(String(128))
-    recipe: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(32), default="pending")
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    finish_order: Mapped[int | None] = mapped_column(Integer)
-
-    fitness: Mapped[float | None] = mapped_column(Float)
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    perplexity: Mapped[float | None] = mapped_column(Float)
-    bits_per_byte: Mapped[float | None] = mapped_column(Float)
-    parameters: Mapped[int | None] = mapped_column(Integer)
-    flops_per_token: Mapped[float | None] = mapped_column(Float)
-    steps: Mapped[int | None] = mapped_column(Integer)
-    tokens: Mapped[int | None] = mapped_column(Integer)
-    seconds: Mapped[float | None] = mapped_column(Float)
-    flops: Mapped[float | None] = mapped_column(Float)
-    hurdles_passed: Mapped[int | None] = mapped_column(Integer)
-    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("individuals.id"))
-    error: Mapped[str | None] = mapped_column(Text)
-    result_json: Mapped[str | None] = mapped_column(Text)
-
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column()
-    finished_at: Mapped[datetime | None] = mapped_column()
+def _optional(name: str, kind: Any, *args: Any) -> Column:
+    return Column(name, kind, *args, nullable=True)
 
 
-class HurdleEvaluation(Base):
-    """The validation loss an individual reached at hurdle ``hurdle`` and the verdict."""
+def _created(name: str = "created_at") -> Column:
+    return _required(name, UTCDateTime(), default=utcnow)
 
-    __tablename__ = "hurdle_evaluations"
-    __table_args__ = (
-        UniqueConstraint("individual_id", "hurdle", name="uq_hurdle_evaluations_individual_hurdle"),
-        # Thresholds are computed from the losses of the campaign at one hurdle, in record order.
-        Index("ix_hurdle_evaluations_campaign_hurdle", "campaign_id", "hurdle", "id"),
-    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    individual_id: Mapped[int] = mapped_column(ForeignKey("individuals.id", ondelete="CASCADE"))
+#: A campaign as stored (``search.campaign.Campaign`` is the driver that runs one).
+CAMPAIGNS = Table(
+    "campaigns",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    _required("name", String(200), unique=True),
+    _required("seed", Integer),
+    _required("config_json", Text),  # the campaign's full config, written once
+    _required("status", String(16), default="running"),
+    _created(),
+    _created("updated_at"),
+)
+
+#: One candidate: its program, where it came from, and what its evaluation reached.
+INDIVIDUALS = Table(
+    "individuals",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    _required("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE")),
+    _required("birth", Integer),
+    _optional("parent_id", Integer, ForeignKey("individuals.id")),
+    _required("root_seed", String(200)),
+    _optional("mutation", Text),
+    _required("architecture_json", Text),
+    _required("arch_hash", String(128)),
+    _optional("fingerprint", String(128)),
+    _required("recipe", String(128)),
+    _required("status", String(32), default="pending"),
+    _required("attempt", Integer, default=0),
+    _optional("finish_order", Integer),
+    _optional("fitness", Float),
+    _optional("val_loss", Float),
+    _optional("perplexity", Float),
+    _optional("bits_per_byte", Float),
+    _optional("parameters", Integer),
+    _optional("flops_per_token", Float),
+    _optional("steps", Integer),
+    _optional("tokens", Integer),
+    _optional("seconds", Float),
+    _optional("flops", Float),
+    _optional("hurdles_passed", Integer),
+    _optional("duplicate_of", Integer, ForeignKey("individuals.id")),
+    _optional("error", Text),
+    _optional("result_json", Text),
+    _created(),
+    _optional("started_at", UTCDateTime()),
+    _optional("finished_at", UTCDateTime()),
+    # Idempotent proposals: the driver numbers births 0, 1, 2, ... in proposal order.
+    # (Its index also serves every "WHERE campaign_id = ?" lookup.)
+    UniqueConstraint("campaign_id", "birth", name="uq_individuals_campaign_birth"),
+    # Aging: the population is the P rows with the highest finish_order.
+    UniqueConstraint("campaign_id", "finish_order", name="uq_individuals_campaign_finish_order"),
+    Index("ix_individuals_campaign_status", "campaign_id", "status"),
+    # top-k: best fitness first, ties by birth, without a sort.
+    Index("ix_individuals_campaign_fitness", "campaign_id", "fitness", "birth"),
+    # Dedup lookups, also across campaigns (hash/fingerprint first); three equality terms
+    # so SQLite prefers them to (campaign_id, status) even without ANALYZE statistics.
+    # FEC lookups: the first finished individual with a key, found without a sort.
+    Index("ix_individuals_arch_hash", "arch_hash", "recipe", "campaign_id", "finish_order"),
+    Index("ix_individuals_fingerprint", "fingerprint", "recipe", "campaign_id", "finish_order"),
+    Index("ix_individuals_parent_id", "parent_id"),
+)
+
+#: The validation loss an individual reached at hurdle ``hurdle`` and the verdict.
+HURDLES = Table(
+    "hurdle_evaluations",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    _required("individual_id", Integer, ForeignKey("individuals.id", ondelete="CASCADE")),
     # Denormalised from the individual so hurdle queries are one index range scan.
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    hurdle: Mapped[int] = mapped_column(Integer)
-    fraction: Mapped[float] = mapped_column(Float)
-    loss: Mapped[float | None] = mapped_column(Float)
-    threshold: Mapped[float | None] = mapped_column(Float)
-    passed: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    _required("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE")),
+    _required("hurdle", Integer),
+    _required("fraction", Float),
+    _optional("loss", Float),
+    _optional("threshold", Float),
+    _required("passed", Boolean),
+    _created(),
+    UniqueConstraint("individual_id", "hurdle", name="uq_hurdle_evaluations_individual_hurdle"),
+    # Thresholds are computed from the losses of the campaign at one hurdle, in record order.
+    Index("ix_hurdle_evaluations_campaign_hurdle", "campaign_id", "hurdle", "id"),
+)
 
+#: An individual's accuracy on one task of the campaign's screen (evaluator.tasks), with the
+#: compute the screen spent: one row per (individual, task).
+SCREENS = Table(
+    "screen_scores",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    _required("individual_id", Integer, ForeignKey("individuals.id", ondelete="CASCADE")),
+    _required("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE")),
+    _required("task", String(64)),
+    _required("accuracy", Float),
+    _required("chance", Float),
+    _required("seconds", Float),
+    _required("flops", Float),  # training FLOPs of the task run (registry cost model)
+    _created(),
+    UniqueConstraint("individual_id", "task", name="uq_screen_scores_individual_task"),
+    Index("ix_screen_scores_campaign", "campaign_id", "individual_id"),
+)
 
-class ScreenScore(Base):
-    """An individual's accuracy on one task of the campaign's screen (evaluator.tasks), with
-    the compute the screen spent: one row per (individual, task)."""
+#: One retraining of an individual at a fresh training seed (``archevo confirm``): what survives
+#: these runs, not the search's own best loss, is a discovery.
+CONFIRMATIONS = Table(
+    "confirmation_runs",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    _required("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE")),
+    _required("individual_id", Integer, ForeignKey("individuals.id", ondelete="CASCADE")),
+    _required("training_seed", Integer),
+    _required("budget", String(64)),
+    _required("status", String(32)),
+    _optional("val_loss", Float),
+    _optional("flops_per_token", Float),
+    _optional("parameters", Integer),
+    _optional("tokens", Integer),
+    _optional("seconds", Float),
+    _optional("error", Text),
+    _required("result_json", Text),  # the full record, the loss curve included
+    _created(),
+    # Idempotent: one run per (individual, training seed, budget); a rerun skips it.
+    UniqueConstraint("individual_id", "training_seed", "budget", name="uq_confirmation_runs_run"),
+    Index("ix_confirmation_runs_campaign", "campaign_id", "individual_id"),
+)
 
-    __tablename__ = "screen_scores"
-    __table_args__ = (
-        UniqueConstraint("individual_id", "task", name="uq_screen_scores_individual_task"),
-        Index("ix_screen_scores_campaign", "campaign_id", "individual_id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    individual_id: Mapped[int] = mapped_column(ForeignKey("individuals.id", ondelete="CASCADE"))
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    task: Mapped[str] = mapped_column(String(64))
-    accuracy: Mapped[float] = mapped_column(Float)
-    chance: Mapped[float] = mapped_column(Float)
-    seconds: Mapped[float] = mapped_column(Float)
-    flops: Mapped[float] = mapped_column(Float)  # training FLOPs of the task run (registry cost model)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ConfirmationRun(Base):
-    """One retraining of an individual at a fresh training seed (``archevo confirm``): what
-    survives these runs, not the search's own best loss, is a discovery."""
-
-    __tablename__ = "confirmation_runs"
-    __table_args__ = (
-        # Idempotent: one run per (individual, training seed, budget); a rerun skips it.
-        UniqueConstraint("individual_id", "training_seed", "budget", name="uq_confirmation_runs_run"),
-        Index("ix_confirmation_runs_campaign", "campaign_id", "individual_id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    individual_id: Mapped[int] = mapped_column(ForeignKey("individuals.id", ondelete="CASCADE"))
-    training_seed: Mapped[int] = mapped_column(Integer)
-    budget: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32))
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    flops_per_token: Mapped[float | None] = mapped_column(Float)
-    parameters: Mapped[int | None] = mapped_column(Integer)
-    tokens: Mapped[int | None] = mapped_column(Integer)
-    seconds: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
-    result_json: Mapped[str] = mapped_column(Text)  # the full record, the loss curve included
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class CampaignDriver(Base):
-    """The process driving a campaign now (one row per campaign, kept current by heartbeats):
-    ``status`` tells a live campaign from a crashed one, and a second driver is refused."""
-
-    __tablename__ = "campaign_drivers"
-
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+#: The process driving a campaign now (one row per campaign, kept current by heartbeats):
+#: ``status`` tells a live campaign from a crashed one, and a second driver is refused.
+DRIVERS = Table(
+    "campaign_drivers",
+    METADATA,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    _required("host", String(255)),
+    _required("pid", Integer),
+    _created("started_at"),
+    _created("heartbeat_at"),
+)

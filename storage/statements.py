@@ -6,34 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import Integer, bindparam, case, func, insert, literal, select, update
 
 from .records import CampaignRecord, ConfirmationRecord, DriverRecord, HurdleRecord, IndividualRecord, ScreenRecord
 from .results import EvalResult
-from .schema import (
-    OPEN_STATUSES,
-    CampaignRow,
-    CampaignDriver,
-    ConfirmationRun,
-    HurdleEvaluation,
-    Individual,
-    ScreenScore,
-)
+from .schema import CAMPAIGNS as CAMPAIGNS_TABLE
+from .schema import CONFIRMATIONS as CONFIRMATIONS_TABLE
+from .schema import DRIVERS as DRIVERS_TABLE
+from .schema import HURDLES as HURDLES_TABLE
+from .schema import INDIVIDUALS as INDIVIDUALS_TABLE
+from .schema import OPEN_STATUSES
+from .schema import SCREENS as SCREENS_TABLE
 
-
-def _table(row: type) -> Table:
-    """A mapped class's table (typed as one: the declarative attribute is typed as any FromClause)."""
-    return cast(Table, getattr(row, "__table__"))
-
-
-CAMPAIGNS_TABLE = _table(CampaignRow)
-INDIVIDUALS_TABLE = _table(Individual)
-HURDLES_TABLE = _table(HurdleEvaluation)
-DRIVERS_TABLE = _table(CampaignDriver)
-CONFIRMATIONS_TABLE = _table(ConfirmationRun)
-SCREENS_TABLE = _table(ScreenScore)
 _C = CAMPAIGNS_TABLE.c
 _I = INDIVIDUALS_TABLE.c
 _H = HURDLES_TABLE.c
