@@ -9,9 +9,10 @@ names the final program (the final norm); a ``ModelSpec`` is the fixed frame aro
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .types import MODEL_UNITS
 
@@ -20,6 +21,10 @@ from .types import MODEL_UNITS
 #: small and quick for any input; Primer's DNA used a handful of subprograms of ~10 lines.
 MAX_SUBPROGRAMS = 64
 MAX_INSTRUCTIONS = 1024
+
+
+#: An architecture's name: it is shown in tables and written into exported files.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+\-]{0,99}")
 
 
 class _Strict(BaseModel):
@@ -65,6 +70,16 @@ class Architecture(_Strict):
     prefix: list[Program] = Field(default_factory=list)
     layers: list[Program] = Field(min_length=1)
     final: Program
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise ValueError(
+                f"architecture name {name[:120]!r} is not a plain name: letters, digits, spaces and _ . + -, "
+                "starting with a letter or digit, at most 100 characters"
+            )
+        return name
 
     def programs(self) -> dict[str, Program]:
         """Every program by its place, e.g. ``layers[0]`` or ``final``."""
