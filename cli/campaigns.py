@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from .formatting import Column, fitted_table, log, number, terminal_width, validation_message
+from .formatting import Column, fitted_table, log, number, printable, terminal_width, validation_message
 
 if TYPE_CHECKING:  # at run time each command imports what it uses: `--help` loads none of them
     from search.config import CampaignConfig
@@ -44,16 +45,41 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
 
     from storage import Repository
 
+    url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
+    try:
+        path = make_url(url).database if make_url(url).get_backend_name() == "sqlite" else None
+    except Exception:  # noqa: BLE001 - Repository names a URL it cannot read
+        path = None
+    if path and not path.startswith("file:") and Path(path).exists() and not Path(path).is_file():
+        raise fail(f"cannot open database {url}: {path} is not a regular file")  # a device, a folder, a pipe
     try:
         repo = Repository(db, readonly=readonly)
         problem = repo.quick_check()
     except Exception as error:  # noqa: BLE001 - a bad URL or unreadable file: one line, no traceback
         problem = " ".join(str(getattr(error, "orig", None) or error).split())
     if problem is not None:
-        url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
         shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
         raise fail(f"cannot open database {shown}: {problem[:300]}")
     return repo
+
+
+def persistent(db: str | None) -> str | None:
+    """``db`` for a command that writes a campaign: refused where nothing would outlive the
+    process (SQLite in memory)."""
+    from sqlalchemy.engine import make_url
+
+    url = db or os.environ.get("ARCHEVO_DB") or "sqlite:///archevo.db"
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - open_repository names a URL it cannot read
+        return db
+    memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    if parsed.get_backend_name() == "sqlite" and memory:
+        raise fail(
+            f"--db {url}: an in-memory database keeps nothing, the campaign would be lost when this process ends; "
+            "give a file, e.g. sqlite:///archevo.db"
+        )
+    return db
 
 
 def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
@@ -67,6 +93,25 @@ def find_campaign(repo: Repository, name: str | None) -> CampaignRecord:
     if found is None:
         raise fail(f"no campaign {name!r}; known: {', '.join(c.name for c in campaigns)}")
     return found
+
+
+def trusted_corpus(config: CampaignConfig, given: str | None) -> str:
+    """The corpus a command may read for a stored campaign: the default, or the campaign's own
+    path-based corpus only when the user names it (``--corpus``): a path read from a database is
+    never opened on the database's word."""
+    if config.corpus == "default" and given in (None, "default"):
+        return "default"
+    if given is None:
+        raise fail(
+            f"campaign {config.name} was trained on corpus {config.corpus!r}, a path read from the database; "
+            f"pass --corpus {config.corpus!r} if you trust it"
+        )
+    if given != config.corpus:
+        raise fail(
+            f"--corpus {given!r}: campaign {config.name} was trained on {config.corpus!r}; "
+            "another corpus would not give the model's tokenizer"
+        )
+    return given
 
 
 def campaign_config(campaign: CampaignRecord) -> CampaignConfig:
@@ -340,7 +385,7 @@ def start(
         raise fail(f"{config_file}: {error}")
     if name is None and "name" not in config.model_fields_set:  # neither --name nor the TOML's name
         config.name = time.strftime("campaign-%Y%m%d-%H%M%S")
-    with open_repository(db) as repo:
+    with open_repository(persistent(db)) as repo:
         if repo.get_campaign(config.name) is not None:
             raise fail(f"campaign {config.name!r} exists: `archevo search resume {config.name}` continues it")
         run_campaign(repo, config, tensorboard=tensorboard)
@@ -611,6 +656,8 @@ def top(
 
 
 def get_individual(repo: Repository, individual_id: int) -> IndividualRecord:
+    if not 0 <= individual_id < 2**63:  # SQLite's integers are 64-bit
+        raise fail(f"no individual {individual_id} in this database")
     individual = repo.get_individual(individual_id)
     if individual is None:
         raise fail(f"no individual {individual_id} in this database")
@@ -624,6 +671,13 @@ def show(
 ) -> None:
     """An individual: its program, its diff against its seed and its parent, lineage, hurdle
     curve, task-screen scores and confirmation runs."""
+    shown = io.StringIO()  # stored text reaches the terminal only with its control characters escaped
+    with contextlib.redirect_stdout(shown):
+        _show(individual_id, as_json, db)
+    sys.stdout.write(printable(shown.getvalue()))
+
+
+def _show(individual_id: int, as_json: bool, db: str | None) -> None:
     from primitives.listing import diff_architectures, list_architecture
 
     repo = open_repository(db, readonly=True)
@@ -732,6 +786,9 @@ def export(
         None, "--weights/--no-weights", help="include the trained weights (default: when kept; --weights requires them)"
     ),
     force: bool = typer.Option(False, "--force", help="replace a non-empty output folder whole"),
+    corpus: Optional[str] = typer.Option(
+        None, "--corpus", help="the campaign's corpus, when it is a path (never read from the database unasked)"
+    ),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Write a standalone model.py, config.json, README.md, tokenizer and transformers files for an individual."""
@@ -753,10 +810,10 @@ def export(
     if weights_file is not None:
         stored = Path(weights_file).resolve()  # never copy an arbitrary path the database names
         expected = Path(Path(config.weights_dir).name) / config.name / f"{individual.id}.safetensors"
-        if stored.parts[-3:] != expected.parts:
+        if stored.parts[-3:] != expected.parts or not stored.is_file() or not _safetensors(stored):
             raise fail(
                 f"individual {individual_id}'s weights {weights_file} are not the campaign's own "
-                f"(…/{expected}); not copied"
+                f"(a safetensors file at …/{expected}); not copied"
             )
     confirmed = summarize(repo, individual.campaign_id).get(individual.id)
     metadata = {
@@ -776,10 +833,11 @@ def export(
             f"{confirmed.speedup_mean:.2f} ± {confirmed.speedup_std:.2f} over "
             f"{confirmed.paired} training seeds at {confirmed.budget}"
         )
+    chosen = trusted_corpus(config, corpus)  # before the try: a refusal is not a load error
     try:
         from evaluator.tokenization import load_tokenized
 
-        data = load_tokenized(config.corpus, config.spec.vocab_size, max_train_tokens=config.max_train_tokens)
+        data = load_tokenized(chosen, config.spec.vocab_size, max_train_tokens=config.max_train_tokens)
     except (OSError, RuntimeError, ValueError) as error:
         raise fail(f"cannot load the tokenizer of corpus {config.corpus!r}: {error}")
     try:
@@ -801,6 +859,17 @@ def export(
     print(f"wrote {', '.join(sorted(p.name for p in directory.iterdir()))} to {directory}")
     if weights_file is None:
         print(f"no trained weights ({_why_no_weights(config)}): the model initialises at random")
+
+
+def _safetensors(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file (what a campaign keeps), not any file so named."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as weights:
+            return bool(list(weights.keys()))
+    except Exception:  # noqa: BLE001 - any file safetensors cannot read is not one
+        return False
 
 
 def _why_no_weights(config: CampaignConfig) -> str:

@@ -13,7 +13,7 @@ from rich.table import Table
 from evaluator.budget import parse_budget
 
 
-from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository
+from .campaigns import DB_HELP, MAX_K, campaign_config, console, fail, find_campaign, open_repository, trusted_corpus
 from .formatting import Column, fitted_table, log, terminal_width
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ def confirm_command(
     keep_weights: bool = typer.Option(
         False, "--keep-weights", help="keep each run's weights (the campaign's weights_dir, under confirm/)"
     ),
+    corpus: Optional[str] = typer.Option(
+        None, "--corpus", help="the campaign's corpus, when it is a path (never read from the database unasked)"
+    ),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Retrain the top k and the seed programs at fresh training seeds; report loss mean ± std,
@@ -74,6 +77,7 @@ def confirm_command(
             parse_budget(budget)
         except ValueError as error:
             raise fail(f"--budget: {error}")
+        trusted_corpus(config, corpus)
         columns = (
             TextColumn("confirming {task.description}"),
             BarColumn(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -96,3 +97,9 @@ def validation_message(error: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (terminal escape sequences among them) written as
+    escapes, line breaks and tabs kept: what a database holds is shown, never obeyed."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else repr(c)[1:-1] for c in text)

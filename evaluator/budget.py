@@ -45,6 +45,11 @@ _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+\.(?:[eE]
 _EXAMPLES = "e.g. 60s, 5m, 1h, 3e12flops or 2e6tokens"
 
 
+#: The most one run may be given: a week, 1e21 FLOPs, 1e12 tokens (more is a typo that would
+#: train for ever, not an experiment this engine runs).
+LIMITS = {"seconds": 7 * 86400.0, "flops": 1e21, "tokens": 1e12}
+
+
 @dataclass(frozen=True)
 class Budget:
     """How much one training run may spend: ``amount`` of ``kind``."""
@@ -57,6 +62,11 @@ class Budget:
             raise ValueError(f"unknown budget kind {self.kind!r}: expected one of {', '.join(KINDS)}")
         if not (isinstance(self.amount, (int, float)) and math.isfinite(self.amount) and self.amount > 0):
             raise ValueError(f"a budget must be a positive finite amount, got {self.amount!r} {self.kind}")
+        if self.amount > LIMITS[self.kind]:
+            raise ValueError(
+                f"a budget of {self.amount:g} {self.kind} is more than one run may spend "
+                f"(at most {LIMITS[self.kind]:g} {self.kind})"
+            )
         object.__setattr__(self, "amount", float(self.amount))
 
     def fraction(self, seconds: float, flops: float, tokens: float) -> float:

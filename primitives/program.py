@@ -101,11 +101,13 @@ class Architecture(_Strict):
 class ModelSpec(_Strict):
     """The model around the layer programs, fixed during a campaign."""
 
-    vocab_size: int = Field(4096, ge=2)
-    d_model: int = Field(128, ge=MODEL_UNITS)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
-    seq_len: int = Field(64, ge=1)
+    # The upper bounds are far past any model trained here; they make a typo (``--layers 1e8``)
+    # an immediate error instead of minutes spent building the model.
+    vocab_size: int = Field(4096, ge=2, le=2**21)
+    d_model: int = Field(128, ge=MODEL_UNITS, le=2**16)
+    n_layers: int = Field(2, ge=1, le=1024)
+    n_heads: int = Field(4, ge=1, le=1024)
+    seq_len: int = Field(64, ge=1, le=2**20)
     positions: Literal["learned", "sinusoidal", "none"] = "learned"
     tie_embeddings: bool = True
 

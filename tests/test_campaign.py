@@ -181,7 +181,7 @@ def test_cli_top_show_status_export(small_campaign, tmp_path):
     assert "small" in status and "12/12" in status and "finished" in status
 
     out = tmp_path / "export"
-    invoke("export", str(best), "-o", str(out), "--db", url)
+    invoke("export", str(best), "-o", str(out), "--corpus", CORPUS, "--db", url)
     assert {"model.py", "config.json", "README.md"} <= {p.name for p in out.iterdir()}
     subprocess.run(
         [sys.executable, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", str(out / "model.py")],
@@ -283,6 +283,46 @@ def test_a_failed_start_leaves_no_campaign(tmp_path, cache_dir, args, message):
     result = CliRunner().invoke(app, ["search", "start", "--name", "broken", *args, "--db", url])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert Repository(url).get_campaign("broken") is None  # the name is free for a corrected start
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "start", "--name", "m", "--db", "sqlite://"], "an in-memory database keeps nothing"),
+        (["search", "start", "--name", "m", "--db", "sqlite:///file:m?mode=memory&uri=true"], "in-memory"),
+        (["search", "start", "--name", "m", "--budget", "1e99flops"], "more than one run may spend"),
+        (["train", "transformer", "--budget", "1e99flops"], "more than one run may spend"),
+        (["train", "transformer", "--layers", "100000000"], "n_layers: Input should be less than or equal to 1024"),
+        (["status", "--db", "sqlite:////dev/null"], "/dev/null is not a regular file"),
+        (["search", "start", "--name", "m", "--db", "sqlite:////dev/null"], "/dev/null is not a regular file"),
+        (["show", "99999999999999999999999"], "no individual 99999999999999999999999"),
+    ],
+)
+def test_audit_inputs_are_refused_in_one_line_and_change_nothing(tmp_path, args, message):
+    """What the reliability audit found (issue #31): nothing runs for ever, nothing is written
+    where it cannot be kept, no traceback."""
+    before = set(Path("/dev").iterdir())
+    Repository(url_of(tmp_path / "audit.db")).close()  # an empty archevo database
+    db = ["--db", url_of(tmp_path / "audit.db")] if "--db" not in args and args[0] != "train" else []
+    started = time.process_time()
+    result = CliRunner().invoke(app, [*args, *db])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and time.process_time() - started < 5
+    assert set(Path("/dev").iterdir()) == before  # no /dev/null-journal
+
+
+def test_show_escapes_what_a_database_stores(tmp_path, cache_dir):
+    """Terminal escape sequences in stored text are shown, never obeyed."""
+    db = tmp_path / "escape.db"
+    repo = Repository(url_of(db))
+    run_campaign_on(repo, make_config("esc", max_evals=3))
+    child = repo.finished_individuals(repo.get_campaign("esc").id)[-1]
+    with repo.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE individuals SET mutation = ? WHERE id = ?", ("insert: \x1b]0;owned\x07\x1b[31mred", child.id)
+        )
+    shown = invoke("show", str(child.id), "--db", url_of(db)).stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[31mred" in shown
 
 
 @pytest.mark.parametrize("name", ["a/b", "../up", "[bold]x[/bold]", "", "x" * 101])

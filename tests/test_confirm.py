@@ -48,7 +48,7 @@ def campaign(tmp_path_factory):
         )
         repo = Repository(url)
         build_campaign(config, repo, job=fakes.fake_job).run()
-        result = CliRunner().invoke(app, ["confirm", "c", "-k", "2", "--seeds", "2", "--db", url])
+        result = CliRunner().invoke(app, ["confirm", "c", "-k", "2", "--seeds", "2", "--corpus", CORPUS, "--db", url])
         yield repo, config, url, result
 
 
@@ -130,7 +130,9 @@ def test_tables_fit_the_terminal_and_keep_every_number_whole(campaign, columns):
     status = run("status")
     assert "finished" in status and "8/8" in status
     assert f"{min(r['loss'] for r in rows):.4f}" in status
-    confirmed = run("confirm", "c", "-k", "2", "--seeds", "2")  # resumes: everything recorded, prints the table
+    confirmed = run(
+        "confirm", "c", "-k", "2", "--seeds", "2", "--corpus", CORPUS
+    )  # resumes: everything recorded, prints the table
     assert "speedup vs seed" in confirmed
 
 
@@ -141,6 +143,9 @@ def test_tables_fit_the_terminal_and_keep_every_number_whole(campaign, columns):
         (["confirm", "c", "-k", "0"], "-k 0"),
         (["confirm", "c", "--seeds", "0"], "--seeds 0"),
         (["confirm", "c", "--budget", "ten minutes"], "--budget"),
+        (["confirm", "c"], "a path read from the database; pass --corpus"),  # never opened unasked
+        (["confirm", "c", "--corpus", "text:/etc/*"], "another corpus would not give the model's tokenizer"),
+        (["export", "1", "-o", "/tmp/archevo-never-written"], "a path read from the database; pass --corpus"),
     ],
 )
 def test_confirm_bad_input_is_one_line(campaign, args, message):

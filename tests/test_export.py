@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -142,7 +143,8 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
     build_campaign(config, Repository(db)).run()
     best = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "1", "--json", "--db", db]).stdout)[0]
     out = tmp_path / "exported"
-    result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--weights", "--db", db])
+    corpus = ["--corpus", config.corpus]
+    result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--weights", *corpus, "--db", db])
     assert result.exit_code == 0, result.output
     individual = Repository(db).get_individual(best["id"])
     engine = compile_model(config.spec, individual.architecture()).eval()
@@ -161,7 +163,22 @@ def test_best_individual_of_a_real_campaign_exports_with_its_trained_weights(tmp
             "UPDATE individuals SET result_json = ? WHERE id = ?",
             (json.dumps({**stored, "weights": str(secret)}), best["id"]),
         )
-    refused = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(tmp_path / "x"), "--weights", "--db", db])
+    refused = CliRunner().invoke(
+        app, ["export", str(best["id"]), "-o", str(tmp_path / "x"), "--weights", *corpus, "--db", db]
+    )
+    assert refused.exit_code == 2 and "not the campaign's own" in refused.output
+    # nor a file that only has the campaign's path: it must be safetensors weights
+    lookalike = tmp_path / "crafted" / Path(config.weights_dir).name / "real" / f"{best['id']}.safetensors"
+    lookalike.parent.mkdir(parents=True)
+    lookalike.write_text("not weights: any file a crafted database points at")
+    with Repository(db).engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE individuals SET result_json = ? WHERE id = ?",
+            (json.dumps({**stored, "weights": str(lookalike)}), best["id"]),
+        )
+    refused = CliRunner().invoke(
+        app, ["export", str(best["id"]), "-o", str(tmp_path / "y"), "--weights", *corpus, "--db", db]
+    )
     assert refused.exit_code == 2 and "not the campaign's own" in refused.output
 
     # what a user gets: the tokenizer, HF-style config that `programs validate` reads, a README

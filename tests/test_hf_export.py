@@ -18,7 +18,7 @@ from search.campaign import build_campaign
 from search.config import CampaignConfig
 from storage import Repository
 
-from tests.configs import make_config
+from tests.configs import CORPUS, make_config
 
 SPEC = ModelSpec(vocab_size=300, d_model=32, n_layers=2, n_heads=2, seq_len=12)
 KEEP = CampaignConfig.model_fields["keep_weights"].default  # what a user who passes nothing gets
@@ -112,7 +112,7 @@ def test_an_export_loads_in_transformers_and_matches_plain_torch(campaign):
     tmp, db, _, _ = campaign
     best = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "1", "--json", "--db", db]).stdout)[0]
     out = tmp / "exported"
-    result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--db", db])
+    result = CliRunner().invoke(app, ["export", str(best["id"]), "-o", str(out), "--corpus", CORPUS, "--db", db])
     assert result.exit_code == 0, result.output
     assert {"configuration_archevo.py", "modeling_archevo.py", "tokenizer_config.json", WEIGHTS} <= {
         p.name for p in out.iterdir()
@@ -145,13 +145,14 @@ def test_export_refuses_a_non_empty_folder_and_force_replaces_it_whole(campaign)
     tmp, db, _, _ = campaign
     top = json.loads(CliRunner().invoke(app, ["top", "real", "-k", "2", "--json", "--db", db]).stdout)
     out = tmp / "twice"
-    assert CliRunner().invoke(app, ["export", str(top[0]["id"]), "-o", str(out), "--db", db]).exit_code == 0
+    first = ["export", str(top[0]["id"]), "-o", str(out), "--corpus", CORPUS, "--db", db]
+    assert CliRunner().invoke(app, first).exit_code == 0
     assert (out / WEIGHTS).exists()
-    refused = CliRunner().invoke(app, ["export", str(top[1]["id"]), "-o", str(out), "--no-weights", "--db", db])
+    second = ["export", str(top[1]["id"]), "-o", str(out), "--no-weights", "--corpus", CORPUS, "--db", db]
+    refused = CliRunner().invoke(app, second)
     assert refused.exit_code == 2 and "not empty" in refused.output and "--force" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
-    forced = ["export", str(top[1]["id"]), "-o", str(out), "--no-weights", "--force", "--db", db]
-    assert CliRunner().invoke(app, forced).exit_code == 0
+    assert CliRunner().invoke(app, [*second, "--force"]).exit_code == 0
     assert not (out / WEIGHTS).exists()  # no stale file of the first model
     assert json.loads((out / "config.json").read_text())["archevo"]["metadata"]["individual"] == top[1]["id"]
     assert not [p for p in tmp.iterdir() if p.name.startswith(".twice.")]  # no staging folder left
