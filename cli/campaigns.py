@@ -275,7 +275,7 @@ def run_campaign(
     """Run with the live view; a bad corpus or cluster is one line and leaves no campaign, an
     interrupt (Ctrl-C, SIGTERM) says how to resume."""
     from search.backends import BackendError
-    from search.campaign import build_campaign  # torch and Ray: only when a campaign runs
+    from search.campaign import CampaignFailing, build_campaign  # torch and Ray: only when a campaign runs
     from storage import CampaignBusy
 
     view = (ProgressView if console.is_terminal else LogView)(repo, config.name, config.max_evals)
@@ -296,7 +296,7 @@ def run_campaign(
                 raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
             try:
                 campaign.run()
-            except CampaignBusy as error:
+            except (CampaignBusy, CampaignFailing) as error:
                 raise fail(str(error)) from None
     except KeyboardInterrupt:
         typer.echo(

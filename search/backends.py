@@ -77,10 +77,13 @@ def start_local_ray(num_cpus: float, num_gpus: float | None = None) -> None:
     import ray
     from ray._private import ray_constants
 
-    ray_constants.ENABLE_RAY_CLUSTER = False
     # "local": a new cluster even where `ray start` left one (ray.init would join that)
     options = {"address": "local", "num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard_host": "127.0.0.1", **QUIET}
-    ray.init(**{k: v for k, v in options.items() if v is not None})
+    previous, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
+    try:
+        ray.init(**{k: v for k, v in options.items() if v is not None})
+    finally:  # only for this cluster's start: a later join of a real cluster must see Ray's own mode
+        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 class BackendError(RuntimeError):

@@ -11,7 +11,9 @@ equal to the tables); duplicates are looked up by query.
 from __future__ import annotations
 
 import gc
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,14 +75,15 @@ def build_campaign(
     seeds = {name: seed(name, config.spec) for name in config.seed_programs}
     if config.ray_address is None:  # the workers share this machine's memory
         _check_memory(config, seeds)
+    run = run_recipe(config)
+    recipe = run.recipe()
+    stored = repository.get_campaign(config.name)
+    if stored is not None:
+        _check_recipe(repository, stored, recipe)
     on_event({"kind": "preparing", "message": f"tokenizing corpus {config.corpus!r}"})
     load_tokenized(config.corpus, config.vocab_size, max_train_tokens=config.max_train_tokens)
     backend = backend or make_backend(config, job)
-    record = repository.get_campaign(config.name) or repository.create_campaign(
-        config.name, config.search_seed, config.model_dump(mode="json")
-    )
-    run = run_recipe(config)
-    recipe = run.recipe()
+    record = stored or repository.create_campaign(config.name, config.search_seed, config.model_dump(mode="json"))
     return Campaign(
         repository,
         record,
@@ -91,6 +94,18 @@ def build_campaign(
         on_event=on_event,
         force=force,
     )
+
+
+def _check_recipe(repository: Repository, campaign: CampaignRecord, recipe: str) -> None:
+    """A resumed campaign evaluates under the recipe its individuals were evaluated under: a
+    stored config edited since (a budget, a training field) would mix two recipes in one ranking."""
+    recorded = {root.recipe for root in repository.roots(campaign.id)}
+    if recorded and recipe not in recorded:
+        raise ValueError(
+            f"campaign {campaign.name}'s stored config gives recipe {recipe}, but its individuals were "
+            f"evaluated under {', '.join(sorted(recorded))}: the config was edited since (budget, training or "
+            "frame); resuming would rank two recipes together. Start a new campaign for the new recipe"
+        )
 
 
 def job_frame(config: CampaignConfig) -> dict[str, Any]:
@@ -109,6 +124,24 @@ def job_frame(config: CampaignConfig) -> dict[str, Any]:
         screen_steps=config.screen_steps,
         return_weights=config.ray_address is not None,
     ).model_dump(mode="json")
+
+
+class CampaignFailing(RuntimeError):
+    """Candidates keep failing with one cause: the campaign stops (resumable once it is fixed)."""
+
+
+@dataclass
+class FailureStreak:
+    """The candidates that failed in a row with one cause: an error whose message is the same
+    once its numbers (paths, ids, sizes) are blanked; any other result breaks the streak."""
+
+    cause: str | None = None
+    length: int = 0
+
+    def add(self, result: EvalResult) -> None:
+        cause = re.sub(r"\d+", "#", result.message)[:200] if result.status == "error" else None
+        self.length = 0 if cause is None else self.length + 1 if cause == self.cause else 1
+        self.cause = cause
 
 
 class Campaign:
@@ -185,10 +218,13 @@ class Campaign:
         beat = time.monotonic()
         try:
             results: list = []
+            streak = FailureStreak()
             while True:
                 with self.repo.batch():
                     for key, raw in results:
-                        self._emit(*self.ledger.tell(key, as_result(raw)))
+                        individual, result = self.ledger.tell(key, as_result(raw))
+                        self._emit(individual, result)
+                        streak.add(result)
                     dispatch: list[IndividualRecord] = []
                     while (
                         self.backend.in_flight() + len(dispatch) < self.backend.capacity
@@ -204,6 +240,12 @@ class Campaign:
                         else:
                             self._emit(individual, candidate.verdict)
                         birth += 1
+                limit = self.config.max_failures_in_a_row
+                if limit is not None and streak.length >= limit:  # after the commit: every failure is recorded
+                    raise CampaignFailing(
+                        f"campaign {self.config.name} stopped: {streak.length} candidates in a row failed with "
+                        f"the same cause: {streak.cause}; fix it, then `archevo search resume {self.config.name}`"
+                    )
                 if results:
                     self._prune_weights()
                 for individual in dispatch:  # after the commit: a worker never sees an unstored individual

@@ -116,6 +116,9 @@ class CampaignConfig(BaseModel):
     keep_weights: Annotated[int, Field(ge=0)] | Literal["all"] = 10
     weights_dir: str = Field(default_factory=lambda: os.environ.get("ARCHEVO_WEIGHTS_DIR", "archevo-weights"))
     max_retries: int = Field(2, ge=0)
+    # A campaign whose candidates fail this many times in a row with one cause (a full disk, a
+    # damaged corpus cache) stops with that cause instead of spending its budget on failures.
+    max_failures_in_a_row: int | None = Field(5, ge=1)
 
     @model_validator(mode="before")
     @classmethod

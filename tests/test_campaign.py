@@ -34,7 +34,7 @@ from primitives.graph import architecture_hash
 from primitives.program import Architecture, Instruction, Program
 from primitives.seeds import seed
 from search.backends import InProcessBackend
-from search.campaign import Campaign, build_campaign
+from search.campaign import Campaign, CampaignFailing, build_campaign
 from search.config import CampaignConfig, run_recipe
 from cli.main import app
 from search.hurdles import HurdlePolicy
@@ -1145,7 +1145,7 @@ def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "transformer", "--layers", "100000"], "too large for this machine"),
+        (["train", "transformer", "--layers", "1000", "--d-model", "65536"], "too large for this machine"),
         (["train", "transformer", "--device", "tpu"], "device must be cpu or cuda"),
         (["top", "-k", "0"], "-k 0"),
         (["top", "-k", str(10**30)], "between 1 and"),
@@ -1324,3 +1324,22 @@ def test_the_readme_demo_is_the_rediscovery_protocol_with_the_default_search():
         default.proposal,
         default.hurdle_policy(),
     )
+
+
+def _full_disk(job):
+    raise OSError(28, "No space left on device", f"/weights/{random.random()}.safetensors")
+
+
+def test_a_campaign_whose_candidates_fail_alike_stops_with_the_cause(tmp_path, cache_dir):
+    """Every candidate failing the same way (a full disk, a damaged cache) stops the campaign with
+    that cause after max_failures_in_a_row, resumable, instead of finishing on failures."""
+    repo = Repository(url_of(tmp_path / "failing.db"))
+    config = make_config("failing", max_evals=12, max_failures_in_a_row=4)
+    with pytest.raises(CampaignFailing, match="4 candidates in a row failed with the same cause: OSError"):
+        run_campaign_on(repo, config, _full_disk)
+    campaign = repo.get_campaign("failing")
+    assert campaign.status != "finished" and repo.count(campaign.id, "error") == 4
+    # a failure that is not a streak (other causes between) does not stop it
+    mixed = make_config("mixed", max_evals=8, max_failures_in_a_row=2)
+    run_campaign_on(repo, mixed, fakes.CountingJob(fail_every=(2, 0)))
+    assert repo.get_campaign("mixed").status == "finished"

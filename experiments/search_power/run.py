@@ -17,6 +17,8 @@ training seeds, ``archevo confirm``'s code.
 from __future__ import annotations
 
 import argparse
+import shutil
+import sqlite3
 import statistics
 import sys
 from pathlib import Path
@@ -42,7 +44,10 @@ from search.config import CampaignConfig  # noqa: E402
 from search.confirm import summarize  # noqa: E402
 from storage import Repository  # noqa: E402
 
-DB = f"sqlite:///{HERE / 'search_power.db'}"
+#: The campaigns run in a working copy that git never touches (a checkout or stash of a database
+#: that live processes write corrupts it); `snapshot` copies it, checkpointed, to the tracked file.
+COMMITTED, WORKING = HERE / "search_power.db", HERE / "search_power.work.db"
+DB = f"sqlite:///{WORKING}"
 ARMS = {"ladder": {}, "random": {"ladder_parents": "random"}}
 BIRTHS = 150
 TOP = 5  # the secondary outcome: named edits among each campaign's top 5
@@ -237,6 +242,22 @@ def report() -> None:
     print("\n".join(lines))
 
 
+def working_copy() -> None:
+    """Start the working copy from the committed database the first time."""
+    if not WORKING.exists():
+        shutil.copyfile(COMMITTED, WORKING)
+
+
+def snapshot() -> None:
+    """The working copy, every row folded into one file, as the committed database."""
+    repo = Repository(DB)
+    repo.checkpoint()
+    repo.close()
+    with sqlite3.connect(WORKING) as source, sqlite3.connect(COMMITTED) as target:
+        source.backup(target)  # SQLite's online backup: a consistent copy even beside a writer
+    print(f"wrote {COMMITTED.name} from {WORKING.name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,8 +268,12 @@ def main() -> None:
     confirming = sub.add_parser("confirm", help="retrain the finished campaigns' top children (resumable)")
     confirming.add_argument("--jobs", type=int, default=2)
     sub.add_parser("report", help="table.md and best_so_far.png from the database")
+    sub.add_parser("snapshot", help="copy the working database to search_power.db (to commit)")
     args = parser.parse_args()
-    if args.command == "report":
+    working_copy()
+    if args.command == "snapshot":
+        snapshot()
+    elif args.command == "report":
         report()
     elif args.command == "confirm":
         confirm_finished(args.jobs)
