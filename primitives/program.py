@@ -27,6 +27,16 @@ MAX_INSTRUCTIONS = 1024
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+\-]{0,99}")
 
 
+def plain_name(name: str, pattern: re.Pattern[str], what: str, allowed: str) -> str:
+    """``name`` if ``pattern`` matches it whole, else a ValueError that says what a name may hold."""
+    if not pattern.fullmatch(name):
+        raise ValueError(
+            f"{what} {name[:120]!r} is not a plain name: {allowed}, starting with a letter or digit, "
+            "at most 100 characters"
+        )
+    return name
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,12 +84,7 @@ class Architecture(_Strict):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not NAME.fullmatch(name):
-            raise ValueError(
-                f"architecture name {name[:120]!r} is not a plain name: letters, digits, spaces and _ . + -, "
-                "starting with a letter or digit, at most 100 characters"
-            )
-        return name
+        return plain_name(name, NAME, "architecture name", "letters, digits, spaces and _ . + -")
 
     def programs(self) -> dict[str, Program]:
         """Every program by its place, e.g. ``layers[0]`` or ``final``."""

@@ -28,7 +28,7 @@ from evaluator.presets import DEFAULT_PRESET, get_preset
 from evaluator.tasks import TASKS
 from evaluator.training_config import RENAMED as TRAIN_RENAMED
 from evaluator.training_config import TrainConfig
-from primitives.program import ModelSpec
+from primitives.program import ModelSpec, plain_name
 from primitives.renames import current_names, old_names
 from primitives.seeds import SEEDS
 
@@ -167,12 +167,7 @@ class CampaignConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not NAME.fullmatch(name):
-            raise ValueError(
-                f"campaign name {name!r} is not a plain name: letters, digits, '_', '-', '.', "
-                "starting with a letter or digit, at most 100 characters"
-            )
-        return name
+        return plain_name(name, NAME, "campaign name", "letters, digits, '_', '-', '.'")
 
     @model_validator(mode="after")
     def _sample_fits(self) -> "CampaignConfig":

@@ -1343,3 +1343,16 @@ def test_a_campaign_whose_candidates_fail_alike_stops_with_the_cause(tmp_path, c
     mixed = make_config("mixed", max_evals=8, max_failures_in_a_row=2)
     run_campaign_on(repo, mixed, fakes.CountingJob(fail_every=(2, 0)))
     assert repo.get_campaign("mixed").status == "finished"
+
+
+def test_a_resume_under_an_edited_recipe_is_refused_and_changes_nothing(tmp_path, cache_dir):
+    """A stored budget (or training field) edited by hand would rank two recipes together."""
+    repo = Repository(url_of(tmp_path / "edited.db"))
+    run_campaign_on(repo, make_config("edited", max_evals=3))
+    stored = repo.get_campaign("edited")
+    edited = CampaignConfig.from_stored(stored.config).model_copy(update={"budget": "2560tokens", "max_evals": 5})
+    repo.set_campaign_config("edited", edited.model_dump(mode="json"))
+    before = (repo.get_campaign("edited").config, repo.count(stored.id))
+    with pytest.raises(ValueError, match="the config was edited since"):
+        build_campaign(edited, repo, job=fakes.fake_job)
+    assert (repo.get_campaign("edited").config, repo.count(stored.id)) == before
