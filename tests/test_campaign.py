@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import sqlalchemy
 from typer.testing import CliRunner
 
 from evaluator.compiler import compile_model
@@ -318,8 +319,9 @@ def test_show_escapes_what_a_database_stores(tmp_path, cache_dir):
     run_campaign_on(repo, make_config("esc", max_evals=3))
     child = repo.finished_individuals(repo.get_campaign("esc").id)[-1]
     with repo.engine.begin() as connection:
-        connection.exec_driver_sql(
-            "UPDATE individuals SET mutation = ? WHERE id = ?", ("insert: \x1b]0;owned\x07\x1b[31mred", child.id)
+        connection.execute(
+            sqlalchemy.text("UPDATE individuals SET mutation = :mutation WHERE id = :id"),
+            {"mutation": "insert: \x1b]0;owned\x07\x1b[31mred", "id": child.id},
         )
     shown = invoke("show", str(child.id), "--db", url_of(db)).stdout
     assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[31mred" in shown
