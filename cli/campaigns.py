@@ -294,6 +294,7 @@ def run_campaign(
                 campaign = build_campaign(config, repo, on_event=on_event, force=force)
             except (ValueError, OSError, BackendError) as error:
                 raise fail(f"campaign {config.name} not started: {' '.join(str(error).split())}") from None
+            signal.signal(signal.SIGTERM, _interrupted)  # again: starting Ray installs its own handler
             try:
                 campaign.run()
             except (CampaignBusy, CampaignFailing) as error:

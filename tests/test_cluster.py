@@ -25,7 +25,8 @@ ray = pytest.importorskip("ray")
 
 from search.campaign import build_campaign  # noqa: E402
 from storage import Repository  # noqa: E402
-from tests.configs import make_config  # noqa: E402
+from tests.databases import url_of  # noqa: E402
+from tests.configs import CORPUS, make_config  # noqa: E402
 
 
 def _free_port() -> int:
@@ -146,3 +147,38 @@ def test_a_campaign_runs_on_a_second_node_with_the_corpus_shipped_and_weights_re
             assert load_file(weights), f"individual {row.id}: no weights at {weights}"
     # the tasks ran on the node that has CPUs: the head has none
     assert {n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]} == {0, 2}
+
+
+def test_sigterm_on_a_ray_campaign_says_how_to_resume(tmp_path, monkeypatch):
+    """Ray installs its own SIGTERM handler when it starts; the driver's comes back after it, so a
+    terminated campaign (a cluster job's time limit) ends with the resume hint and status 130."""
+    monkeypatch.setenv("ARCHEVO_CACHE_DIR", str(tmp_path / "cache"))
+    toml = tmp_path / "campaign.toml"
+    toml.write_text(
+        f'name = "term"\nbackend = "ray"\nworkers = 1\ncorpus = "{CORPUS}"\nvocab_size = 300\n'
+        'budget = "3e4tokens"\nmax_evals = 50\npopulation = 2\nsample = 1\nmax_train_tokens = 20000\n'
+        'strategy = "aging"\n[spec]\nd_model = 32\nn_layers = 1\nn_heads = 2\nseq_len = 16\n'
+    )
+    log = tmp_path / "term.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "archevo"),
+                "search",
+                "start",
+                "--config",
+                str(toml),
+                "--db",
+                url_of(tmp_path / "t.db"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        deadline = time.monotonic() + 120
+        while "term: individual " not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # Ray is up and a candidate has finished
+        driver.send_signal(signal.SIGTERM)
+        driver.wait(timeout=120)
+    assert driver.returncode == 130, log.read_text()[-2000:]
+    assert "`archevo search resume term` continues the campaign" in log.read_text()
