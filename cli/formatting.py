@@ -9,6 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -86,8 +87,6 @@ def _full(column: Column, rows: list[list[str]], i: int) -> int:
 
 def terminal_width() -> int:
     """Columns of the terminal ($COLUMNS where set, as rich reads it; 80 when not a terminal)."""
-    from rich.console import Console
-
     return Console().width
 
 

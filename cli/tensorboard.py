@@ -24,7 +24,6 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self.repo, self.name, self.folder = repo, campaign_name, Path(root) / campaign_name
-        self.writer = SummaryWriter
         shutil.rmtree(self.folder / "best", ignore_errors=True)  # rewritten whole by catch_up()
         self.best = SummaryWriter(str(self.folder / "best"))
         self.best_loss: float | None = None
@@ -52,7 +51,9 @@ class TensorBoardLog:
         curve = (self.repo.result(individual_id) or {}).get("loss_curve") or []
         if not curve or run.exists():  # nothing trained, or written by an earlier run of the driver
             return
-        with self.writer(str(run)) as writer:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(run)) as writer:
             for point in curve:
                 if point.get("train_loss") is not None:
                     writer.add_scalar("loss/train", point["train_loss"], point["tokens"])
