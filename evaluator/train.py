@@ -10,7 +10,9 @@ The learning rate follows the fraction of the budget spent (linear warmup, cosin
 ``min_lr_fraction``), so one recipe serves every kind of budget. FLOPs per token come from the
 registry's cost model (``primitives.cost``: every op's FLOPs, elementwise work included, the
 backward pass 2 × the forward), multiplied by the tokens trained.
-In a seconds budget only the training steps count: time spent evaluating is excluded.
+In a seconds budget only the training steps count: time spent evaluating is excluded, and so
+is the warm-up step that compiles the model (``compile``) or starts CUDA's lazy work before
+the clock starts (``compile_seconds``): a cold compile must not eat a candidate's budget.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ OnProgress = Callable[[int, float, float, float], None]
 """``progress(step, fraction, train_loss, tokens_per_second)``, called after every step."""
 
 CURVE_POINTS = 50  # the train-loss curve is sampled about every 1/50 of the budget
+#: On CUDA a loss is read (a device sync) every this many steps, and at every curve point.
+CUDA_LOSS_READS = 16
 
 
 class TokenData(Protocol):
@@ -113,6 +117,12 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
         return f"out of memory: {type(error).__name__}: {text}"[:500]
     return f"{type(error).__name__}: {text}"[:500]
+
+
+def loss_read_interval(device: torch.device) -> int:
+    """Steps between reads of the training loss: every step on the CPU; on CUDA a read syncs
+    the device, so the NaN check is batched."""
+    return CUDA_LOSS_READS if device.type == "cuda" else 1
 
 
 def lr_at(fraction: float, config: TrainConfig) -> float:
@@ -306,10 +316,7 @@ class _Run:
         windows = validation_windows(data.validation, spec.seq_len, config.eval_batches * config.batch_size)
         self.windows = torch.from_numpy(windows).to(self.device)
         if config.max_memory_mb is not None:
-            probe = self.windows[: config.batch_size]
-            if len(probe) < config.batch_size:  # a short validation split: repeat windows
-                probe = probe.repeat(math.ceil(config.batch_size / len(probe)), 1)[: config.batch_size]
-            need = step_memory_bytes(model, probe) / 2**20
+            need = step_memory_bytes(model, self._probe()) / 2**20
             if need > config.max_memory_mb:
                 raise StepMemoryError(
                     f"out of memory: one step needs {need:.0f} MB, the limit is {config.max_memory_mb:g} MB"
@@ -317,9 +324,34 @@ class _Run:
         self.model = model
         self._loop()
 
+    def _probe(self) -> torch.Tensor:
+        """One batch of validation windows (repeated if the split is short): a step's shape."""
+        probe = self.windows[: self.config.batch_size]
+        if len(probe) < self.config.batch_size:
+            probe = probe.repeat(math.ceil(self.config.batch_size / len(probe)), 1)[: self.config.batch_size]
+        return probe
+
+    def _warm_up(self, step_model: nn.Module) -> None:
+        """One forward and backward before the clock starts, its gradients dropped (nothing is
+        learnt): torch.compile traces and compiles here and CUDA starts its lazy work, so
+        neither is charged to the budget, the schedule or the hurdles. Timed apart."""
+        start = time.perf_counter()
+        probe = self._probe()
+        with self.autocast:
+            loss = step_model(probe[:, :-1], probe[:, 1:])[1]
+        loss.backward()
+        self.model.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.result.compile_seconds = time.perf_counter() - start
+
     def _loop(self) -> None:
         spec, config, result, budget = self.spec, self.config, self.result, self.budget
         model = self.model
+        if config.compile:
+            # Dynamo caches compiled code per code object (LanguageModel.forward, the same for
+            # every candidate) and falls back to eager after 8 recompiles: each run starts clean.
+            torch._dynamo.reset()
         step_model = torch.compile(model) if config.compile else model  # same parameters, compiled forward
         optimizer = torch.optim.AdamW(
             parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=True
@@ -329,7 +361,7 @@ class _Run:
         batch_tokens = config.batch_size * spec.seq_len
         flops_per_step = batch_tokens * result.flops_per_token
         cuda = self.device.type == "cuda"
-        check_every = 16 if cuda else 1  # loss .item() syncs: batch the NaN check on the GPU
+        check_every = loss_read_interval(self.device)
         pending: list[torch.Tensor] = []
         hurdles = list(config.hurdle_fractions)
         next_hurdle = 0
@@ -377,6 +409,8 @@ class _Run:
             last_loss = values[-1]
             return True
 
+        if config.compile or cuda:
+            self._warm_up(step_model)
         tick = time.perf_counter()
         while fraction < 1.0:
             for group in optimizer.param_groups:
@@ -402,6 +436,8 @@ class _Run:
             if self.progress is not None:
                 self.progress(step, min(fraction, 1.0), last_loss, step * batch_tokens / max(train_seconds, 1e-9))
             if fraction * CURVE_POINTS >= next_point:
+                if pending and not check():  # the point's mean needs the losses not read yet
+                    break
                 record()
                 next_point = math.floor(fraction * CURVE_POINTS) + 1
             crossed = []

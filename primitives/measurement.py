@@ -29,6 +29,7 @@ class Metrics(BaseModel):
     tokens: int | None = None
     seconds: float | None = None  # training time, evaluations excluded (what a seconds budget counts)
     wall_seconds: float | None = None  # everything: compile, FLOP count, evaluations
+    compile_seconds: float | None = None  # the warm-up step (torch.compile, CUDA start-up): never budgeted
     flops: float | None = None
     parameters: int | None = None
     flops_per_token: float | None = None  # training (forward + backward) FLOPs per token, by the cost model

@@ -394,3 +394,62 @@ def test_compiled_training_step_trains_like_eager(data):
     compiled = train(SPEC, seed("primer_ez", SPEC), data, tokens(20), CONFIG.model_copy(update={"compile": True}))
     assert compiled.status == "ok", compiled.message
     assert abs(compiled.val_loss - eager.val_loss) < 1e-3
+
+
+def test_training_curve_has_every_point_when_losses_are_read_in_batches(data, monkeypatch):
+    """On CUDA the loss is read every 16 steps (a read syncs the device); driven here on the CPU:
+    every curve point still has its mean training loss, and no point is written twice."""
+    monkeypatch.setattr(train_module, "loss_read_interval", lambda device: 16)
+    result = train(SPEC, seed("transformer", SPEC), data, tokens(100), CONFIG)
+    assert result.status == "ok", result.message
+    assert len(result.loss_curve) >= 40
+    assert all(point.train_loss is not None for point in result.loss_curve)
+    assert [p.tokens for p in result.loss_curve] == sorted({p.tokens for p in result.loss_curve})
+    assert result.loss_curve[-1].val_loss == result.val_loss
+
+
+class _ColdCompile(torch.nn.Module):
+    """What torch.compile returns, made slow on its first call as a cold compile is."""
+
+    def __init__(self, model: torch.nn.Module, seconds: float):
+        super().__init__()
+        self.model, self.seconds, self.calls = model, seconds, 0
+
+    def forward(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            import time
+
+            time.sleep(self.seconds)
+        return self.model(*args)
+
+
+def test_compile_time_is_timed_apart_and_never_charged_to_the_budget(data, monkeypatch):
+    """The first compiled step (a cold compile: minutes) falls before the clock: the curve's
+    first point, the schedule and a seconds budget see only training."""
+    monkeypatch.setattr(torch, "compile", lambda model, **options: _ColdCompile(model, 1.5))
+    config = CONFIG.model_copy(update={"compile": True})
+    result = train(SPEC, seed("transformer", SPEC), data, tokens(20), config)
+    assert result.status == "ok", result.message
+    assert result.compile_seconds >= 1.5
+    assert result.loss_curve[0].seconds < 1.0 and result.seconds < 1.5
+    timed = train(SPEC, seed("transformer", SPEC), data, Budget("seconds", 1.0), config)
+    assert timed.status == "ok" and timed.steps > 1  # the compile did not eat the second
+
+
+def test_every_compiled_candidate_in_one_process_is_compiled(data, monkeypatch):
+    """Dynamo caches per code object and gives up after 8 recompiles of LanguageModel.forward,
+    silently running eager: a campaign's ninth compiled candidate must still be compiled."""
+    compiled = torch.compile
+    graphs: list[int] = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(run)
+        return graph_module.forward
+
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled(model, backend=counting_backend))
+    config = CONFIG.model_copy(update={"compile": True})
+    for run in range(10):
+        result = train(SPEC, seed("transformer", SPEC), data, tokens(2), config)
+        assert result.status == "ok", result.message
+    assert set(graphs) == set(range(10))
