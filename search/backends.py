@@ -137,11 +137,22 @@ def project_code() -> dict[str, Any]:
     return {"py_modules": [importlib.import_module(name) for name in PACKAGES]}
 
 
+def gpu_slots(cluster_gpus: float, gpus_per_worker: float) -> int:
+    """How many tasks of ``gpus_per_worker`` the cluster's GPUs run at once."""
+    return math.floor(cluster_gpus / gpus_per_worker + 1e-9)
+
+
 class RayBackend:
     """One Ray task per evaluation on a local cluster (default) or an existing one (address).
 
     ``shared`` objects go into Ray's object store once and reach every task as keyword
-    arguments (``fn(job, **shared)``): the tokenized corpus for nodes that lack its cache."""
+    arguments (``fn(job, **shared)``): the tokenized corpus for nodes that lack its cache.
+
+    GPU tasks: Ray ends a GPU task's worker process after each task unless told otherwise
+    (``max_calls`` 1), so every candidate would pay the imports, CUDA's start-up and a cold
+    compile; here a worker process serves task after task. At most as many tasks are in flight
+    as the cluster's GPUs run at once, so that none waits in Ray's queue while its evaluation
+    timeout runs."""
 
     def __init__(
         self,
@@ -163,17 +174,16 @@ class RayBackend:
                 ray.init(address=address, runtime_env=project_code(), **QUIET)
             else:
                 start_local_ray(max(workers * cpus_per_worker, os.cpu_count() or 1), local_gpus(gpus_per_worker))
-        if gpus_per_worker and ray.cluster_resources().get("GPU", 0) < gpus_per_worker:
-            raise BackendError(
-                f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has "
-                f"{ray.cluster_resources().get('GPU', 0):g} GPUs"
-            )
-        self.capacity = workers
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus_per_worker and cluster_gpus < gpus_per_worker:
+            raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has {cluster_gpus:g} GPUs")
+        self.capacity = min(workers, gpu_slots(cluster_gpus, gpus_per_worker)) if gpus_per_worker else workers
         self.timeout_s = timeout_s
         self.remote: Any = ray.remote(  # (ray's stubs type the decorated function without arguments)
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
             max_retries=max_retries,
+            max_calls=0,  # no limit: the worker process (its CUDA context, its caches) is reused
             retry_exceptions=False,
             runtime_env=worker_env(),
         )(fn)

@@ -89,7 +89,9 @@ class CampaignConfig(BaseModel):
     workers: int = Field(2, ge=1, le=4096)
     backend: Literal["ray", "inprocess"] = "ray"
     ray_address: str | None = None
-    gpus_per_worker: float = Field(0, ge=0)
+    # A candidate trains on one device: a worker gets one GPU or a share of one (0.25: four
+    # candidates packed on each GPU).
+    gpus_per_worker: float = Field(0, ge=0, le=1)
     corpus: str = "default"
     vocab_size: int = Field(ge=256)  # these four come from the preset unless given
     max_train_tokens: int | None = None
@@ -214,6 +216,15 @@ class CampaignConfig(BaseModel):
         if margins is not None and not all(0 <= m < 100 for m in margins):
             raise ValueError(f"rung margins are nats in [0, 100), got {margins}")
         return margins
+
+    @model_validator(mode="after")
+    def _gpus_through_ray(self) -> "CampaignConfig":
+        if self.backend == "ray" and self.train.device.startswith("cuda") and not self.gpus_per_worker:
+            raise ValueError(
+                f"train.device = {self.train.device!r} with the ray backend needs gpus_per_worker > 0: Ray then "
+                "gives each worker its own GPU (or a share of one); without it every worker trains on GPU 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ladder_fields(self) -> "CampaignConfig":

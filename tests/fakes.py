@@ -184,4 +184,4 @@ def crash_once_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def sleepy_job(job: dict[str, Any]) -> dict[str, Any]:
     time.sleep(float(job["sleep"]))
-    return {"status": "ok", "val_loss": 1.0}
+    return {"status": "ok", "val_loss": 1.0, "pid": os.getpid()}

@@ -1,0 +1,81 @@
+"""GPU placement through Ray, driven on the CPU: a cluster that declares GPUs it does not have
+(Ray schedules by the declared resources), and the config rules that keep workers apart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from search.backends import RayBackend, gpu_slots, start_local_ray
+from tests import fakes
+from tests.configs import make_config
+from tests.test_backends import drain
+
+
+@pytest.fixture(scope="module")
+def fake_gpu_cluster():
+    """A private cluster of 2 CPUs and 2 declared GPUs (tasks never touch CUDA here)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    start_local_ray(num_cpus=2, num_gpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_a_gpu_worker_process_serves_task_after_task(fake_gpu_cluster):
+    """Ray's default for a GPU task is a fresh process per task (imports, CUDA start-up and a
+    cold compile every candidate); the backend keeps its worker processes."""
+    backend = RayBackend(fakes.echo_job, workers=1, gpus_per_worker=1)
+    pids = set()
+    for i in range(4):
+        backend.submit(i, {"value": i})
+        pids.add(drain(backend)[i]["pid"])
+    assert len(pids) == 1
+    backend.shutdown()
+
+
+def test_no_more_gpu_tasks_in_flight_than_the_gpus_run(fake_gpu_cluster):
+    """Six workers of one GPU on two GPUs: a task queued for a GPU would spend its evaluation
+    timeout waiting (4 of 6 were cancelled); the backend runs two at a time, all in time."""
+    warm = RayBackend(fakes.sleepy_job, workers=2, gpus_per_worker=1)  # two worker processes started
+    for _ in range(5):  # until the two ran at once, each in a process of its own
+        if len({result["pid"] for result in _run_two(warm).values()}) == 2:
+            break
+    backend = RayBackend(fakes.sleepy_job, workers=6, gpus_per_worker=1, timeout_s=6)
+    assert backend.capacity == 2
+    results, start = {}, time.monotonic()
+    for i in range(6):  # as the driver does: never more in flight than the capacity
+        while backend.in_flight() >= backend.capacity:
+            results.update(backend.wait(1.0))
+        backend.submit(i, {"sleep": 3})
+    results.update(drain(backend, deadline_s=30))
+    assert [results[i]["status"] for i in range(6)] == ["ok"] * 6
+    assert time.monotonic() - start < 40
+    assert RayBackend(fakes.echo_job, workers=8, gpus_per_worker=0.25).capacity == 8  # four packed per GPU
+
+
+def _run_two(backend: RayBackend) -> dict:
+    for i in range(2):
+        backend.submit(i, {"sleep": 2})
+    return drain(backend)
+
+
+def test_gpu_slots_count_packed_and_whole_gpus():
+    assert gpu_slots(2, 1) == 2 and gpu_slots(2, 0.5) == 4 and gpu_slots(1, 0.3) == 3 and gpu_slots(1, 1 / 3) == 3
+
+
+def test_a_worker_trains_on_one_gpu_at_most():
+    with pytest.raises(ValidationError, match="gpus_per_worker"):
+        make_config("two-gpus", gpus_per_worker=2)
+
+
+def test_cuda_through_ray_without_gpus_per_worker_is_refused():
+    """Every worker would land on GPU 0, outside Ray's accounting."""
+    train = make_config("base").train.model_copy(update={"device": "cuda"})
+    with pytest.raises(ValidationError, match="gpus_per_worker > 0"):
+        make_config("cuda", backend="ray", train=train.model_dump())
+    assert make_config("cuda", backend="ray", gpus_per_worker=0.5, train=train.model_dump()).gpus_per_worker == 0.5
+    assert make_config("cuda", backend="inprocess", train=train.model_dump()).train.device == "cuda"
