@@ -9,9 +9,12 @@ same AdamW (fused, as evaluator.train uses), gradient clipping, in each precisio
 interleaved ABAB… so a shared machine's load hits all alike, and the median round is
 reported. Model FLOP/s = training FLOPs per token (the registry's cost model) × tokens/s,
 given as a fraction (MFU) of this machine's matmul rate in that precision, measured in the same
-run (2048² ``a @ b`` between rounds). On a GPU, ``--packing 1,2,4`` also measures the
-aggregate tokens/s of that many compiled candidates training at once in separate processes
-(several candidates per GPU, as ``gpus_per_worker = 0.25`` schedules them).
+run (``a @ b`` between rounds: 2048² on the CPU, 8192² on a GPU, where a small product does not
+reach the tensor cores' rate and would inflate MFU). On CUDA, fp32 runs with TF32 matmuls, as
+``evaluator.train`` trains (``TrainConfig.tf32``), reference matmul included. ``--packing 1,2,4``
+also measures the aggregate tokens/s of that many compiled candidates training at once in
+separate processes (several candidates per GPU, as ``gpus_per_worker = 0.25`` schedules them):
+each warms up, then all start on one signal and time the same wall-clock window.
 
     .venv/bin/python benchmarks/train_throughput.py [--preset cpu|primer] [--precision fp32,bf16]
         [--steps 5] [--rounds 7] [--compile] [--device cuda] [--packing 1,2,4]
@@ -44,8 +47,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an n×n matmul in ``dtype`` (median of ``repeats`` after 2 warm-ups)."""
+def reference_size(device: torch.device) -> int:
+    """The side of the reference matmul: large enough to reach the device's matmul rate."""
+    return 8192 if device.type == "cuda" else 2048
+
+
+def use_tf32(device: torch.device) -> None:
+    """fp32 matmuls as training runs them: TF32 on CUDA (evaluator.train's default)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """FLOP/s of an n×n matmul in ``dtype`` (n: ``reference_size``; median of ``repeats`` after 2 warm-ups)."""
+    n = reference_size(device)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     times = []
     for i in range(repeats + 2):
@@ -128,9 +143,13 @@ def build(
     return trainers
 
 
-def packed_rate(name: str, preset: str, batch_size: int, copies: int, steps: int, precision: str) -> float:
-    """Aggregate tokens/s of ``copies`` processes each training the compiled ``name`` on the GPU at
-    once (the median step of each, summed)."""
+def packed_rate(
+    name: str, preset: str, batch_size: int, copies: int, window_s: float, precision: str, device: str = "cuda"
+) -> tuple[float, list[tuple[float, float]]]:
+    """Aggregate tokens/s of ``copies`` processes each training the compiled ``name`` at once, and
+    each one's timed window (start, end; seconds since the epoch). Every copy warms up (start-up,
+    a compile) and says so; then all are told to go at once and each trains for ``window_s``,
+    so the windows overlap and the sum is a rate of candidates training together."""
     import subprocess
 
     command = [
@@ -142,15 +161,47 @@ def packed_rate(name: str, preset: str, batch_size: int, copies: int, steps: int
         preset,
         "--batch-size",
         str(batch_size),
-        "--steps",
-        str(steps),
+        "--window",
+        str(window_s),
         "--device",
-        "cuda",
+        device,
         "--precision",
         precision,
     ]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
-    return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+    procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    for proc in procs:  # each is warm
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a packed copy of {name} failed to start")
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = [proc.communicate()[0].split() for proc in procs]  # tokens, start, end
+    windows = [(float(start), float(end)) for _, start, end in reports]
+    common = min(end for _, end in windows) - max(start for start, _ in windows)
+    if common < 0.5 * window_s:
+        raise SystemExit(f"the packed copies' timed windows overlap by {common:.2f} s only; not summing them")
+    return sum(float(tokens) / (end - start) for (tokens, _, _), (start, end) in zip(reports, windows)), windows
+
+
+def single(name: str, spec: ModelSpec, batch: torch.Tensor, device: torch.device, precision: str, warmup: int, window_s: float) -> None:
+    """One packed copy: warm up, say ``ready``, wait for ``go``, train for ``window_s`` and
+    print the tokens trained and the window's start and end."""
+    torch.manual_seed(0)
+    model = compile_model(spec, seed(name, spec)).to(device).train()
+    trainer = Trainer(name, model, batch, dtype=PRECISIONS[precision])
+    trainer.run(warmup, device)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    sync(device)
+    start = time.time()
+    steps = 0
+    while time.time() - start < window_s:
+        trainer.step()
+        steps += 1
+        if steps % 8 == 0:
+            sync(device)
+    sync(device)
+    print(steps * batch[:, :-1].numel(), start, time.time(), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,11 +217,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--packing", default="", help="GPU only: comma-separated candidates per GPU, e.g. 1,2,4")
-    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one packed copy: prints tokens/s
+    parser.add_argument("--window", type=float, default=10.0, help="--packing: seconds every copy trains at once")
+    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one packed copy (packed_rate)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    use_tf32(device)
     preset = PRESETS[args.preset]
     spec = preset.spec
     batch_size = args.batch_size or preset.train.batch_size
@@ -178,16 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         spec.vocab_size, (batch_size, spec.seq_len + 1), generator=torch.Generator().manual_seed(0)
     ).to(device)
     tokens = batch_size * spec.seq_len
-    if args.single:  # a child of --packing: train one compiled candidate, print its tokens/s
-        torch.manual_seed(0)
-        trainer = Trainer(
-            args.single,
-            compile_model(spec, seed(args.single, spec)).to(device).train(),
-            batch,
-            dtype=PRECISIONS[args.precision],
-        )
-        trainer.run(args.warmup, device)
-        print(tokens / statistics.median(trainer.run(args.steps, device) for _ in range(3)))
+    if args.single:
+        single(args.single, spec, batch, device, args.precision, args.warmup, args.window)
         return
     precisions = args.precision.split(",")
     print(
@@ -220,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     peaks = {p: statistics.median(r) for p, r in rates.items()}
     for p, r in rates.items():
         print(
-            f"{p} matmul 2048²: {peaks[p] / 1e9:.1f} GFLOP/s (median of {len(r)}, range "
+            f"{p} matmul {reference_size(device)}²{' (TF32)' if p == 'fp32' and device.type == 'cuda' else ''}: "
+            f"{peaks[p] / 1e9:.1f} GFLOP/s (median of {len(r)}, range "
             f"{min(r) / 1e9:.0f}–{max(r) / 1e9:.0f})"
         )
     print()
@@ -251,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.seeds:
             for precision in precisions:
                 for copies in (int(c) for c in args.packing.split(",")):
-                    rate = packed_rate(name, args.preset, batch_size, copies, args.steps, precision)
+                    rate, _ = packed_rate(name, args.preset, batch_size, copies, args.window, precision)
                     print(
                         f"  {name} {precision} × {copies}: {rate:,.0f} tokens/s in all "
                         f"({flops[f'{name} {precision} compiled'] * rate / peaks[precision]:.1%} MFU)"

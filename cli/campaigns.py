@@ -326,6 +326,9 @@ def start(
     hurdles: Optional[int] = typer.Option(None, help="number of halving hurdles"),
     max_evals: Optional[int] = typer.Option(None, "--max-evals", help="individuals in the campaign"),
     workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
+    gpus_per_worker: Optional[float] = typer.Option(
+        None, "--gpus-per-worker", help="GPUs per evaluation (Ray): 1, or a share such as 0.25 to pack 4 per GPU"
+    ),
     corpus: Optional[str] = typer.Option(None, help="default | lm1b:PATH | text:GLOB"),
     search_seed: Optional[int] = typer.Option(
         None, "--search-seed", "--seed", help="the search's random seed (mutations, tournaments, screen tasks)"
@@ -367,6 +370,7 @@ def start(
         "hurdles": hurdles,
         "max_evals": max_evals,
         "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
         "corpus": corpus,
         "search_seed": search_seed,
         "backend": backend,
@@ -397,6 +401,9 @@ def resume(
     name: str,
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join an existing Ray cluster"),
     workers: Optional[int] = typer.Option(None, help="parallel evaluations"),
+    gpus_per_worker: Optional[float] = typer.Option(
+        None, "--gpus-per-worker", help="GPUs per evaluation (Ray): 1, or a share such as 0.25 to pack 4 per GPU"
+    ),
     max_evals: Optional[int] = typer.Option(None, "--max-evals", help="extend the campaign to this many"),
     eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="seconds per evaluation"),
     force: bool = typer.Option(False, "--force", help="take over from a driver that stopped answering"),
@@ -417,6 +424,7 @@ def resume(
         overrides = {
             "ray_address": ray_address,
             "workers": workers,
+            "gpus_per_worker": gpus_per_worker,
             "max_evals": max_evals,
             "eval_timeout_s": eval_timeout,
         }

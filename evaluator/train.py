@@ -264,7 +264,7 @@ def train(
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         if torch.device(config.device).type == "cuda":  # TF32 matmuls: fp32 storage, tensor-core speed
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
         run = _Run(spec, architecture, data, budget, config, on_hurdle, progress, result, start)
         run.run()
         if save_weights is not None and result.status in ("ok", "stopped_at_hurdle"):

@@ -42,6 +42,7 @@ class TrainConfig(BaseModel):
     #: "auto": bf16 autocast on CUDA (fp32 master weights), fp32 on the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False  # torch.compile the training step's model (inductor); evaluation runs eager
+    tf32: bool = True  # on CUDA, fp32 matmuls in TF32 (tensor cores, ~10 mantissa bits); False: full fp32
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

@@ -312,6 +312,8 @@ class CampaignConfig(BaseModel):
         dump = self.model_dump(mode="json", include=set(keys))
         if self.strategy == "ladder":  # the rungs are where its runs are judged (aging recipes keep their hash)
             dump["rungs"] = self.ladder_rungs()
+        if dump["train"]["tf32"]:  # (absent from recipes before the switch: TF32 was always on)
+            del dump["train"]["tf32"]
         dump["train"] = old_names(dump["train"], TRAIN_RENAMED)  # the names stored campaigns hashed
         return hashlib.sha256(json.dumps(old_names(dump, RENAMED), sort_keys=True).encode()).hexdigest()[:16]
 

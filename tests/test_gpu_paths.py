@@ -1,5 +1,5 @@
-"""GPU placement through Ray, driven on the CPU: a cluster that declares GPUs it does not have
-(Ray schedules by the declared resources), and the config rules that keep workers apart."""
+"""GPU paths driven on the CPU: placement through Ray on a cluster that declares GPUs it does not
+have (Ray schedules by the declared resources), and the config rules that keep workers apart."""
 
 from __future__ import annotations
 
@@ -79,3 +79,31 @@ def test_cuda_through_ray_without_gpus_per_worker_is_refused():
         make_config("cuda", backend="ray", train=train.model_dump())
     assert make_config("cuda", backend="ray", gpus_per_worker=0.5, train=train.model_dump()).gpus_per_worker == 0.5
     assert make_config("cuda", backend="inprocess", train=train.model_dump()).train.device == "cuda"
+
+
+def test_tf32_is_a_switch_that_enters_the_recipe_only_when_turned_off():
+    """On by default (as every campaign before the switch trained), so stored recipes keep their
+    hashes; a campaign in full fp32 is a different recipe."""
+    assert make_config("a").train.tf32 and make_config("a").recipe() == "61bd043605d8c82c"
+    full = make_config("a", train={**make_config("a").train.model_dump(), "tf32": False})
+    assert full.recipe() != make_config("a").recipe()
+
+
+def test_gpus_per_worker_on_the_command_line(tmp_path):
+    """`--gpus-per-worker` on search start: a value a worker cannot use names the field; on a
+    machine without CUDA, a share of a GPU is refused at start with the machine's count."""
+    import torch
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    db = f"sqlite:///{tmp_path / 'gpus.db'}"
+    runner = CliRunner()
+    two = runner.invoke(app, ["search", "start", "--gpus-per-worker", "2", "--max-evals", "2", "--db", db])
+    assert two.exit_code == 2 and "gpus_per_worker" in two.output, two.output
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    share = runner.invoke(
+        app, ["search", "start", "--gpus-per-worker", "0.5", "--max-evals", "2", "--workers", "1", "--db", db]
+    )
+    assert share.exit_code == 2 and "0 CUDA GPU" in share.output, share.output
