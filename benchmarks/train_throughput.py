@@ -123,7 +123,7 @@ def build(
     reference.load_from(compiled)
     with torch.no_grad():  # same weights → same function (a wrong comparison would be worthless)
         probe = batch[:4, :-1].cpu()
-        gap = (compiled(probe) - reference(probe)).abs().max().item()
+        gap = (compiled(probe)[0] - reference(probe)).abs().max().item()
     if gap > 1e-4:
         raise SystemExit(f"{name}: compiled and reference logits differ by {gap:.2e}; not comparing")
     compiled.to(device).train()
@@ -183,7 +183,9 @@ def packed_rate(
     return sum(float(tokens) / (end - start) for (tokens, _, _), (start, end) in zip(reports, windows)), windows
 
 
-def single(name: str, spec: ModelSpec, batch: torch.Tensor, device: torch.device, precision: str, warmup: int, window_s: float) -> None:
+def single(
+    name: str, spec: ModelSpec, batch: torch.Tensor, device: torch.device, precision: str, warmup: int, window_s: float
+) -> None:
     """One packed copy: warm up, say ``ready``, wait for ``go``, train for ``window_s`` and
     print the tokens trained and the window's start and end."""
     torch.manual_seed(0)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd versions of both")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--packing", default="", help="GPU only: comma-separated candidates per GPU, e.g. 1,2,4")
+    parser.add_argument("--packing", default="", help="comma-separated candidates at once per device, e.g. 1,2,4")
     parser.add_argument("--window", type=float, default=10.0, help="--packing: seconds every copy trains at once")
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one packed copy (packed_rate)
     args = parser.parse_args(argv)
@@ -292,12 +294,12 @@ def main(argv: list[str] | None = None) -> None:
         + "; 'vs hand-written' = compiled tokens/s ÷ hand-written tokens/s, target ≥ 1.0; MFU against the "
         "matmul rate of the row's precision)"
     )
-    if args.packing and device.type == "cuda":
-        print("\ncandidates per GPU (compiled programs, separate processes):")
+    if args.packing:
+        print("\ncandidates at once on the device (compiled programs, separate processes, one common window):")
         for name in args.seeds:
             for precision in precisions:
                 for copies in (int(c) for c in args.packing.split(",")):
-                    rate, _ = packed_rate(name, args.preset, batch_size, copies, args.window, precision)
+                    rate, _ = packed_rate(name, args.preset, batch_size, copies, args.window, precision, args.device)
                     print(
                         f"  {name} {precision} × {copies}: {rate:,.0f} tokens/s in all "
                         f"({flops[f'{name} {precision} compiled'] * rate / peaks[precision]:.1%} MFU)"

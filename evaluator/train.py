@@ -331,7 +331,7 @@ class _Run:
             probe = probe.repeat(math.ceil(self.config.batch_size / len(probe)), 1)[: self.config.batch_size]
         return probe
 
-    def _warm_up(self, step_model: nn.Module) -> None:
+    def _warm_up(self, step_model: Callable[..., Any]) -> None:
         """One forward and backward before the clock starts, its gradients dropped (nothing is
         learnt): torch.compile traces and compiles here and CUDA starts its lazy work, so
         neither is charged to the budget, the schedule or the hurdles. Timed apart."""

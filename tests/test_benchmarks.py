@@ -50,3 +50,26 @@ def test_packed_copies_are_timed_over_one_common_window(throughput):
     rate, windows = throughput.packed_rate("transformer", "cpu", 2, 2, 1.0, "fp32", device="cpu")
     assert rate > 0 and len(windows) == 2
     assert min(end for _, end in windows) - max(start for start, _ in windows) >= 0.5
+
+
+@pytest.mark.integration
+def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """`scripts/gpu_check.sh --dry-run`: every step of the device check at tiny sizes, so the
+    script a session lent a GPU runs once cannot rot between loans."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    statuses = {name: step["status"] for name, step in report["steps"].items()}
+    assert statuses == dict.fromkeys(["correctness", "throughput", "packing", "search"], "ok"), statuses
+    assert report["steps"]["correctness"]["fp32_within_tolerance"]
+    assert "compiled" in (tmp_path / "throughput.txt").read_text()
+    assert "× 2:" in (tmp_path / "packing.txt").read_text()
+    assert "2/3 done" in (tmp_path / "search.txt").read_text() or "3/3 done" in (tmp_path / "search.txt").read_text()
