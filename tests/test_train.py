@@ -453,3 +453,23 @@ def test_every_compiled_candidate_in_one_process_is_compiled(data, monkeypatch):
         result = train(SPEC, seed("transformer", SPEC), data, tokens(2), config)
         assert result.status == "ok", result.message
     assert set(graphs) == set(range(10))
+
+
+@pytest.mark.parametrize("batch, time, width, kernel", [(2, 8, 32, 3), (4, 16, 8, 31), (3, 5, 4, 7), (1, 1, 3, 4)])
+def test_depthwise_causal_conv_and_its_own_backward_match_a_grouped_conv1d(batch, time, width, kernel):
+    """The runtime's dconv (shifted multiply-adds, with a hand-written backward) against
+    torch's grouped conv1d: values and both gradients, kernels longer than the sequence too."""
+    from evaluator.runtime import DepthwiseCausalConv
+
+    torch.manual_seed(0)
+    conv = DepthwiseCausalConv(width, kernel, {"kind": "normal", "std": 0.5}).double()
+    x = torch.randn(batch, time, width, dtype=torch.double, requires_grad=True)
+    padded = torch.nn.functional.conv1d(x.transpose(1, 2), conv.weight, padding=kernel - 1, groups=width)
+    expected = padded[..., :time].transpose(1, 2)
+    got = conv(x)
+    torch.testing.assert_close(got, expected)
+    grad = torch.randn_like(got)
+    for mine, theirs in zip(
+        torch.autograd.grad(got, (x, conv.weight), grad), torch.autograd.grad(expected, (x, conv.weight), grad)
+    ):
+        torch.testing.assert_close(mine, theirs)
