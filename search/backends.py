@@ -142,6 +142,16 @@ def gpu_slots(cluster_gpus: float, gpus_per_worker: float) -> int:
     return math.floor(cluster_gpus / gpus_per_worker + 1e-9)
 
 
+def gpus_per_task(gpus_per_worker: float, workers: int, cluster_gpus: float) -> float:
+    """The GPU share each task asks Ray for: ``gpus_per_worker``, raised as far as the workers
+    still all fit. Ray fills one GPU with fractional tasks before the next, so two workers at
+    0.5 on two GPUs would share GPU 0 while GPU 1 idles; asking 1 each puts one on each."""
+    if not gpus_per_worker or gpus_per_worker >= 1 or cluster_gpus < 1:
+        return gpus_per_worker
+    per_gpu = math.ceil(workers / math.floor(cluster_gpus))  # workers each GPU must hold
+    return max(gpus_per_worker, 1 / per_gpu)
+
+
 class RayBackend:
     """One Ray task per evaluation on a local cluster (default) or an existing one (address).
 
@@ -177,6 +187,7 @@ class RayBackend:
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
         if gpus_per_worker and cluster_gpus < gpus_per_worker:
             raise BackendError(f"gpus_per_worker = {gpus_per_worker:g}, but the Ray cluster has {cluster_gpus:g} GPUs")
+        gpus_per_worker = gpus_per_task(gpus_per_worker, workers, cluster_gpus)
         self.capacity = min(workers, gpu_slots(cluster_gpus, gpus_per_worker)) if gpus_per_worker else workers
         self.timeout_s = timeout_s
         self.remote: Any = ray.remote(  # (ray's stubs type the decorated function without arguments)

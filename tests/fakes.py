@@ -182,6 +182,12 @@ def crash_once_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "val_loss": float(job["value"]), "pid": os.getpid(), "crashed_pid": int(marker.read_text())}
 
 
+def gpu_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Sleeps, then says which GPU Ray made visible to it."""
+    time.sleep(float(job["sleep"]))
+    return {"status": "ok", "val_loss": 1.0, "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
 def sleepy_job(job: dict[str, Any]) -> dict[str, Any]:
     time.sleep(float(job["sleep"]))
     return {"status": "ok", "val_loss": 1.0, "pid": os.getpid()}

@@ -8,7 +8,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from search.backends import RayBackend, gpu_slots, start_local_ray
+from search.backends import RayBackend, gpu_slots, gpus_per_task, start_local_ray
 from tests import fakes
 from tests.configs import make_config
 from tests.test_backends import drain
@@ -57,6 +57,22 @@ def test_no_more_gpu_tasks_in_flight_than_the_gpus_run(fake_gpu_cluster):
     assert RayBackend(fakes.echo_job, workers=8, gpus_per_worker=0.25).capacity == 8  # four packed per GPU
 
 
+def test_packed_workers_spread_over_the_gpus_before_sharing_one(fake_gpu_cluster):
+    """Ray fills one GPU with fractional tasks before the next: two workers at 0.5 on two GPUs
+    shared GPU 0 while GPU 1 idled. Each now gets a GPU of its own (CUDA_VISIBLE_DEVICES)."""
+    backend = RayBackend(fakes.gpu_job, workers=2, gpus_per_worker=0.5)
+    for i in range(2):
+        backend.submit(i, {"sleep": 2})
+    results = drain(backend)
+    assert sorted(r["visible"] for r in results.values()) == ["0", "1"]
+
+
+def test_a_gpu_share_is_raised_only_as_far_as_every_worker_still_fits():
+    assert gpus_per_task(0.5, 2, 2) == 1 and gpus_per_task(0.25, 4, 2) == 0.5 and gpus_per_task(0.25, 8, 2) == 0.25
+    assert gpus_per_task(0.25, 3, 2) == 0.5 and gpus_per_task(1, 4, 2) == 1 and gpus_per_task(0, 4, 2) == 0
+    assert gpus_per_task(0.5, 2, 1) == 0.5
+
+
 def _run_two(backend: RayBackend) -> dict:
     for i in range(2):
         backend.submit(i, {"sleep": 2})
@@ -103,6 +119,9 @@ def test_gpus_per_worker_on_the_command_line(tmp_path):
     assert two.exit_code == 2 and "gpus_per_worker" in two.output, two.output
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
+    import ray
+
+    ray.shutdown()  # not the declared-GPU cluster of the tests above: the campaign's own, of this machine
     share = runner.invoke(
         app, ["search", "start", "--gpus-per-worker", "0.5", "--max-evals", "2", "--workers", "1", "--db", db]
     )
