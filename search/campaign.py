@@ -11,6 +11,7 @@ equal to the tables); duplicates are looked up by query.
 from __future__ import annotations
 
 import gc
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -46,15 +47,32 @@ def as_result(raw: EvalResult | dict[str, Any]) -> EvalResult:
         return EvalResult.failed("error", f"the worker's result does not parse: {' '.join(str(error).split())}"[:500])
 
 
+def gpu_memory_bytes() -> int | None:
+    """The smallest local CUDA GPU's memory, or None where torch sees none (a CPU machine, or a
+    remote cluster's GPUs, which this machine cannot see)."""
+    if not torch.cuda.is_available():
+        return None
+    return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+
+
 def _check_memory(config: CampaignConfig, seeds: dict[str, Architecture]) -> None:
-    """Refuse a campaign whose seeds cannot train here, before anything is allocated."""
-    free = psutil.virtual_memory().available
+    """Refuse a campaign whose seeds cannot train here, before anything is allocated: in host
+    memory for CPU workers, in one GPU's memory (with the workers packed on it) for GPU ones."""
+    if config.gpus_per_worker > 0 or config.train.device.startswith("cuda"):
+        free = gpu_memory_bytes()
+        if free is None:
+            return  # a cluster's GPUs: nothing here to check them against
+        sharing = min(config.workers, math.ceil(1 / config.gpus_per_worker)) if config.gpus_per_worker else 1
+        where, knobs = "one GPU holds", "batch_size, workers, gpus_per_worker"
+    else:
+        free, sharing = psutil.virtual_memory().available, config.workers
+        where, knobs = "is free", "batch_size, workers"
     for name, architecture in seeds.items():
-        need = config.workers * training_memory_bytes(config.spec, architecture, config.train.batch_size)
+        need = sharing * training_memory_bytes(config.spec, architecture, config.train.batch_size)
         if need > free:
             raise ValueError(
-                f"{config.workers} workers training {name} need about {need / 2**30:.1f} GiB, "
-                f"{free / 2**30:.1f} GiB is free: check spec (layers, seq_len, d_model), batch_size, workers"
+                f"{sharing} workers training {name} need about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB "
+                f"{where}: check spec (layers, seq_len, d_model), {knobs}"
             )
 
 

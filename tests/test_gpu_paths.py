@@ -126,3 +126,24 @@ def test_gpus_per_worker_on_the_command_line(tmp_path):
         app, ["search", "start", "--gpus-per-worker", "0.5", "--max-evals", "2", "--workers", "1", "--db", db]
     )
     assert share.exit_code == 2 and "0 CUDA GPU" in share.output, share.output
+
+
+def test_the_memory_check_counts_the_workers_packed_on_one_gpu(tmp_path, monkeypatch):
+    """GPU workers are checked against one GPU's memory, not the host's: four candidates packed
+    on a GPU that holds three are refused before anything starts, naming gpus_per_worker."""
+    import search.campaign as campaign_module
+    from primitives.cost import training_memory_bytes
+    from primitives.seeds import seed
+    from search.campaign import build_campaign
+    from storage import Repository
+
+    base = make_config("packed", backend="ray", workers=4, gpus_per_worker=0.25)
+    base = base.model_copy(update={"train": base.train.model_copy(update={"device": "cuda"})})
+    one = training_memory_bytes(base.spec, seed("transformer", base.spec), base.train.batch_size)
+    monkeypatch.setattr(campaign_module, "gpu_memory_bytes", lambda: int(3.5 * one))
+    repo = Repository(f"sqlite:///{tmp_path / 'gpu.db'}")
+    with pytest.raises(ValueError, match="4 workers training transformer.*one GPU holds.*gpus_per_worker"):
+        build_campaign(base, repo)
+    assert repo.get_campaign("packed") is None
+    monkeypatch.setattr(campaign_module, "gpu_memory_bytes", lambda: None)  # a cluster's GPUs: not checked here
+    campaign_module._check_memory(base, {"transformer": seed("transformer", base.spec)})
