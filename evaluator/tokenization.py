@@ -5,6 +5,10 @@ as ``np.memmap`` arrays, so a worker's start-up costs milliseconds, not a tokeni
 Each split is one flat stream ``EOT doc EOT doc ... EOT``: the end-of-text token (id 0)
 precedes the first document and ends every document, so the model learns where
 documents (LM1B sentences) end, as the LM1B convention counts ``</S>``.
+
+A cache records its files' checksums when it is written, and a process checks them the first
+time it opens the cache: a damaged cache (a zeroed split scores a confident wrong loss) is set
+aside and rebuilt, saying so. A cache written before checksums is sealed as it is on first use.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +37,8 @@ FORMAT_VERSION = 1
 DEFAULT_BPE_MAX_CHARS = 20_000_000
 _MIN_VOCAB = 257  # 256 byte symbols + EOT
 _BATCH_CHARS = 1_000_000  # text per encode_batch call: large enough to use every core
+_FILES = ("tokenizer.json", "train.bin", "validation.bin")
+_VERIFIED: set[Path] = set()  # caches this process has checked against their checksums
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(stage, count)``: stage "bpe" counts characters read for training,
@@ -210,22 +218,55 @@ def _build(
         "validation_tokens": val_tokens,
         "validation_bytes": val_bytes,
         "bytes_per_token": val_bytes / val_tokens,
+        "checksums": _checksums(target),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+class CorruptCache(RuntimeError):
+    """A token cache whose files do not match what was written (or cannot be read)."""
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """BLAKE2b of each cache file (about 1 GB/s: a full LM1B cache in a couple of seconds)."""
+    sums = {}
+    for name in _FILES:
+        digest = hashlib.blake2b(digest_size=16)
+        with open(folder / name, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+        sums[name] = digest.hexdigest()
+    return sums
+
+
+def _verify(path: Path, meta: dict) -> None:
+    """Check the files against their checksums once per process; seal an older cache."""
+    if path in _VERIFIED:
+        return
+    found = _checksums(path)
+    if "checksums" not in meta:  # written before checksums: trusted once, sealed from now on
+        sealed = path / f".meta-{os.getpid()}.json"
+        sealed.write_text(json.dumps({**meta, "checksums": found}, indent=2, sort_keys=True) + "\n")
+        os.replace(sealed, path / "meta.json")
+    elif found != meta["checksums"]:
+        damaged = sorted(name for name in _FILES if found[name] != meta["checksums"].get(name))
+        raise CorruptCache(f"corrupt token cache {path}: {', '.join(damaged)} differ from their checksums")
+    _VERIFIED.add(path)
 
 
 def _load(path: Path) -> TokenizedCorpus:
     """Open a finished cache folder: JSON + two memory maps, no tokenization."""
     try:
         meta = json.loads((path / "meta.json").read_text())
+        _verify(path, meta)
         dtype = np.dtype(meta["dtype"])
         train = np.memmap(path / "train.bin", dtype=dtype, mode="r")
         validation = np.memmap(path / "validation.bin", dtype=dtype, mode="r")
         tokenizer = _treat_eot_in_text_as_text(Tokenizer.from_file(str(path / "tokenizer.json")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise RuntimeError(f"corrupt token cache {path} ({exc}); delete the folder to rebuild it") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptCache(f"corrupt token cache {path} ({type(exc).__name__}: {exc})") from exc
     if len(train) != meta["train_tokens"] or len(validation) != meta["validation_tokens"]:
-        raise RuntimeError(f"corrupt token cache {path} (token counts differ from meta.json); delete it to rebuild")
+        raise CorruptCache(f"corrupt token cache {path}: token counts differ from meta.json")
     return TokenizedCorpus(
         train=train,
         validation=validation,
@@ -262,7 +303,15 @@ def load_tokenized(
     parent = cache_root() / "tokenized"
     final = parent / key
     if final.is_dir():
-        return _load(final)
+        try:
+            return _load(final)
+        except CorruptCache as error:  # set aside (kept for a post-mortem) and rebuilt
+            aside = parent / f".damaged-{key}-{os.getpid()}-{int(time.time())}"
+            print(f"archevo: {error}; rebuilding it (the damaged copy is kept as {aside.name})", file=sys.stderr)
+            try:
+                os.rename(final, aside)
+            except OSError:
+                pass  # another process set it aside first
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=parent))
     try:

@@ -158,3 +158,41 @@ def test_default_corpus_end_to_end(cache: Path) -> None:
     again = load_tokenized("default", 4096)
     assert time.perf_counter() - start < 1.0
     assert again.cache_dir == tc.cache_dir
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "zeroed validation":  # the right length, every id 0: a confident wrong loss
+        path.joinpath("validation.bin").write_bytes(bytes(path.joinpath("validation.bin").stat().st_size))
+    elif how == "flipped train byte":
+        data = bytearray(path.joinpath("train.bin").read_bytes())
+        data[len(data) // 2] ^= 0xFF  # an id far outside the vocabulary
+        path.joinpath("train.bin").write_bytes(bytes(data))
+    else:
+        path.joinpath("meta.json").write_text("{not json")
+
+
+@pytest.mark.parametrize("how", ["zeroed validation", "flipped train byte", "damaged meta.json"])
+def test_a_damaged_cache_is_set_aside_and_rebuilt_saying_so(
+    cache: Path, spec: str, how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    first = load_tokenized(spec, VOCAB)
+    train, validation = np.array(first.train), np.array(first.validation)
+    del first
+    path = load_tokenized(spec, VOCAB).cache_dir
+    _damage(path, how)
+    monkeypatch.setattr(tokenization, "_VERIFIED", set())  # a new process: it checks the cache
+    again = load_tokenized(spec, VOCAB)
+    assert "corrupt token cache" in capsys.readouterr().err
+    assert np.array_equal(again.train, train) and np.array_equal(again.validation, validation)
+    assert again.cache_dir == path and any(p.name.startswith(".damaged-") for p in path.parent.iterdir())
+
+
+def test_a_cache_written_before_checksums_is_sealed_on_first_use(cache: Path, spec: str, monkeypatch) -> None:
+    import json
+
+    path = load_tokenized(spec, VOCAB).cache_dir
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "checksums"}))
+    monkeypatch.setattr(tokenization, "_VERIFIED", set())
+    load_tokenized(spec, VOCAB)
+    assert json.loads((path / "meta.json").read_text())["checksums"] == meta["checksums"]
