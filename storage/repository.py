@@ -43,6 +43,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import engine_setup
 from . import statements as sql
+from .migrations import check_readable, migrate
 from .records import (
     CampaignBusy,
     CampaignRecord,
@@ -55,7 +56,7 @@ from .records import (
     decode,
 )
 from .results import EvalResult
-from .schema import CAMPAIGN_STATUSES, FINAL_STATUSES, INDIVIDUAL_STATUSES, METADATA, utcnow
+from .schema import CAMPAIGN_STATUSES, FINAL_STATUSES, INDIVIDUAL_STATUSES, utcnow
 
 if TYPE_CHECKING:
     from primitives.program import Architecture
@@ -79,7 +80,8 @@ class Repository:
 
     ``url`` is any SQLAlchemy URL (a bare path means a SQLite file); by default the
     ``ARCHEVO_DB`` environment variable, else ``sqlite:///archevo.db`` in the working
-    directory. Tables are created if missing. ``readonly=True`` (for inspection commands)
+    directory. An empty database gets the tables, an older one is migrated first
+    (``storage.migrations``), a newer one is refused. ``readonly=True`` (for inspection commands)
     refuses every write, creates nothing and fails if a SQLite file does not exist.
     """
 
@@ -96,8 +98,10 @@ class Repository:
         if hasattr(os, "register_at_fork"):
             engine_ref = weakref.ref(self._engine)
             os.register_at_fork(after_in_child=lambda: engine_setup.dispose_after_fork(engine_ref))
-        if not readonly:
-            METADATA.create_all(self._write_engine)
+        if readonly:
+            check_readable(self._engine)
+        else:
+            migrate(self._write_engine)  # an empty database gets the tables, an older one its migrations
 
     def __repr__(self) -> str:
         return f"Repository({make_url(self.url).render_as_string(hide_password=True)!r})"
