@@ -50,7 +50,11 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
         path = make_url(url).database if make_url(url).get_backend_name() == "sqlite" else None
     except Exception:  # noqa: BLE001 - Repository names a URL it cannot read
         path = None
-    if path and not path.startswith("file:") and Path(path).exists() and not Path(path).is_file():
+    try:
+        irregular = bool(path) and not path.startswith("file:") and Path(path).exists() and not Path(path).is_file()
+    except OSError as error:  # a name too long, say
+        raise fail(f"cannot open database {url[:200]}: {error.strerror or error}")
+    if irregular:
         raise fail(f"cannot open database {url}: {path} is not a regular file")  # a device, a folder, a pipe
     try:
         repo = Repository(db, readonly=readonly)
@@ -1001,5 +1005,8 @@ def plot(
 
     repo = open_repository(db, readonly=True)
     campaign = find_campaign(repo, name)
-    paths = plot_campaign(repo, campaign.id, out, window=campaign_config(campaign).population)
+    try:
+        paths = plot_campaign(repo, campaign.id, out, window=campaign_config(campaign).population)
+    except OSError as error:
+        raise fail(f"-o {out}: cannot write there: {error.strerror or error}")
     print("wrote " + ", ".join(str(p) for p in paths))

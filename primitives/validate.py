@@ -104,6 +104,8 @@ def parse_architecture(text: str) -> Architecture:
         raise ProgramError("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except RecursionError:
         raise ProgramError("", "not an architecture: the JSON is nested too deeply") from None
+    except ValueError as error:  # an integer of more digits than Python converts (4300)
+        raise ProgramError("", f"not an architecture: {str(error).split(';')[0]}") from None
     if not isinstance(data, dict):
         raise ProgramError("", f"expected a JSON object describing an architecture, got {type(data).__name__}")
     if isinstance(data.get("archevo"), dict):  # an exported config.json carries its program under "archevo"

@@ -45,6 +45,10 @@ class CampaignRecord:
         return decode(self.config_json, f"campaign {self.name}'s config")
 
 
+_COUNT = frozenset({int, type(None)})
+_REAL = _COUNT | {float}
+
+
 @dataclass(frozen=True, slots=True)
 class IndividualRecord:
     """One row of ``individuals``, without the (large) ``result_json``: see ``Repository.result``."""
@@ -78,6 +82,17 @@ class IndividualRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    def __post_init__(self) -> None:
+        # SQLite stores any value in any column: text where a number belongs (a crafted or
+        # edited database) is named here, not met later as a TypeError in a format string.
+        reals = {type(self.fitness), type(self.val_loss), type(self.perplexity), type(self.bits_per_byte)}
+        reals |= {type(self.flops_per_token), type(self.seconds), type(self.flops)}
+        counts = {type(self.parameters), type(self.steps), type(self.tokens), type(self.hurdles_passed)}
+        if not (reals <= _REAL and counts <= _COUNT and type(self.finish_order) in _COUNT):
+            raise CorruptRecord(
+                f"individual {self.id} has text where a number belongs: the database was damaged or edited"
+            )
 
     @property
     def finished(self) -> bool:

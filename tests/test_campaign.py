@@ -1157,6 +1157,8 @@ def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
         (["search", "start", "--population", "4", "--sample", "9"], "larger than the population"),
         (["programs", "validate", "{binary}"], "not UTF-8"),
         (["programs", "validate", "{deep}"], "nested too deeply"),
+        (["programs", "validate", "{huge}"], "not an architecture: Exceeds the limit (4300 digits)"),
+        (["status", "--db", "sqlite:///{long}.db"], "File name too long"),
         (["search", "start", "--strategy", "annealing"], "strategy: Input should be 'aging', 'random' or 'ladder'"),
         (["search", "start", "--config", "{rungs_down}"], "rungs: rungs must increase strictly"),
         (["search", "start", "--config", "{rung_out}"], "rung 1.5 is not inside the budget"),
@@ -1164,13 +1166,15 @@ def test_a_toml_false_turns_a_cost_bound_off(tmp_path):
     ],
 )
 def test_bad_cli_input_is_one_line(tmp_path, args, message):
-    binary, deep = tmp_path / "binary.json", tmp_path / "deep.json"
+    binary, deep, huge = tmp_path / "binary.json", tmp_path / "deep.json", tmp_path / "huge.json"
     binary.write_bytes(b"\xff\xfe\x00\x01")
     deep.write_text("[" * 100_000)
+    huge.write_text('{"name": "x", "layers": [' + "9" * 5000 + "]}")
     tomls = {"rungs_down": "rungs = [0.5, 0.25]", "rung_out": "rungs = [0.5, 1.5]", "rungs_ok": "rungs = [0.25]"}
     for key, text in tomls.items():
         (tmp_path / f"{key}.toml").write_text(text + "\n")
-    args = [a.format(binary=binary, deep=deep, **{k: tmp_path / f"{k}.toml" for k in tomls}) for a in args]
+    paths = {"binary": binary, "deep": deep, "huge": huge, "long": tmp_path / ("a" * 5000)}
+    args = [a.format(**paths, **{k: tmp_path / f"{k}.toml" for k in tomls}) for a in args]
     result = CliRunner().invoke(
         app, [*args, "--db", url_of(tmp_path / "x.db")] if args[0] in ("top", "search") else args
     )
@@ -1197,6 +1201,32 @@ def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_pa
         assert result.returncode == 2, result.stderr
         assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""  # nothing half-printed
+
+
+@sqlite_only
+def test_text_where_a_number_belongs_and_a_plot_folder_under_a_file_are_one_line(small_campaign, tmp_path):
+    """SQLite keeps any value in any column: a crafted fitness or parameter count is named,
+    not a TypeError in a format string; `plot -o` under a file says it cannot write there."""
+    _, cid, _, _, db = small_campaign
+    edited = tmp_path / "crafted.db"
+    shutil.copyfile(db, edited)
+    with Repository(url_of(edited)).engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE individuals SET fitness = 'abc', parameters = 'lots' WHERE birth = 0")
+    (tmp_path / "a-file").write_text("")
+    for command, message in [
+        (["top", "small"], "text where a number belongs"),
+        (["show", "1"], "text where a number belongs"),
+        (["plot", "small", "-o", str(tmp_path / "a-file" / "plots")], "cannot write there"),
+    ]:
+        target = url_of(db) if command[0] == "plot" else url_of(edited)
+        result = subprocess.run(
+            [sys.executable, "-c", "from cli.main import run; run()", *command, "--db", str(target)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        assert result.returncode == 2 and message in result.stderr + result.stdout, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_a_database_password_is_never_printed():
