@@ -51,7 +51,7 @@ def open_repository(db: str | None, readonly: bool = False) -> Repository:
     except Exception:  # noqa: BLE001 - Repository names a URL it cannot read
         path = None
     try:
-        irregular = bool(path) and not path.startswith("file:") and Path(path).exists() and not Path(path).is_file()
+        irregular = bool(path and not path.startswith("file:") and Path(path).exists() and not Path(path).is_file())
     except OSError as error:  # a name too long, say
         raise fail(f"cannot open database {url[:200]}: {error.strerror or error}")
     if irregular:
