@@ -118,7 +118,10 @@ class ProbeProgram:
 
     def __init__(self, program: Program, spec: ModelSpec):
         digests: list[bytes] = []
-        self.module = compile_program(spec, program, blocks=_POOL.lenders(digests))
+        # float64: a reassociated sum (another machine's kernels, a reordered program) moves a
+        # float32 output by ~1e-7, enough to cross a quantisation step somewhere in the probe's
+        # outputs; in float64 it moves by ~1e-16, so equal functions hash alike everywhere.
+        self.module = compile_program(spec, program, blocks=_POOL.lenders(digests)).double()
         self.initial = hashlib.sha256(b"".join(digests)).digest()
 
 
@@ -136,7 +139,7 @@ def _frame(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     # Token embeddings as randomize_parameters draws them (std 1/√d); the head is tied to them.
     stream = torch.randn(PROBE_BATCH, spec.seq_len, spec.d_model, generator=generator) * spec.d_model**-0.5
     head = torch.randn(spec.vocab_size, spec.d_model, generator=generator) * spec.d_model**-0.5
-    return causal_pair(stream, generator), head
+    return causal_pair(stream, generator).double(), head.double()
 
 
 def clear_gate_caches() -> None:
