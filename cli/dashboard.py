@@ -8,13 +8,18 @@ listing, lineage, hurdles and confirmation runs (``/individual/ID``), and the pl
 Pages update in place (a script fetches them again; nothing reloads); the interactive plots are
 Plotly's, served from the Python package, never fetched from the internet. The database is
 opened read-only: the dashboard never writes, and a campaign may run beside it. A read that
-meets a writer's lock answers 503 with a retry hint instead of failing the server.
+meets a writer's lock answers 503 with a retry hint instead of failing the server. A fixed pool
+of threads answers, and figures are drawn once per state of the data, so a burst of requests
+queues instead of growing the server's memory.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from typing import Any, Callable
 
@@ -215,9 +220,35 @@ FIGURES = ("progress", "pareto", "hurdles", "lineage")
 REFRESH_SECONDS = 5
 
 
+#: Requests answered at once; a burst beyond waits in the queue (each figure costs memory).
+SERVER_THREADS = 8
+
+
+class FigureCache:
+    """PNG figures by what they show (route and the data's state), drawn one at a time: a burst
+    of requests for one figure draws it once, and memory stays that of a few figures, not one
+    per request (matplotlib's pyplot is not thread-safe either)."""
+
+    def __init__(self, size: int = 32):
+        self.size, self._figures = size, OrderedDict[tuple, bytes]()
+        self._drawing = threading.Lock()
+
+    def get(self, key: tuple, draw: Callable[[io.BytesIO], None]) -> bytes:
+        with self._drawing:
+            if key not in self._figures:
+                out = io.BytesIO()
+                draw(out)
+                self._figures[key] = out.getvalue()
+                if len(self._figures) > self.size:
+                    self._figures.popitem(last=False)
+            self._figures.move_to_end(key)
+            return self._figures[key]
+
+
 def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
     """The dashboard over ``repo`` (opened read-only by the caller)."""
     app = Flask("archevo.dashboard")
+    figures = FigureCache()
 
     def page(title: str, template: str, refresh: int | None = None, swap: bool = True, **values) -> str:
         """``template`` inside the common page; with ``refresh`` (seconds) the page updates
@@ -335,9 +366,8 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         }
         if figure not in draw or (figure == "lineage" and not best):
             abort(404, f"no figure {figure!r}")
-        out = io.BytesIO()
-        draw[figure](out)
-        return Response(out.getvalue(), mimetype="image/png")
+        state = (len(individuals), max((i.finish_order or 0 for i in individuals), default=-1), repo.count(c.id))
+        return Response(figures.get((name, figure, state), draw[figure]), mimetype="image/png")
 
     @app.route("/individual/<int:individual_id>")
     def individual(individual_id: int) -> str:
@@ -390,11 +420,13 @@ def create_app(repo: Repository, url: str, top_k: int = 10) -> Flask:
         hurdles = repo.hurdles(individual_id)
         # the tokens the whole budget takes: what it trained over the fraction it reached
         reached = hurdles[-1].fraction if record.status == "stopped_at_hurdle" and hurdles else 1.0
-        out = io.BytesIO()
-        plots.plot_curve(
-            repo.result(individual_id) or {}, hurdles, record.tokens / reached if record.tokens else None, out
+        png = figures.get(
+            ("curve", individual_id, record.status, len(hurdles)),
+            lambda out: plots.plot_curve(
+                repo.result(individual_id) or {}, hurdles, record.tokens / reached if record.tokens else None, out
+            ),
         )
-        return Response(out.getvalue(), mimetype="image/png")
+        return Response(png, mimetype="image/png")
 
     return app
 
@@ -420,11 +452,37 @@ def table_row(individual: Any, screen: list, now: float) -> dict[str, Any]:
     }
 
 
+def pooled_server(host: str, port: int, app: Flask, threads: int = SERVER_THREADS):
+    """Werkzeug's server answering on a fixed pool of threads (its threaded server starts one per
+    request, without limit: 200 concurrent plot requests were 200 threads and a gigabyte)."""
+    from werkzeug.serving import BaseWSGIServer
+
+    class PooledServer(BaseWSGIServer):
+        def __init__(self) -> None:
+            super().__init__(host, port, app)
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dashboard")
+
+        def process_request(self, request, client_address) -> None:
+            self.pool.submit(self._answer, request, client_address)
+
+        def _answer(self, request, client_address) -> None:
+            try:
+                self.finish_request(request, client_address)
+            except Exception:  # noqa: BLE001 - socketserver's own contract: report, go on
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+        def server_close(self) -> None:
+            super().server_close()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    return PooledServer()
+
+
 def serve(repo: Repository, url: str, port: int, on_ready: Callable[[str], None] = print) -> None:
     """Serve on 127.0.0.1 only (the dashboard shows research in progress, not a public site)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", port, create_app(repo, url), threaded=True)
+    server = pooled_server("127.0.0.1", port, create_app(repo, url))
     on_ready(f"archevo dashboard on http://127.0.0.1:{server.server_port}/ (read-only; Ctrl-C stops it)")
     try:
         server.serve_forever()

@@ -12,9 +12,8 @@ import time
 
 import matplotlib.image
 import pytest
-from werkzeug.serving import make_server
 
-from cli.dashboard import create_app
+from cli.dashboard import create_app, pooled_server
 from storage import Repository
 from tests import fakes
 from tests.databases import url_of
@@ -91,7 +90,7 @@ def test_a_real_browser_renders_each_page(database, tmp_path):
         print("skipped: no Chromium (Debian: apt-get install chromium)")
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
     repo = Repository(url_of(database), readonly=True)
-    server = make_server("127.0.0.1", 0, create_app(repo, "test"), threaded=True)
+    server = pooled_server("127.0.0.1", 0, create_app(repo, "test"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--virtual-time-budget=3000"]
@@ -149,7 +148,7 @@ def _dom(browser: str, url: str) -> str:
 
 
 def _serve(repo: Repository):
-    server = make_server("127.0.0.1", 0, create_app(repo, "test"), threaded=True)
+    server = pooled_server("127.0.0.1", 0, create_app(repo, "test"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}"
 
@@ -199,3 +198,21 @@ def test_a_real_browser_sees_what_is_training_during_a_live_campaign(tmp_path):
         assert running, dom[-3000:]
     finally:
         thread.join()
+
+
+def test_a_burst_of_200_concurrent_requests_is_answered_by_a_fixed_pool(database):
+    """benchmarks/dashboard_load.py against `archevo dashboard` in a process of its own: every
+    request answered, the server's threads bounded (a thread per request held 160+ of them and
+    grew to ~900 MB), and a second burst of the same figures costs no memory to speak of."""
+    import importlib.util
+
+    from cli.dashboard import SERVER_THREADS
+    from tests.test_benchmarks import ROOT
+
+    spec = importlib.util.spec_from_file_location("dashboard_load", ROOT / "benchmarks" / "dashboard_load.py")
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    first, second = load.main(["--db", url_of(database), "--campaign", "shown", "--requests", "200", "--bursts", "2"])
+    assert first["statuses"] == [200] * 200 and second["statuses"] == [200] * 200
+    assert max(first["peak_threads"], second["peak_threads"]) <= SERVER_THREADS + 4
+    assert second["rss_mb"] - first["rss_mb"] < 50
