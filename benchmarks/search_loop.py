@@ -325,7 +325,7 @@ def main() -> None:
         f"programs drifted to {sum(sizes) / len(sizes):.1f} instructions on average "
         f"(last 1,000: {sum(sizes[-1000:]) / len(sizes[-1000:]):.1f}; seed {sizes[0]})"
     )
-    stats = campaign.evolution.stats
+    stats = campaign.proposer.stats
     print(
         f"statuses {counts}; mutations tried {sum(stats.tried.values())}, invalid {sum(stats.invalid.values())} "
         f"(of which gate rejections {sum(campaign.proposer.rejections.values())}: {campaign.proposer.rejections}), unchanged {sum(stats.unchanged.values())}"

@@ -103,6 +103,13 @@ class BlockPool:
         params = [block] if isinstance(block, torch.Tensor) else list(block.parameters())
         digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in params)).digest()
         randomize_parameters(params, torch.Generator().manual_seed(seed + 1))
+        # float64 from here on: a reassociated sum (another machine's kernels, a reordered
+        # program) moves a float32 output by ~1e-7, enough to cross a quantisation step somewhere
+        # in the probe's outputs; in float64 by ~1e-16, so equal functions hash alike everywhere.
+        if isinstance(block, torch.nn.Parameter):
+            block = torch.nn.Parameter(block.detach().double(), requires_grad=block.requires_grad)
+        else:
+            block = block.double()
         self._blocks[key] = block, digest
         if len(self._blocks) > self.size:
             self._blocks.popitem(last=False)
@@ -118,10 +125,7 @@ class ProbeProgram:
 
     def __init__(self, program: Program, spec: ModelSpec):
         digests: list[bytes] = []
-        # float64: a reassociated sum (another machine's kernels, a reordered program) moves a
-        # float32 output by ~1e-7, enough to cross a quantisation step somewhere in the probe's
-        # outputs; in float64 it moves by ~1e-16, so equal functions hash alike everywhere.
-        self.module = compile_program(spec, program, blocks=_POOL.lenders(digests)).double()
+        self.module = compile_program(spec, program, blocks=_POOL.lenders(digests))
         self.initial = hashlib.sha256(b"".join(digests)).digest()
 
 
