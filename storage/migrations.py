@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from sqlalchemy import Column, Connection, Engine, Integer, Table, inspect, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn
 
 from .schema import METADATA
@@ -80,9 +81,13 @@ def migrate(engine: Engine) -> int:
 
 
 def check_readable(engine: Engine) -> None:
-    """Refuse, for reading, a database written by a newer schema."""
-    with engine.connect() as connection:
-        found = stored_version(connection)
+    """Refuse, for reading, a database written by a newer schema (one query: no reflection on
+    the start-up path of the reading commands)."""
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(select(VERSION.c.version)).scalar_one_or_none()
+    except DBAPIError:  # no version table: empty, or older than versions
+        return
     if found is not None and found > SCHEMA_VERSION:
         raise SchemaError(_newer(found))
 
