@@ -3,6 +3,7 @@ that take the lock up front (see ``repository``'s design rules); other databases
 
 from __future__ import annotations
 
+import os
 import weakref
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def make_engine(url: str, readonly: bool) -> Engine:
                 raise FileNotFoundError(f"no archevo database at {path.resolve()}")
             if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
+            elif not os.access(path.resolve().parent, os.W_OK):
+                # read-only storage (a mount, a finished study's archive): SQLite cannot make its
+                # lock files beside the file, so it is opened immutable, as a file nobody writes
+                parsed = make_url(f"sqlite:///file:{path.resolve()}?mode=ro&immutable=1&uri=true")
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     sqlite_listeners(engine, memory=memory, readonly=readonly)
     return engine
