@@ -57,7 +57,15 @@ def run() -> None:
         from storage import CorruptRecord
 
         if isinstance(error, DatabaseError):
-            typer.echo(f"error: the database cannot be read: {' '.join(str(error.orig).split())[:300]}", err=True)
+            cause = " ".join(str(error.orig).split())[:300]
+            if "full" in cause.lower() or "no space" in cause.lower():  # SQLite; PostgreSQL: "No space left"
+                typer.echo(
+                    f"error: the disk holding the database is full ({cause}): free space, then "
+                    "`archevo search resume NAME` continues a campaign where it stopped",
+                    err=True,
+                )
+            else:
+                typer.echo(f"error: the database failed: {cause}", err=True)
         elif isinstance(error, CorruptRecord):
             typer.echo(f"error: {error}", err=True)
         else:

@@ -1416,3 +1416,31 @@ def test_a_resume_under_an_edited_recipe_is_refused_and_changes_nothing(tmp_path
     with pytest.raises(ValueError, match="the config was edited since"):
         build_campaign(edited, repo, job=fakes.fake_job)
     assert (repo.get_campaign("edited").config, repo.count(stored.id)) == before
+
+
+@pytest.mark.parametrize(
+    "cause, said",
+    [
+        ("database or disk is full", "the disk holding the database is full"),
+        ('could not extend file "base/1/2": No space left on device', "the disk holding the database is full"),
+        ("database disk image is malformed", "the database failed: database disk image is malformed"),
+    ],
+)
+def test_a_database_error_says_what_failed(monkeypatch, capsys, cause, said):
+    """A full disk while a campaign writes is not "cannot be read": it says the disk is full
+    and how to continue; any other database error is one line with its cause."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import cli.main as main
+
+    def failing() -> None:
+        raise OperationalError("INSERT INTO individuals ...", {}, sqlite3.OperationalError(cause))
+
+    monkeypatch.setattr(main, "app", failing)
+    with pytest.raises(SystemExit) as stop:
+        main.run()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "cannot be read" not in err and len(err.strip().splitlines()) == 1
