@@ -42,6 +42,7 @@ from search.hurdles import HurdlePolicy
 from search.worker import run_job
 from storage import FINAL_STATUSES, CampaignBusy, IndividualRecord, Repository
 from tests import fakes
+from tests.console import archevo
 from tests.configs import CORPUS, SPEC, make_config
 from tests.databases import sqlite_only, url_of
 
@@ -1220,12 +1221,7 @@ def test_a_hand_edited_record_is_one_line_not_a_traceback(small_campaign, tmp_pa
         connection.exec_driver_sql("UPDATE individuals SET architecture_json = '{bad' WHERE birth = 3")
     last = max(r.id for r in individuals(Repository(url_of(edited), readonly=True), cid) if r.birth == 3)
     for command in (["show", str(last)], ["top", "small", "-k", "100"]):
-        result = subprocess.run(
-            [sys.executable, "-c", "from cli.main import run; run()", *command, "--db", url_of(edited)],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-        )
+        result = archevo(*command, "--db", url_of(edited))
         assert result.returncode == 2, result.stderr
         assert "stored program does not parse" in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""  # nothing half-printed
@@ -1247,12 +1243,7 @@ def test_text_where_a_number_belongs_and_a_plot_folder_under_a_file_are_one_line
         (["plot", "small", "-o", str(tmp_path / "a-file" / "plots")], "cannot write there"),
     ]:
         target = url_of(db) if command[0] == "plot" else url_of(edited)
-        result = subprocess.run(
-            [sys.executable, "-c", "from cli.main import run; run()", *command, "--db", str(target)],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-        )
+        result = archevo(*command, "--db", target)
         assert result.returncode == 2 and message in result.stderr + result.stdout, result.stderr
         assert "Traceback" not in result.stderr
 

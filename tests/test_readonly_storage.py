@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from storage import Repository
+from tests.console import archevo
 from tests.databases import url_of
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -44,20 +42,7 @@ def read_only_mount(tmp_path):
 
 def test_a_database_on_read_only_storage_is_read(read_only_mount):
     for command in (["status"], ["top", "archived"]):
-        result = subprocess.run(
-            [sys.executable, "-c", "from cli.main import run; run()", *command, "--db", url_of(read_only_mount)],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-        )
+        result = archevo(*command, "--db", url_of(read_only_mount))
         assert result.returncode == 0, result.stderr
         assert "unable to open" not in result.stderr
-    assert (
-        "archived"
-        in subprocess.run(
-            [sys.executable, "-c", "from cli.main import run; run()", "status", "--db", url_of(read_only_mount)],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-        ).stdout
-    )
+    assert "archived" in archevo("status", "--db", url_of(read_only_mount)).stdout
