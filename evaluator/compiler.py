@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from primitives.graph import fusable_attention
 from primitives.interpret import Interpreter
 from primitives.program import Architecture, Instruction, ModelSpec, Program, Subprogram
 from primitives.registry import REGISTRY
@@ -102,7 +103,7 @@ class _ClassBody(Interpreter[ValueType]):
         self.fused: dict[str, tuple[str, ...]] = {}
 
     def run(self, index: int, args, path: str = "") -> dict[str, ValueType]:
-        self.fused = _fusable_attention(self.program.subprograms[index])
+        self.fused = fusable_attention(self.program.subprograms[index])
         return super().run(index, args, path)
 
     def _named(self, sub: Subprogram, i: int, ins: Instruction) -> None:
@@ -139,29 +140,6 @@ class _ClassBody(Interpreter[ValueType]):
                 self.cls.init.append(f"self.{ins.out} = {op.module.format(**context)}")
             self.cls.forward.append(f"{ins.out} = {op.expr.format(**context)}")
         return self.types[ins.out]
-
-
-def _fusable_attention(sub) -> dict[str, tuple[str, ...]]:
-    """attend(causal_softmax(attn_logits(q, k)), v) whose intermediates have no other use →
-    one fused scaled-dot-product call: {attend's name: (q, k, v, logits, softmax)}."""
-    by_name = {ins.out: ins for ins in sub.body}
-    uses: dict[str, int] = {}
-    for ins in sub.body:
-        for name in ins.inputs:
-            uses[name] = uses.get(name, 0) + 1
-    uses[sub.output] = uses.get(sub.output, 0) + 1
-    fused = {}
-    for ins in sub.body:
-        if ins.op != "attend":
-            continue
-        probs = by_name.get(ins.inputs[0])
-        if probs is None or probs.op != "causal_softmax" or uses[probs.out] != 1:
-            continue
-        logits = by_name.get(probs.inputs[0])
-        if logits is None or logits.op != "attn_logits" or uses[logits.out] != 1:
-            continue
-        fused[ins.out] = (*logits.inputs, ins.inputs[1], logits.out, probs.out)
-    return fused
 
 
 def _model_sources(spec: ModelSpec, architecture: Architecture) -> list[str]:

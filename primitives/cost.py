@@ -17,6 +17,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from .graph import fusable_attention
 from .interpret import Interpreter
 from .program import Architecture, Instruction, ModelSpec, Program, Subprogram
 from .registry import REGISTRY, OpDef
@@ -60,19 +61,34 @@ class _Costing(Interpreter[ValueType]):
         super().__init__(program)
         self.spec = spec
         self.ops: list[tuple[OpDef, list[int], int, dict]] = []
+        self.kept = 0  # elements per token that autograd keeps for backward (memory, not FLOPs)
+        self._fused: dict[int, tuple[dict[str, tuple[str, ...]], set[str]]] = {}
 
     def op(self, sub: Subprogram, i: int, ins: Instruction, inputs: list[ValueType], path: str) -> ValueType:
         op = REGISTRY[ins.op]
         out = op.infer(inputs, ins.attrs)
-        self.ops.append((op, [_elements(a, self.spec) for a in inputs], _elements(out, self.spec), ins.attrs))
+        elements = _elements(out, self.spec)
+        self.ops.append((op, [_elements(a, self.spec) for a in inputs], elements, ins.attrs))
+        if id(sub) not in self._fused:
+            fused = fusable_attention(sub)
+            self._fused[id(sub)] = fused, {name for group in fused.values() for name in group[3:]}
+        fused, maps = self._fused[id(sub)]
+        if ins.out in fused:  # the fused kernel keeps its output and a log-sum-exp per head
+            self.kept += elements + self.spec.n_heads
+        elif ins.out not in maps:  # its attention maps are never materialised
+            self.kept += elements
         return out
+
+
+def _walk(program: Program, spec: ModelSpec) -> _Costing:
+    costing = _Costing(program, spec)
+    costing.run(0, [seq(MODEL_UNITS)])
+    return costing
 
 
 def _ops(program: Program, spec: ModelSpec) -> list[tuple[OpDef, list[int], int, dict]]:
     """Every primitive op one run of ``program`` (from the residual stream) performs."""
-    costing = _Costing(program, spec)
-    costing.run(0, [seq(MODEL_UNITS)])
-    return costing.ops
+    return _walk(program, spec).ops
 
 
 def _runs(spec: ModelSpec, architecture: Architecture) -> Counter[str]:
@@ -136,8 +152,9 @@ def training_memory_bytes(spec: ModelSpec, architecture: Architecture, batch_siz
     """A rough upper estimate of one AdamW step's memory (fp32), to refuse an absurd request
     (a million layers, sequences of 10⁶) before anything is allocated: parameters, gradients
     and two moments, plus the activations autograd keeps, every instruction's output counted
-    (attention maps at heads × seq_len per token) and the logits three times."""
+    (attention maps at heads × seq_len per token, except inside the fused attention kernel,
+    which never materialises them) and the logits three times."""
     places, programs = _runs(spec, architecture), architecture.programs()
-    kept = sum(count * sum(d_out for _, _, d_out, _ in _ops(programs[place], spec)) for place, count in places.items())
+    kept = sum(count * _walk(programs[place], spec).kept for place, count in places.items())
     per_token = kept + 3 * spec.vocab_size + 2 * spec.d_model
     return 4.0 * (4 * parameter_count(spec, architecture) + batch_size * spec.seq_len * per_token)

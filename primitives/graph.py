@@ -233,3 +233,27 @@ def _canonical_body(sub: Subprogram, callee_hash: dict[str, str]) -> Subprogram:
         graph.add_edges_from((name, ins.out) for name in inputs if name in by_name)
     order = nx.lexicographical_topological_sort(graph, key=lambda name: (local[name], name))
     return sub.model_copy(update={"body": [by_name[name] for name in order]})
+
+
+def fusable_attention(sub: Subprogram) -> dict[str, tuple[str, ...]]:
+    """attend(causal_softmax(attn_logits(q, k)), v) whose intermediates have no other use: what
+    the compiler runs as one fused scaled-dot-product call, whose attention maps are never kept
+    (the cost model's memory estimate counts them so): {attend's name: (q, k, v, logits, softmax)}."""
+    by_name = {ins.out: ins for ins in sub.body}
+    uses: dict[str, int] = {}
+    for ins in sub.body:
+        for name in ins.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    uses[sub.output] = uses.get(sub.output, 0) + 1
+    fused = {}
+    for ins in sub.body:
+        if ins.op != "attend":
+            continue
+        probs = by_name.get(ins.inputs[0])
+        if probs is None or probs.op != "causal_softmax" or uses[probs.out] != 1:
+            continue
+        logits = by_name.get(probs.inputs[0])
+        if logits is None or logits.op != "attn_logits" or uses[logits.out] != 1:
+            continue
+        fused[ins.out] = (*logits.inputs, ins.inputs[1], logits.out, probs.out)
+    return fused

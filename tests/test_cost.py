@@ -59,3 +59,21 @@ def test_elementwise_work_is_not_free():
     y = b.add("x", b.cumsum(b.tanh("x")))
     cost = program_flops(Program(subprograms=[b.build(y)]), spec)
     assert cost == Flops(matmul=0, other=3 * spec.d_model)
+
+
+@pytest.mark.parametrize("heads", [4, 16])
+@pytest.mark.parametrize("name", ["transformer", "primer_ez"])
+def test_the_memory_estimate_bounds_a_step_without_counting_maps_the_fused_kernel_never_makes(name, heads):
+    """An upper estimate, close: the fused attention kernel never materialises its heads ×
+    seq_len maps per token, which the estimate once counted (11× too high at 16 heads)."""
+    import torch
+
+    from evaluator.train import step_memory_bytes
+    from primitives.cost import training_memory_bytes
+
+    spec = ModelSpec(vocab_size=1024, d_model=256, n_layers=2, n_heads=heads, seq_len=256)
+    architecture = seed(name, spec)
+    torch.manual_seed(0)
+    batch = torch.randint(1024, (8, 257))
+    ratio = training_memory_bytes(spec, architecture, 8) / step_memory_bytes(compile_model(spec, architecture), batch)
+    assert 1.0 <= ratio <= 1.5, ratio
