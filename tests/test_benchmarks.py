@@ -73,3 +73,23 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert "compiled" in (tmp_path / "throughput.txt").read_text()
     assert "× 2:" in (tmp_path / "packing.txt").read_text()
     assert "2/3 done" in (tmp_path / "search.txt").read_text() or "3/3 done" in (tmp_path / "search.txt").read_text()
+
+
+def test_the_search_loop_benchmark_runs(tmp_path):
+    """`benchmarks/search_loop.py` at 60 individuals (seconds): it had stopped running once
+    unnoticed (it read mutation stats where they no longer lived); its figures must still come."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "loop.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "search_loop.py"), "--individuals", "60", "--trace-window", "0"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "individuals per CPU second" in done.stdout and json.loads(out.read_text())
