@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 from .campaigns import compare, dashboard, export, plot, search, show, status, top
 from .config import config
@@ -55,8 +58,15 @@ def run() -> None:
         from sqlalchemy.exc import DatabaseError  # loaded already by any command that read a database
 
         from storage import CorruptRecord
+        from storage.engine_setup import ReadOnlyStorage
 
-        if isinstance(error, DatabaseError):
+        if isinstance(error, ReadOnlyStorage):
+            # Out at once: closing SQLite's connections would touch the read-only WAL index
+            # (SIGBUS); the committed rows need nothing more.
+            typer.echo(f"error: {error}", err=True)
+            sys.stdout.flush()
+            os._exit(2)
+        elif isinstance(error, DatabaseError):
             cause = " ".join(str(error.orig).split())[:300]
             if "full" in cause.lower() or "no space" in cause.lower():  # SQLite; PostgreSQL: "No space left"
                 typer.echo(

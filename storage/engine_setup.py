@@ -14,6 +14,33 @@ from sqlalchemy.pool import StaticPool
 BUSY_TIMEOUT_MS = 30_000
 
 
+class ReadOnlyStorage(RuntimeError):
+    """The database's files stopped being writable while a writer had them open."""
+
+
+def sqlite_files(url: str) -> list[str]:
+    """The files of a SQLite database at ``url`` (the database, its WAL and WAL index); none for
+    an in-memory or non-SQLite one."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return []
+    path = str(Path(database.removeprefix("file:")).resolve())
+    return [path, f"{path}-wal", f"{path}-shm"]
+
+
+def check_writable(files: list[str]) -> None:
+    """Refuse a write once the database's files cannot be written (made read-only or immutable
+    while in use): SQLite would fault on its memory-mapped WAL index (SIGBUS) and kill the
+    process; this says so before a connection is touched, every committed row intact."""
+    for name in files:
+        if not os.access(name, os.W_OK) and os.path.exists(name):
+            raise ReadOnlyStorage(
+                f"the database file {name} can no longer be written (made read-only while in use): every result "
+                "recorded so far is kept; make it writable again and `archevo search resume NAME` continues"
+            )
+
+
 def sqlite_listeners(engine: Engine, *, memory: bool, readonly: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:

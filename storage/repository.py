@@ -95,6 +95,7 @@ class Repository:
         self._memory = isinstance(self._engine.pool, StaticPool)
         self._local = threading.local()  # the connection of this thread's open batch()
         self._write_engine = self._engine.execution_options(archevo_write=True)
+        self._files = [] if readonly else engine_setup.sqlite_files(url)  # checked before each write
         if hasattr(os, "register_at_fork"):
             engine_ref = weakref.ref(self._engine)
             os.register_at_fork(after_in_child=lambda: engine_setup.dispose_after_fork(engine_ref))
@@ -132,6 +133,7 @@ class Repository:
         complete). A no-op elsewhere and for read-only repositories."""
         if self.readonly or self._engine.dialect.name != "sqlite" or self._memory:
             return
+        engine_setup.check_writable(self._files)
         with self._engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -176,6 +178,7 @@ class Repository:
         if shared is not None:
             yield shared
             return
+        engine_setup.check_writable(self._files)
         with self._write_engine.begin() as connection:
             yield connection
 
